@@ -1,0 +1,51 @@
+# Service-mesh observability demo: two Rust services, Helm charts, a kind cluster with Istio.
+# `make` (or `make help`) lists the targets. Every variable set with ?= can be overridden:
+#   make run FRONT_END_PORT=9090
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+CARGO ?= cargo
+# Python virtual environment for the deployment checks and linters (tests/requirements.txt).
+VENV ?= .venv
+PYTHON ?= python3
+
+FRONT_END_PORT ?= 8080
+BUSINESS_LOGIC_PORT ?= 8081
+
+##@ Help
+.PHONY: help
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make \033[36m<target>\033[0m\n"} \
+	  /^[a-zA-Z0-9_-]+:.*?##/ { printf "  \033[36m%-22s\033[0m %s\n", $$1, $$2 } \
+	  /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+
+##@ Run locally (no Docker, no cluster)
+.PHONY: run-business-logic
+run-business-logic: ## Run business-logic on BUSINESS_LOGIC_PORT (SQLite file, no set-up)
+	PORT=$(BUSINESS_LOGIC_PORT) $(CARGO) run -p business-logic
+
+##@ Test and lint
+.PHONY: test
+test: test-rust ## Run every test: Rust (SQLite, and PostgreSQL when TEST_DATABASE_URL is set)
+
+.PHONY: test-rust
+test-rust: ## Rust unit and integration tests (cargo nextest)
+	$(CARGO) nextest run --workspace --no-fail-fast
+
+.PHONY: test-deploy
+test-deploy: $(VENV)/.installed ## Chart, manifest and cluster-script checks (pytest)
+	$(VENV)/bin/pytest -q tests
+
+$(VENV)/.installed: tests/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -r tests/requirements.txt
+	touch $@
+
+.PHONY: lint
+lint: ## cargo fmt --check and clippy -D warnings
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+-include mk/*.mk

@@ -1,0 +1,215 @@
+//! Storage: one small repository type over SQLite or PostgreSQL, chosen at
+//! run time from `DATABASE_URL`. Every query runs in a client span.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+use sqlx::{PgPool, SqlitePool};
+use tracing::Instrument;
+
+use crate::settings::{Settings, redact};
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// How long a request waits for a pooled connection before it gets a 503.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One catalog item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct Item {
+    pub sku: String,
+    pub name: String,
+    pub category: String,
+    pub price_cents: i64,
+    pub stock: i64,
+}
+
+/// Stock figures of one category, aggregated by the database.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct CategoryStock {
+    pub category: String,
+    pub items: i64,
+    pub units_in_stock: i64,
+    pub inventory_value_cents: i64,
+    pub price_total_cents: i64,
+}
+
+#[derive(Debug, Clone)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs the same statement on whichever pool is configured.
+macro_rules! on_pool {
+    ($pool:expr, $p:ident => $body:expr) => {
+        match $pool {
+            Pool::Sqlite($p) => $body,
+            Pool::Postgres($p) => $body,
+        }
+    };
+}
+
+/// The database: a lazily connected pool plus whether migrations have run.
+#[derive(Debug, Clone)]
+pub struct Database {
+    pool: Pool,
+    migrated: Arc<AtomicBool>,
+}
+
+impl Database {
+    /// Creates the pool without connecting: the service starts (and answers
+    /// `/healthz`) even while the database is still coming up.
+    pub fn connect_lazy(settings: &Settings) -> anyhow::Result<Self> {
+        let url = &settings.database_url;
+        let invalid =
+            |e: sqlx::Error| anyhow::anyhow!("DATABASE_URL={:?} is not valid: {e}", redact(url));
+        let pool = if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)
+                .map_err(invalid)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .busy_timeout(Duration::from_secs(5));
+            Pool::Sqlite(
+                SqlitePoolOptions::new()
+                    .max_connections(settings.database_max_connections)
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .connect_lazy_with(options),
+            )
+        } else {
+            let options = PgConnectOptions::from_str(url).map_err(invalid)?;
+            Pool::Postgres(
+                PgPoolOptions::new()
+                    .max_connections(settings.database_max_connections)
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .connect_lazy_with(options),
+            )
+        };
+        Ok(Self {
+            pool,
+            migrated: Arc::default(),
+        })
+    }
+
+    /// `sqlite` or `postgresql`, as OpenTelemetry's `db.system.name` spells them.
+    pub fn system(&self) -> &'static str {
+        match self.pool {
+            Pool::Sqlite(_) => "sqlite",
+            Pool::Postgres(_) => "postgresql",
+        }
+    }
+
+    /// Applies the embedded migrations (which also seed the catalog).
+    /// PostgreSQL's migrator holds an advisory lock, so replicas starting
+    /// together apply them once.
+    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        match &self.pool {
+            Pool::Sqlite(p) => SQLITE_MIGRATIONS.run(p).await,
+            Pool::Postgres(p) => POSTGRES_MIGRATIONS.run(p).await,
+        }?;
+        self.migrated.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Migrates, retrying with exponential backoff (100 ms doubling up to
+    /// 5 s) until the database answers. Runs in the background at start-up.
+    pub async fn migrate_with_retry(&self) {
+        let mut backoff = Duration::from_millis(100);
+        let mut attempt = 1u32;
+        loop {
+            match self.migrate().await {
+                Ok(()) => {
+                    tracing::info!(
+                        db.system.name = self.system(),
+                        attempt,
+                        "database ready: migrations applied"
+                    );
+                    return;
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        db.system.name = self.system(),
+                        attempt,
+                        retry_in_ms = backoff.as_millis() as u64,
+                        error = %error,
+                        "database not ready; retrying"
+                    );
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    /// Ready means migrated and answering a trivial query now.
+    pub async fn is_ready(&self) -> bool {
+        if !self.migrated.load(Ordering::Acquire) {
+            return false;
+        }
+        let ping = async {
+            on_pool!(&self.pool, p => sqlx::query("SELECT 1").execute(p).await.map(|_| ()))
+        };
+        matches!(
+            tokio::time::timeout(Duration::from_secs(1), ping).await,
+            Ok(Ok(()))
+        )
+    }
+
+    /// An indexed read: the item with this SKU (unique index).
+    pub async fn item_by_sku(&self, sku: &str) -> Result<Option<Item>, sqlx::Error> {
+        const SQL: &str =
+            "SELECT sku, name, category, price_cents, stock FROM catalog_items WHERE sku = $1";
+        let query = async {
+            on_pool!(&self.pool, p => sqlx::query_as::<_, Item>(SQL).bind(sku).fetch_optional(p).await)
+        };
+        query
+            .instrument(self.client_span("SELECT catalog_items", SQL))
+            .await
+    }
+
+    /// The whole catalog aggregated per category: the slow endpoint's dataset.
+    pub async fn stock_by_category(&self) -> Result<Vec<CategoryStock>, sqlx::Error> {
+        // CAST keeps PostgreSQL's SUM(bigint) (numeric) and SQLite's integer alike.
+        const SQL: &str = "SELECT category, \
+                CAST(COUNT(*) AS BIGINT) AS items, \
+                CAST(SUM(stock) AS BIGINT) AS units_in_stock, \
+                CAST(SUM(price_cents * stock) AS BIGINT) AS inventory_value_cents, \
+                CAST(SUM(price_cents) AS BIGINT) AS price_total_cents \
+            FROM catalog_items GROUP BY category ORDER BY category";
+        let query = async {
+            on_pool!(&self.pool, p => sqlx::query_as::<_, CategoryStock>(SQL).fetch_all(p).await)
+        };
+        query
+            .instrument(self.client_span("SELECT catalog_items", SQL))
+            .await
+    }
+
+    /// How many items the catalog holds.
+    pub async fn item_count(&self) -> Result<i64, sqlx::Error> {
+        const SQL: &str = "SELECT COUNT(*) FROM catalog_items";
+        let query = async {
+            on_pool!(&self.pool, p => sqlx::query_scalar::<_, i64>(SQL).fetch_one(p).await)
+        };
+        query
+            .instrument(self.client_span("SELECT catalog_items", SQL))
+            .await
+    }
+
+    fn client_span(&self, name: &'static str, statement: &'static str) -> tracing::Span {
+        tracing::info_span!(
+            "db.query",
+            otel.name = name,
+            otel.kind = "client",
+            db.system.name = self.system(),
+            db.query.text = statement,
+        )
+    }
+}

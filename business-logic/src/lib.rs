@@ -1,0 +1,9 @@
+//! business-logic: deliberately slow and fast endpoints doing real work on a
+//! database (SQLite or PostgreSQL), with traces, logs and metrics that make
+//! the slowness easy to find.
+
+pub mod db;
+pub mod problem;
+pub mod routes;
+pub mod settings;
+pub mod startup;

@@ -1,0 +1,106 @@
+//! API errors as RFC 7807 `application/problem+json` responses. Turning an
+//! error into a response has no side effects; the request middleware logs it
+//! (with its cause) once. Bodies never carry internal error text.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{ALLOW, CONTENT_TYPE};
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
+use serde::Serialize;
+
+/// Everything an endpoint can answer besides success.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A query parameter is malformed, out of range, repeated or unknown.
+    #[error("invalid query: {0}")]
+    InvalidQuery(String),
+    /// The thing asked for does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// No route has this path.
+    #[error("no route for {0}")]
+    NoRoute(String),
+    /// The route exists but not for this method.
+    #[error("method {method} not allowed; allowed: {allow}")]
+    MethodNotAllowed { method: String, allow: &'static str },
+    /// The database did not answer (not up yet, restarting, pool exhausted).
+    #[error("database unavailable")]
+    DatabaseUnavailable(#[source] sqlx::Error),
+    /// Anything else; details go to the log only.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        match error {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed => Self::DatabaseUnavailable(error),
+            other => Self::Internal(other.into()),
+        }
+    }
+}
+
+/// The problem document (RFC 7807 §3.1), plus the trace id to look it up.
+#[derive(Debug, Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    title: &'a str,
+    status: u16,
+    detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace_id: Option<String>,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::InvalidQuery(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound(_) | Self::NoRoute(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let detail = match self {
+            Self::DatabaseUnavailable(_) => {
+                "The database is not answering; try again shortly.".to_owned()
+            }
+            Self::Internal(_) => "Something went wrong; the trace id finds the details.".to_owned(),
+            other => other.to_string(),
+        };
+        let body = Problem {
+            kind: "about:blank",
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            detail,
+            trace_id: telemetry::current_trace_id(),
+        };
+        let mut response = HttpResponse::build(status);
+        response.insert_header((CONTENT_TYPE, "application/problem+json"));
+        if let Self::MethodNotAllowed { allow, .. } = self {
+            response.insert_header((ALLOW, *allow));
+        }
+        response.json(body)
+    }
+}
+
+/// Default service for unknown paths.
+pub async fn no_route(request: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NoRoute(request.path().to_owned()))
+}
+
+/// Default service of a GET-only resource.
+pub async fn get_only(request: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed {
+        method: request.method().to_string(),
+        allow: "GET",
+    })
+}

@@ -1,0 +1,205 @@
+//! Settings, read once from the environment and validated. Nothing else in
+//! the service reads environment variables.
+
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Serialized};
+use serde::{Deserialize, Serialize};
+use telemetry::TelemetrySettings;
+
+/// The default `OTEL_SERVICE_NAME`.
+pub const SERVICE_NAME: &str = "business-logic";
+
+/// The upper bound for the slow endpoint's delay, from the setting or `?delay_ms=`.
+pub const MAX_DELAY_MS: u64 = 60_000;
+
+/// Everything the service can be told; field names are the environment
+/// variables, lower-cased.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Settings {
+    /// `HOST`: address to listen on.
+    pub host: String,
+    /// `PORT`: port to listen on (0 picks a free one).
+    pub port: u16,
+    /// `DATABASE_URL`: `sqlite://FILE` (created if missing) or `postgres://…`.
+    pub database_url: String,
+    /// `DATABASE_MAX_CONNECTIONS`: connection pool size.
+    pub database_max_connections: u32,
+    /// `SLOW_ENDPOINT_DELAY_MS`: default delay of `/slow-endpoint`.
+    pub slow_endpoint_delay_ms: u64,
+    /// `SHUTDOWN_GRACE_PERIOD_SECS`: how long in-flight requests may finish after SIGTERM.
+    pub shutdown_grace_period_secs: u64,
+    /// `OTEL_*`, `RUST_LOG`, `LOG_FORMAT`, `METRICS_ENABLED`, read by the
+    /// telemetry crate (serde's `flatten` would lose the variable names in
+    /// error messages).
+    #[serde(skip)]
+    pub telemetry: TelemetrySettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            host: "0.0.0.0".into(),
+            port: 8081,
+            database_url: "sqlite://business-logic.db".into(),
+            database_max_connections: 10,
+            slow_endpoint_delay_ms: 3000,
+            shutdown_grace_period_secs: 20,
+            telemetry: TelemetrySettings::with_service_name(SERVICE_NAME),
+        }
+    }
+}
+
+const ENV_VARS: &[&str] = &[
+    "HOST",
+    "PORT",
+    "DATABASE_URL",
+    "DATABASE_MAX_CONNECTIONS",
+    "SLOW_ENDPOINT_DELAY_MS",
+    "SHUTDOWN_GRACE_PERIOD_SECS",
+];
+
+impl Settings {
+    /// Reads the environment over the defaults and validates the result. The
+    /// error names the variable, the value and what is allowed.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let mut settings: Self = Figment::from(Serialized::defaults(Self::default()))
+            .merge(Env::raw().only(ENV_VARS))
+            .extract()
+            .map_err(|e| anyhow::anyhow!("invalid setting: {e}"))?;
+        settings.telemetry = TelemetrySettings::from_env(SERVICE_NAME)?;
+        settings.validate().map_err(anyhow::Error::msg)?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.slow_endpoint_delay_ms > MAX_DELAY_MS {
+            return Err(format!(
+                "SLOW_ENDPOINT_DELAY_MS={} is out of range; allowed: 0 to {MAX_DELAY_MS}",
+                self.slow_endpoint_delay_ms
+            ));
+        }
+        if !(1..=100).contains(&self.database_max_connections) {
+            return Err(format!(
+                "DATABASE_MAX_CONNECTIONS={} is out of range; allowed: 1 to 100",
+                self.database_max_connections
+            ));
+        }
+        if !(self.database_url.starts_with("sqlite:")
+            || self.database_url.starts_with("postgres://")
+            || self.database_url.starts_with("postgresql://"))
+        {
+            return Err(format!(
+                "DATABASE_URL={:?} is not supported; allowed: sqlite://FILE or postgres://USER:PASSWORD@HOST:PORT/DB",
+                redact(&self.database_url)
+            ));
+        }
+        if self.shutdown_grace_period_secs > 3600 {
+            return Err(format!(
+                "SHUTDOWN_GRACE_PERIOD_SECS={} is out of range; allowed: 0 to 3600",
+                self.shutdown_grace_period_secs
+            ));
+        }
+        Ok(())
+    }
+
+    /// The default delay of the slow endpoint.
+    pub fn slow_delay(&self) -> Duration {
+        Duration::from_millis(self.slow_endpoint_delay_ms)
+    }
+}
+
+/// A database URL with any password replaced, fit for logs and errors.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    #[allow(clippy::result_large_err)] // figment::Jail's signature, not ours
+    fn load(vars: &[(&str, &str)]) -> Result<Settings, String> {
+        let mut out = Err(String::new());
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            for (k, v) in vars {
+                jail.set_env(k, v);
+            }
+            out = Settings::from_env().map_err(|e| e.to_string());
+            Ok(())
+        });
+        out
+    }
+
+    #[test]
+    fn defaults_need_no_configuration() {
+        let s = load(&[]).expect("defaults are valid");
+        assert_eq!(s.port, 8081);
+        assert_eq!(s.slow_endpoint_delay_ms, 3000);
+        assert_eq!(s.database_url, "sqlite://business-logic.db");
+        assert_eq!(s.telemetry.otel_service_name, "business-logic");
+    }
+
+    #[test]
+    fn environment_overrides_defaults() {
+        let s = load(&[
+            ("PORT", "9000"),
+            ("SLOW_ENDPOINT_DELAY_MS", "250"),
+            ("OTEL_TRACES_EXPORTER", "otlp"),
+            ("LOG_FORMAT", "json"),
+            ("METRICS_ENABLED", "false"),
+        ])
+        .expect("valid");
+        assert_eq!(s.port, 9000);
+        assert_eq!(s.slow_endpoint_delay_ms, 250);
+        assert_eq!(
+            s.telemetry.otel_traces_exporter,
+            telemetry::TracesExporter::Otlp
+        );
+        assert_eq!(s.telemetry.log_format, telemetry::LogFormat::Json);
+        assert!(!s.telemetry.metrics_enabled);
+    }
+
+    #[test]
+    fn a_bad_value_names_the_variable_the_value_and_what_is_allowed() {
+        let e = load(&[("SLOW_ENDPOINT_DELAY_MS", "999999")]).unwrap_err();
+        assert!(e.contains("SLOW_ENDPOINT_DELAY_MS=999999"), "{e}");
+        assert!(e.contains("allowed: 0 to 60000"), "{e}");
+
+        let e = load(&[("SLOW_ENDPOINT_DELAY_MS", "soon")]).unwrap_err();
+        assert!(e.contains("SLOW_ENDPOINT_DELAY_MS"), "{e}");
+        assert!(e.contains("soon"), "{e}");
+
+        let e = load(&[("OTEL_TRACES_EXPORTER", "jaeger")]).unwrap_err();
+        assert!(e.contains("OTEL_TRACES_EXPORTER"), "{e}");
+        assert!(e.contains("zipkin"), "{e}");
+
+        let e = load(&[("DATABASE_URL", "mysql://root:hunter2@db/x")]).unwrap_err();
+        assert!(e.contains("DATABASE_URL"), "{e}");
+        assert!(!e.contains("hunter2"), "password leaked: {e}");
+
+        let e = load(&[("OTEL_EXPORTER_ZIPKIN_ENDPOINT", "zipkin:9411")]).unwrap_err();
+        assert!(e.contains("OTEL_EXPORTER_ZIPKIN_ENDPOINT"), "{e}");
+    }
+
+    #[test]
+    fn redact_hides_only_the_password() {
+        assert_eq!(
+            redact("postgres://app:secret@db:5432/app"),
+            "postgres://app:***@db:5432/app"
+        );
+        assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
+    }
+}

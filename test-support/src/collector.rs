@@ -1,0 +1,348 @@
+//! A stand-in for Jaeger's span receivers: `POST /api/v2/spans` (Zipkin v2
+//! JSON) and `POST /v1/traces` (OTLP/HTTP protobuf). Every span is checked
+//! against the published format; a span that does not conform is recorded as
+//! an error and the request gets a 400, as a real collector would answer.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+use serde_json::Value;
+
+/// One received span, in Zipkin terms (OTLP spans are converted).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Span {
+    pub trace_id: String,
+    pub id: String,
+    pub parent_id: Option<String>,
+    /// `SERVER`, `CLIENT`, … or `None` for internal spans.
+    pub kind: Option<String>,
+    pub name: String,
+    pub service_name: String,
+    pub timestamp_us: u64,
+    pub duration_us: u64,
+    pub tags: serde_json::Map<String, Value>,
+    /// `zipkin` or `otlp`.
+    pub protocol: &'static str,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    spans: Mutex<Vec<Span>>,
+    errors: Mutex<Vec<String>>,
+}
+
+/// The collector; stops when dropped.
+#[derive(Debug)]
+pub struct Collector {
+    addr: SocketAddr,
+    state: Arc<State>,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl Collector {
+    /// Starts on a free loopback port, on its own thread and runtime.
+    pub fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(State::default());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let server_state = state.clone();
+        std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let data = web::Data::from(server_state);
+                let server = HttpServer::new(move || {
+                    App::new()
+                        .app_data(data.clone())
+                        .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
+                        .route("/api/v2/spans", web::post().to(zipkin))
+                        .route("/v1/traces", web::post().to(otlp))
+                })
+                .workers(1)
+                .disable_signals()
+                .listen(listener)
+                .unwrap()
+                .run();
+                tx.send(server.handle()).unwrap();
+                server.await
+            })
+        });
+        let handle = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        Self {
+            addr,
+            state,
+            handle,
+        }
+    }
+
+    /// The URL to give `OTEL_EXPORTER_ZIPKIN_ENDPOINT`.
+    pub fn zipkin_endpoint(&self) -> String {
+        format!("http://{}/api/v2/spans", self.addr)
+    }
+
+    /// The URL to give `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub fn otlp_endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every span received so far.
+    pub fn spans(&self) -> Vec<Span> {
+        self.state.spans.lock().unwrap().clone()
+    }
+
+    /// Format violations seen so far (should stay empty).
+    pub fn errors(&self) -> Vec<String> {
+        self.state.errors.lock().unwrap().clone()
+    }
+
+    /// Waits (bounded) until the spans of `trace_id` satisfy `done`, and
+    /// returns them; panics with what did arrive otherwise.
+    pub fn wait_for_trace(
+        &self,
+        trace_id: &str,
+        limit: Duration,
+        done: impl Fn(&[Span]) -> bool,
+    ) -> Vec<Span> {
+        let found = crate::wait_until(limit, || {
+            let spans: Vec<Span> = self
+                .spans()
+                .into_iter()
+                .filter(|s| s.trace_id == trace_id)
+                .collect();
+            done(&spans).then_some(spans)
+        });
+        let errors = self.errors();
+        assert!(
+            errors.is_empty(),
+            "malformed spans reached the collector: {errors:#?}"
+        );
+        found.unwrap_or_else(|| {
+            panic!(
+                "trace {trace_id} incomplete after {limit:?}; received: {:#?}",
+                self.spans()
+            )
+        })
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        drop(self.handle.stop(false));
+    }
+}
+
+fn is_hex(s: &str, len: usize) -> bool {
+    s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Checks one Zipkin v2 span (zipkin-api `zipkin2-api.yaml`, `Span`).
+fn zipkin_span(value: &Value) -> Result<Span, String> {
+    let field = |name: &str| value.get(name);
+    let string = |name: &str| -> Result<String, String> {
+        field(name)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| format!("`{name}` missing or not a string in {value}"))
+    };
+    let trace_id = string("traceId")?;
+    if !is_hex(&trace_id, 32) {
+        return Err(format!(
+            "traceId {trace_id:?} is not 32 lower-case hex digits"
+        ));
+    }
+    let id = string("id")?;
+    if !is_hex(&id, 16) {
+        return Err(format!("id {id:?} is not 16 lower-case hex digits"));
+    }
+    let parent_id = match field("parentId") {
+        None => None,
+        Some(Value::String(p)) if is_hex(p, 16) => Some(p.clone()),
+        Some(other) => return Err(format!("parentId {other} is not 16 hex digits")),
+    };
+    let kind = match field("kind") {
+        None => None,
+        Some(Value::String(k))
+            if ["CLIENT", "SERVER", "PRODUCER", "CONSUMER"].contains(&k.as_str()) =>
+        {
+            Some(k.clone())
+        }
+        Some(other) => return Err(format!("kind {other} is not a Zipkin span kind")),
+    };
+    let name = string("name")?;
+    let micros = |name: &str| -> Result<u64, String> {
+        field(name)
+            .and_then(Value::as_u64)
+            .ok_or_else(|| format!("`{name}` missing or not an integer number of microseconds"))
+    };
+    let timestamp_us = micros("timestamp")?;
+    // Microseconds since the epoch: after 2020 and not nanoseconds.
+    if !(1_577_836_800_000_000..4_102_444_800_000_000).contains(&timestamp_us) {
+        return Err(format!(
+            "timestamp {timestamp_us} is not epoch microseconds"
+        ));
+    }
+    let duration_us = micros("duration")?;
+    let service_name = field("localEndpoint")
+        .and_then(|e| e.get("serviceName"))
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| format!("localEndpoint.serviceName missing in {value}"))?
+        .to_owned();
+    let tags = match field("tags") {
+        None => serde_json::Map::new(),
+        Some(Value::Object(tags)) if tags.values().all(Value::is_string) => tags.clone(),
+        Some(other) => return Err(format!("tags {other} is not a map of strings")),
+    };
+    Ok(Span {
+        trace_id,
+        id,
+        parent_id,
+        kind,
+        name,
+        service_name,
+        timestamp_us,
+        duration_us,
+        tags,
+        protocol: "zipkin",
+    })
+}
+
+async fn zipkin(state: web::Data<State>, body: web::Bytes) -> HttpResponse {
+    let parsed: Result<Vec<Span>, String> = serde_json::from_slice::<Value>(&body)
+        .map_err(|e| format!("body is not JSON: {e}"))
+        .and_then(|v| match v {
+            Value::Array(spans) => spans.iter().map(zipkin_span).collect(),
+            other => Err(format!("body is not a JSON array of spans: {other}")),
+        });
+    record(&state, parsed)
+}
+
+async fn otlp(
+    state: web::Data<State>,
+    request: actix_web::HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    let content_type = request
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let parsed = if content_type != "application/x-protobuf" {
+        Err(format!(
+            "OTLP content-type {content_type:?}, expected application/x-protobuf"
+        ))
+    } else {
+        ExportTraceServiceRequest::decode(body.as_ref())
+            .map_err(|e| format!("not an ExportTraceServiceRequest: {e}"))
+            .and_then(otlp_spans)
+    };
+    record(&state, parsed)
+}
+
+fn otlp_spans(request: ExportTraceServiceRequest) -> Result<Vec<Span>, String> {
+    let mut out = Vec::new();
+    for resource_spans in request.resource_spans {
+        let service_name = resource_spans
+            .resource
+            .iter()
+            .flat_map(|r| &r.attributes)
+            .find(|kv| kv.key == "service.name")
+            .and_then(|kv| kv.value.as_ref())
+            .and_then(|v| match &v.value {
+                Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s)) => {
+                    Some(s.clone())
+                }
+                _ => None,
+            })
+            .ok_or("resource without service.name")?;
+        for span in resource_spans.scope_spans.into_iter().flat_map(|s| s.spans) {
+            let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+            if span.trace_id.len() != 16 || span.span_id.len() != 8 {
+                return Err(format!("span {:?} has malformed ids", span.name));
+            }
+            let kind = match span.kind {
+                2 => Some("SERVER"),
+                3 => Some("CLIENT"),
+                4 => Some("PRODUCER"),
+                5 => Some("CONSUMER"),
+                _ => None,
+            };
+            out.push(Span {
+                trace_id: hex(&span.trace_id),
+                id: hex(&span.span_id),
+                parent_id: (!span.parent_span_id.is_empty()).then(|| hex(&span.parent_span_id)),
+                kind: kind.map(str::to_owned),
+                name: span.name,
+                service_name: service_name.clone(),
+                timestamp_us: span.start_time_unix_nano / 1000,
+                duration_us: span
+                    .end_time_unix_nano
+                    .saturating_sub(span.start_time_unix_nano)
+                    / 1000,
+                tags: serde_json::Map::new(),
+                protocol: "otlp",
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn record(state: &State, parsed: Result<Vec<Span>, String>) -> HttpResponse {
+    match parsed {
+        Ok(spans) => {
+            state.spans.lock().unwrap().extend(spans);
+            HttpResponse::Accepted().finish()
+        }
+        Err(error) => {
+            state.errors.lock().unwrap().push(error.clone());
+            HttpResponse::BadRequest().body(error)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn good() -> Value {
+        json!({
+            "traceId": "0af7651916cd43dd8448eb211c80319c",
+            "id": "b7ad6b7169203331",
+            "parentId": "00f067aa0ba902b7",
+            "kind": "SERVER",
+            "name": "get /slow-endpoint",
+            "timestamp": 1_764_000_000_000_000u64,
+            "duration": 3_000_123u64,
+            "localEndpoint": {"serviceName": "business-logic"},
+            "tags": {"http.status_code": "200"}
+        })
+    }
+
+    #[test]
+    fn a_conforming_span_is_accepted() {
+        let span = zipkin_span(&good()).unwrap();
+        assert_eq!(span.kind.as_deref(), Some("SERVER"));
+        assert_eq!(span.service_name, "business-logic");
+    }
+
+    #[test]
+    fn malformed_spans_are_rejected() {
+        let cases: [(&str, Value); 6] = [
+            ("traceId", json!("0AF7")),
+            ("id", json!("xyz")),
+            ("kind", json!("INTERNAL")),
+            ("timestamp", json!(1_764_000_000_000_000_000u64)),
+            ("duration", json!("3s")),
+            ("localEndpoint", json!({})),
+        ];
+        for (field, value) in cases {
+            let mut span = good();
+            span[field] = value;
+            assert!(zipkin_span(&span).is_err(), "{field} should be rejected");
+        }
+    }
+}
