@@ -22,6 +22,15 @@ help: ## Show this help
 	  /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
 
 ##@ Run locally (no Docker, no cluster)
+.PHONY: run
+run: ## Run business-logic and front-end together (SQLite): http://localhost:8080/ ; Ctrl-C stops both
+	$(CARGO) build -p business-logic -p front-end
+	FRONT_END_PORT=$(FRONT_END_PORT) BUSINESS_LOGIC_PORT=$(BUSINESS_LOGIC_PORT) scripts/run-local.sh
+
+.PHONY: run-front-end
+run-front-end: ## Run front-end alone on FRONT_END_PORT, calling business-logic on BUSINESS_LOGIC_PORT
+	PORT=$(FRONT_END_PORT) BUSINESS_LOGIC_URL=http://127.0.0.1:$(BUSINESS_LOGIC_PORT) $(CARGO) run -p front-end
+
 .PHONY: run-business-logic
 run-business-logic: ## Run business-logic on BUSINESS_LOGIC_PORT (SQLite file, no set-up)
 	PORT=$(BUSINESS_LOGIC_PORT) $(CARGO) run -p business-logic

@@ -1,7 +1,7 @@
 //! business-logic integration tests: the real binary on a real port, talked
 //! to over HTTP, exporting to a stand-in collector, against SQLite and (when
 //! `TEST_DATABASE_URL` is set) PostgreSQL.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 mod endpoints;
 mod helpers;

@@ -1,0 +1,154 @@
+//! The business-logic client: one pooled `reqwest` client wrapped with
+//! `reqwest-tracing`, so every call is a CLIENT span and carries the trace
+//! context (B3 and W3C headers, through the global propagator) plus the
+//! caller's `x-request-id`.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Extension};
+use reqwest_tracing::{OtelPathNames, TracingMiddleware};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::settings::Settings;
+
+/// One catalog item, as business-logic returns it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Item {
+    pub sku: String,
+    pub name: String,
+    pub category: String,
+    pub price_cents: i64,
+    pub stock: i64,
+}
+
+/// `GET /fast-endpoint`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct FastAnswer {
+    pub item: Item,
+    pub elapsed_ms: f64,
+}
+
+/// One category of `GET /slow-endpoint`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Category {
+    pub items: i64,
+    pub units_in_stock: i64,
+    pub inventory_value_cents: i64,
+    pub average_price_cents: i64,
+    pub share_of_value_pct: f64,
+}
+
+/// `GET /slow-endpoint`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SlowAnswer {
+    pub delay_ms: u64,
+    pub items_processed: i64,
+    pub categories: BTreeMap<String, Category>,
+    pub elapsed_ms: f64,
+}
+
+/// Why a call to business-logic gave no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("business-logic did not answer within {} ms", .0.as_millis())]
+    Timeout(Duration),
+    #[error("business-logic is unreachable")]
+    Unreachable(#[source] reqwest_middleware::Error),
+    #[error("business-logic answered {status}: {detail}")]
+    Status { status: u16, detail: String },
+    #[error("business-logic sent an answer the front-end cannot read")]
+    Malformed(#[source] serde_json::Error),
+}
+
+/// The client, built once at start-up and shared by all workers.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    client: ClientWithMiddleware,
+    base_url: String,
+    fast_timeout: Duration,
+    slow_timeout: Duration,
+}
+
+impl Backend {
+    pub fn new(settings: &Settings) -> anyhow::Result<Self> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(1))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .tcp_nodelay(true)
+            .build()?;
+        let span_names = OtelPathNames::known_paths(["/fast-endpoint", "/slow-endpoint"])?;
+        let client = ClientBuilder::new(client)
+            .with_init(Extension(span_names))
+            .with(TracingMiddleware::default())
+            .build();
+        Ok(Self {
+            client,
+            base_url: settings.business_logic_url.trim_end_matches('/').to_owned(),
+            fast_timeout: settings.fast_timeout(),
+            slow_timeout: settings.slow_timeout(),
+        })
+    }
+
+    /// The fast endpoint's answer and the round-trip time.
+    pub async fn fast(&self, request_id: &str) -> Result<(FastAnswer, Duration), BackendError> {
+        self.get("/fast-endpoint", self.fast_timeout, request_id)
+            .await
+    }
+
+    /// The slow endpoint's answer (with `delay_ms` if given) and the round-trip time.
+    pub async fn slow(
+        &self,
+        delay_ms: Option<u64>,
+        request_id: &str,
+    ) -> Result<(SlowAnswer, Duration), BackendError> {
+        let path = match delay_ms {
+            Some(ms) => format!("/slow-endpoint?delay_ms={ms}"),
+            None => "/slow-endpoint".to_owned(),
+        };
+        self.get(&path, self.slow_timeout, request_id).await
+    }
+
+    async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        timeout: Duration,
+        request_id: &str,
+    ) -> Result<(T, Duration), BackendError> {
+        let started = Instant::now();
+        let classify = |error: reqwest_middleware::Error| match &error {
+            reqwest_middleware::Error::Reqwest(e) if e.is_timeout() => {
+                BackendError::Timeout(timeout)
+            }
+            _ => BackendError::Unreachable(error),
+        };
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base_url))
+            .header(telemetry::REQUEST_ID_HEADER, request_id)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(classify)?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| classify(reqwest_middleware::Error::Reqwest(e)))?;
+        let elapsed = started.elapsed();
+        if !status.is_success() {
+            // business-logic answers problem+json; keep its detail, never its internals.
+            let detail = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["detail"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
+            return Err(BackendError::Status {
+                status: status.as_u16(),
+                detail,
+            });
+        }
+        let answer = serde_json::from_slice(&body).map_err(BackendError::Malformed)?;
+        Ok((answer, elapsed))
+    }
+}

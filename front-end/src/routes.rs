@@ -1,0 +1,156 @@
+//! The pages and probes. Routes are registered in one place, [`configure`].
+
+use std::time::Instant;
+
+use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use actix_web::{HttpRequest, HttpResponse, web};
+use askama::Template;
+use serde::Deserialize;
+
+use crate::backend::Backend;
+use crate::error::PageError;
+use crate::links::Links;
+use crate::pages::{FastPage, Landing, SlowPage, Timing, TraceLinks};
+
+/// The stylesheet, compiled into the binary.
+const STYLE_CSS: &str = include_str!("../static/style.css");
+
+/// The largest `?delay_ms=` the slow page passes on (business-logic's bound).
+const MAX_DELAY_MS: u64 = 60_000;
+
+/// Shared, read-only state of the handlers.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub backend: Backend,
+}
+
+/// Registers every route; GET-only resources answer other methods with 405.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    let get =
+        |path: &str| web::resource(path.to_owned()).default_service(web::to(method_not_allowed));
+    cfg.app_data(web::QueryConfig::default().error_handler(|error, _| {
+        PageError::BadRequest(format!("The address has a bad query: {error}")).into()
+    }))
+    .service(get("/").route(web::get().to(landing)))
+    .service(get("/fast-page").route(web::get().to(fast_page)))
+    .service(get("/slow-page").route(web::get().to(slow_page)))
+    .service(get("/static/style.css").route(web::get().to(style)))
+    .service(get("/healthz").route(web::get().to(healthz)))
+    .service(get("/readyz").route(web::get().to(healthz)));
+}
+
+/// The trace of the current request, with links, if it has a valid one.
+pub fn trace_links() -> Option<TraceLinks> {
+    let trace_id = telemetry::current_trace_id()?;
+    let links = LINKS.get()?;
+    Some(TraceLinks {
+        jaeger_url: links.trace(&trace_id),
+        logs_url: links.logs(&trace_id),
+        trace_id,
+    })
+}
+
+/// Set once at start-up so error pages, which have no request state, can link too.
+pub static LINKS: std::sync::OnceLock<Links> = std::sync::OnceLock::new();
+
+/// The caller's `x-request-id` (Istio's gateway sets one), or a new one.
+fn request_id(request: &HttpRequest) -> String {
+    request
+        .headers()
+        .get(telemetry::REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map_or_else(|| format!("{:032x}", fastrand::u128(..)), str::to_owned)
+}
+
+fn html(page: impl Template) -> Result<HttpResponse, PageError> {
+    Ok(HttpResponse::Ok()
+        .insert_header((CONTENT_TYPE, "text/html; charset=utf-8"))
+        .insert_header((CACHE_CONTROL, "no-store"))
+        .body(page.render()?))
+}
+
+fn millis(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+async fn landing() -> Result<HttpResponse, PageError> {
+    html(Landing)
+}
+
+async fn fast_page(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    let started = Instant::now();
+    let (answer, round_trip) = state.backend.fast(&request_id(&request)).await?;
+    tracing::info!(sku = %answer.item.sku, backend_ms = answer.elapsed_ms, "fast page rendered");
+    html(FastPage {
+        timing: Timing {
+            total_ms: millis(started.elapsed()),
+            backend_round_trip_ms: millis(round_trip),
+            backend_ms: answer.elapsed_ms,
+        },
+        answer,
+        trace: trace_links(),
+    })
+}
+
+/// `?delay_ms=` of the slow page, passed on to business-logic.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlowPageQuery {
+    delay_ms: Option<u64>,
+}
+
+async fn slow_page(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+    query: web::Query<SlowPageQuery>,
+) -> Result<HttpResponse, PageError> {
+    let started = Instant::now();
+    let delay_ms = query.into_inner().delay_ms;
+    if let Some(ms) = delay_ms.filter(|ms| *ms > MAX_DELAY_MS) {
+        return Err(PageError::BadRequest(format!(
+            "delay_ms={ms} is out of range; allowed: 0 to {MAX_DELAY_MS}"
+        )));
+    }
+    let (answer, round_trip) = state.backend.slow(delay_ms, &request_id(&request)).await?;
+    tracing::info!(
+        delay_ms = answer.delay_ms,
+        backend_ms = answer.elapsed_ms,
+        "slow page rendered"
+    );
+    html(SlowPage {
+        timing: Timing {
+            total_ms: millis(started.elapsed()),
+            backend_round_trip_ms: millis(round_trip),
+            backend_ms: answer.elapsed_ms,
+        },
+        answer,
+        trace: trace_links(),
+    })
+}
+
+async fn style() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((CONTENT_TYPE, "text/css; charset=utf-8"))
+        .insert_header((CACHE_CONTROL, "public, max-age=3600"))
+        .body(STYLE_CSS)
+}
+
+/// Liveness and readiness: the front-end is ready when it serves. It does
+/// not depend on business-logic being up (that would take the whole tier out
+/// of the load balancer); its pages answer 502 instead.
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body("ok")
+}
+
+async fn method_not_allowed(request: HttpRequest) -> Result<HttpResponse, PageError> {
+    Err(PageError::MethodNotAllowed(request.method().to_string()))
+}
+
+/// Default service for unknown paths.
+pub async fn not_found(request: HttpRequest) -> Result<HttpResponse, PageError> {
+    Err(PageError::NotFound(request.path().to_owned()))
+}

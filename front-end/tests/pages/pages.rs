@@ -1,0 +1,180 @@
+use std::time::Duration;
+
+use crate::helpers::{Stack, links, trace_id_on};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_landing_page_has_both_buttons_and_only_relative_links() {
+    let stack = Stack::start(&[]).await;
+    let (status, page) = stack.page("/").await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains(r#"id="fast-page" href="fast-page">Fast page</a>"#),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"id="slow-page" href="slow-page">Slow page</a>"#),
+        "{page}"
+    );
+    let links = links(&page);
+    assert!(links.contains(&"static/style.css".to_owned()));
+    for link in &links {
+        assert!(
+            !link.starts_with('/') && !link.contains("://"),
+            "absolute link {link:?}"
+        );
+    }
+    // The stylesheet those relative links name is served, from the binary.
+    let css = stack.get("/static/style.css").await;
+    assert_eq!(css.status(), 200);
+    assert!(
+        css.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/css")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_fast_page_shows_the_backends_item_timings_and_trace_links() {
+    let stack = Stack::start(&[]).await;
+    let (status, page) = stack.page("/fast-page").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("<th>SKU</th><td>SKU-"), "{page}");
+    assert!(page.contains(r#"id="total-ms""#) && page.contains(r#"id="backend-ms""#));
+    let trace_id = trace_id_on(&page);
+    assert!(page.contains(&format!("http://localhost:8080/jaeger/trace/{trace_id}")));
+    assert!(page.contains("http://localhost:8080/grafana/explore?"));
+    assert!(page.contains(&trace_id.to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_slow_page_shows_every_category_after_the_delay() {
+    let stack = Stack::start(&[]).await;
+    let (status, page) = stack.page("/slow-page").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("5000 catalog items summarised"), "{page}");
+    assert!(page.contains("delay of 150&nbsp;ms"), "{page}");
+    for category in [
+        "books", "games", "garden", "kitchen", "music", "outdoor", "tools", "toys",
+    ] {
+        assert!(
+            page.contains(&format!("<td>{category}</td>")),
+            "{category} missing"
+        );
+    }
+    let (status, page) = stack.page("/slow-page?delay_ms=20").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("delay of 20&nbsp;ms"), "{page}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_backend_gives_a_502_page_and_the_front_end_recovers() {
+    let mut stack = Stack::start(&[]).await;
+    assert_eq!(stack.page("/fast-page").await.0, 200);
+    stack.stop_backend();
+    let (status, page) = stack.page("/fast-page").await;
+    assert_eq!(status, 502, "{page}");
+    assert!(page.contains("business-logic is unreachable"), "{page}");
+    let trace_id = trace_id_on(&page);
+    assert!(
+        stack
+            .front
+            .wait_for_log(
+                "status=502 error=business-logic is unreachable",
+                Duration::from_secs(5)
+            )
+            .is_some_and(|line| line.contains(&trace_id)),
+        "the 502 is logged with its trace id:\n{}",
+        stack.front.logs().join("\n")
+    );
+    stack.restart_backend().await;
+    let (status, page) = stack.page("/fast-page").await;
+    assert_eq!(status, 200, "front-end did not recover: {page}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backend_slower_than_the_timeout_gives_a_504_page_and_then_recovers() {
+    let stack = Stack::start(&[("SLOW_PAGE_TIMEOUT_MS", "300")]).await;
+    let (status, page) = stack.page("/slow-page?delay_ms=2000").await;
+    assert_eq!(status, 504, "{page}");
+    assert!(page.contains("did not answer within 300 ms"), "{page}");
+    trace_id_on(&page);
+    let (status, _) = stack.page("/slow-page?delay_ms=10").await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pages_send_the_headers_a_browser_expects() {
+    let stack = Stack::start(&[]).await;
+    for path in ["/", "/fast-page", "/no-such-page"] {
+        let response = stack.get(path).await;
+        let h = response.headers();
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("default-src 'none'") && csp.contains("style-src 'self'"),
+            "{path}: {csp}"
+        );
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+        assert!(
+            h.get("server").is_none(),
+            "{path}: server header leaks a version"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_requests_get_friendly_html_pages() {
+    let stack = Stack::start(&[]).await;
+    let cases = [
+        ("/no-such-page", 404, "There is no page at this address."),
+        ("/slow-page?delay_ms=abc", 400, "bad query"),
+        ("/slow-page?delay_ms=-5", 400, "bad query"),
+        ("/slow-page?delay_ms=999999", 400, "allowed: 0 to 60000"),
+        ("/slow-page?delay_ms=1&delay_ms=2", 400, "duplicate field"),
+        ("/slow-page?delay=5", 400, "unknown field"),
+        (
+            "/static/..%2f..%2fCargo.toml",
+            404,
+            "There is no page at this address.",
+        ),
+    ];
+    for (path, status, text) in cases {
+        let response = stack.get(path).await;
+        assert_eq!(response.status(), status, "{path}");
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html"),
+            "{path}"
+        );
+        let page = response.text().await.unwrap();
+        assert!(page.contains(text), "{path}: {page}");
+        trace_id_on(&page);
+    }
+    let response = stack
+        .client
+        .post(stack.front.url("/fast-page"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+    assert_eq!(response.headers()["allow"], "GET");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_count_pages_by_endpoint_and_status() {
+    let stack = Stack::start(&[]).await;
+    stack.page("/fast-page").await;
+    stack.page("/fast-page").await;
+    let metrics = stack.get("/metrics").await.text().await.unwrap();
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("http_requests_total{") && l.contains(r#"endpoint="/fast-page""#))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(
+        line.contains(r#"service="front-end""#) && line.ends_with(" 2"),
+        "{line}"
+    );
+}

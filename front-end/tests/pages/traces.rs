@@ -1,0 +1,102 @@
+use std::time::Duration;
+
+use test_support::collector::Span;
+
+use crate::helpers::{Stack, trace_id_on};
+
+const EXPORT_WAIT: Duration = Duration::from_secs(15);
+
+fn kind<'a>(spans: &'a [Span], service: &str, kind: &str) -> Option<&'a Span> {
+    spans
+        .iter()
+        .find(|s| s.service_name == service && s.kind.as_deref() == Some(kind))
+}
+
+/// front-end SERVER → front-end CLIENT → business-logic SERVER → data_transformation.
+fn assert_one_tree(spans: &[Span]) -> (Span, Span) {
+    let fe_server = kind(spans, "front-end", "SERVER").expect("front-end SERVER span");
+    let fe_client = kind(spans, "front-end", "CLIENT").expect("front-end CLIENT span");
+    let bl_server = kind(spans, "business-logic", "SERVER").expect("business-logic SERVER span");
+    let transformation = spans
+        .iter()
+        .find(|s| s.name == "data_transformation")
+        .expect("data_transformation span");
+    assert_eq!(fe_client.parent_id.as_deref(), Some(fe_server.id.as_str()));
+    assert_eq!(bl_server.parent_id.as_deref(), Some(fe_client.id.as_str()));
+    assert_eq!(
+        transformation.parent_id.as_deref(),
+        Some(bl_server.id.as_str())
+    );
+    assert_eq!(transformation.service_name, "business-logic");
+    assert_eq!(fe_server.name.to_lowercase(), "get /slow-page");
+    assert_eq!(fe_client.name, "GET /slow-endpoint");
+    (fe_server.clone(), bl_server.clone())
+}
+
+fn complete(spans: &[Span]) -> bool {
+    kind(spans, "front-end", "SERVER").is_some()
+        && kind(spans, "front-end", "CLIENT").is_some()
+        && kind(spans, "business-logic", "SERVER").is_some()
+        && spans.iter().any(|s| s.name == "data_transformation")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_trace_id_on_the_slow_page_is_one_tree_across_both_services() {
+    let stack = Stack::start(&[]).await;
+    let (status, page) = stack.page("/slow-page").await;
+    assert_eq!(status, 200);
+    let trace_id = trace_id_on(&page);
+    let spans = stack
+        .collector
+        .wait_for_trace(&trace_id, EXPORT_WAIT, complete);
+    let (fe_server, _) = assert_one_tree(&spans);
+    assert_eq!(
+        fe_server.parent_id, None,
+        "a fresh trace starts at the front-end"
+    );
+    // Both services log that request with the same trace id.
+    let needle = format!("trace_id={trace_id}");
+    assert!(
+        stack
+            .front
+            .logs()
+            .iter()
+            .any(|l| l.contains(&needle) && l.contains("slow page rendered"))
+    );
+    let backend = stack.backend.as_ref().unwrap();
+    assert!(
+        backend
+            .logs()
+            .iter()
+            .any(|l| l.contains(&needle) && l.contains("catalog summarised"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn b3_headers_from_the_ingress_gateway_continue_the_trace_end_to_end() {
+    let stack = Stack::start(&[]).await;
+    let (gateway_trace, gateway_span) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+    let response = stack
+        .client
+        .get(stack.front.url("/slow-page"))
+        .header("x-b3-traceid", gateway_trace)
+        .header("x-b3-spanid", gateway_span)
+        .header("x-b3-sampled", "1")
+        .header("x-request-id", "gw-req-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let page = response.text().await.unwrap();
+    assert_eq!(trace_id_on(&page), gateway_trace);
+    let spans = stack
+        .collector
+        .wait_for_trace(gateway_trace, EXPORT_WAIT, complete);
+    let (fe_server, bl_server) = assert_one_tree(&spans);
+    assert_eq!(fe_server.parent_id.as_deref(), Some(gateway_span));
+    assert_eq!(fe_server.tags["x_request_id"], "gw-req-42");
+    assert_eq!(
+        bl_server.tags["x_request_id"], "gw-req-42",
+        "business-logic sees the same x-request-id"
+    );
+}
