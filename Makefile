@@ -43,6 +43,10 @@ test: test-rust ## Run every test: Rust (SQLite, and PostgreSQL when TEST_DATABA
 test-rust: ## Rust unit and integration tests (cargo nextest)
 	$(CARGO) nextest run --workspace --no-fail-fast
 
+.PHONY: test-reliability
+test-reliability: ## Fault, bad-input and sustained-load suite alone (needs TEST_DATABASE_URL for the database faults)
+	$(CARGO) nextest run -p test-support --test reliability --no-fail-fast --success-output final
+
 .PHONY: test-deploy
 test-deploy: $(VENV)/.installed ## Chart, manifest and cluster-script checks (pytest)
 	$(VENV)/bin/pytest -q tests

@@ -5,7 +5,9 @@
 
 pub mod collector;
 pub mod database;
+pub mod net;
 pub mod service;
+pub mod stack;
 
 use std::time::{Duration, Instant};
 

@@ -39,15 +39,20 @@ impl Service {
     /// environment plus PATH) and waits until it logs the port it listens on.
     pub fn start(name: &str, env: &[(&str, String)]) -> Self {
         let mut command = Command::new(binary(name));
+        // Services started with PORT set keep it (a restart on the same port).
+        let port = env
+            .iter()
+            .find(|(k, _)| *k == "PORT")
+            .map_or("0".to_owned(), |(_, v)| v.clone());
         command
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOST", "127.0.0.1")
-            .env("PORT", "0")
+            .env("PORT", &port)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        for (key, value) in env {
+        for (key, value) in env.iter().filter(|(k, _)| *k != "PORT") {
             command.env(key, value);
         }
         let mut child = command.spawn().unwrap();
@@ -139,6 +144,24 @@ impl Service {
     /// Process id, for reading /proc.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Resident set size now and at its peak, in KiB (Linux `/proc`).
+    pub fn memory_kib(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 }
 
