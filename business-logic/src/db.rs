@@ -149,9 +149,14 @@ impl Database {
         }
     }
 
+    /// Whether the migrations have been applied.
+    pub fn is_migrated(&self) -> bool {
+        self.migrated.load(Ordering::Acquire)
+    }
+
     /// Ready means migrated and answering a trivial query now.
     pub async fn is_ready(&self) -> bool {
-        if !self.migrated.load(Ordering::Acquire) {
+        if !self.is_migrated() {
             return false;
         }
         let ping = async {

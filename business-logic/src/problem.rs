@@ -25,6 +25,10 @@ pub enum ApiError {
     /// The database did not answer (not up yet, restarting, pool exhausted).
     #[error("database unavailable")]
     DatabaseUnavailable(#[source] sqlx::Error),
+    /// Migrations have not been applied yet (start-up, or waiting for the
+    /// migration lock another replica holds).
+    #[error("database not migrated yet")]
+    NotReady,
     /// Anything else; details go to the log only.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -62,7 +66,7 @@ impl ResponseError for ApiError {
             Self::InvalidQuery(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) | Self::NoRoute(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Self::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::DatabaseUnavailable(_) | Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -70,7 +74,7 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
         let detail = match self {
-            Self::DatabaseUnavailable(_) => {
+            Self::DatabaseUnavailable(_) | Self::NotReady => {
                 "The database is not answering; try again shortly.".to_owned()
             }
             Self::Internal(_) => "Something went wrong; the trace id finds the details.".to_owned(),

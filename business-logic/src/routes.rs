@@ -20,6 +20,18 @@ pub struct AppState {
     pub slow_delay: Duration,
 }
 
+impl AppState {
+    /// Queries before the schema exists would fail as internal errors;
+    /// answer 503 until the migrations are in.
+    fn require_migrated(&self) -> Result<(), ApiError> {
+        if self.db.is_migrated() {
+            Ok(())
+        } else {
+            Err(ApiError::NotReady)
+        }
+    }
+}
+
 /// Registers every route; unknown paths get a 404 and wrong methods a 405,
 /// both as problem+json.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -56,6 +68,7 @@ async fn fast_endpoint(
     query: web::Query<FastQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
+    state.require_migrated()?;
     let sku = match query.into_inner().sku {
         Some(sku) if sku.is_empty() || sku.len() > 32 => {
             return Err(ApiError::InvalidQuery(
@@ -117,6 +130,7 @@ async fn slow_endpoint(
     query: web::Query<SlowQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
+    state.require_migrated()?;
     let delay = match query.into_inner().delay_ms {
         Some(ms) if ms > MAX_DELAY_MS => {
             return Err(ApiError::InvalidQuery(format!(
