@@ -1,0 +1,47 @@
+{{/*
+Names. The Service, Deployment and ServiceAccount are all named `business-logic`,
+without the release name: the mesh routes, AuthorizationPolicies and dashboards of
+this demo refer to them by that name (one release per namespace).
+*/}}
+{{- define "business-logic.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "business-logic.fullname" -}}
+{{- include "business-logic.name" . }}
+{{- end }}
+
+{{- define "business-logic.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The image tag: image.tag, or the chart's appVersion. */}}
+{{- define "business-logic.tag" -}}
+{{- .Values.image.tag | default .Chart.AppVersion }}
+{{- end }}
+
+{{- define "business-logic.image" -}}
+{{- printf "%s:%s" .Values.image.repository (include "business-logic.tag" .) }}
+{{- end }}
+
+{{/* Selector labels: fixed for the life of the Deployment. */}}
+{{- define "business-logic.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "business-logic.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* Common labels, plus `app` and `version`, which Istio and Kiali read. */}}
+{{- define "business-logic.labels" -}}
+helm.sh/chart: {{ include "business-logic.chart" . }}
+{{ include "business-logic.selectorLabels" . }}
+app.kubernetes.io/version: {{ include "business-logic.tag" . | trunc 63 | quote }}
+app.kubernetes.io/component: api
+app.kubernetes.io/part-of: service-mesh-demo
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app: {{ include "business-logic.name" . }}
+version: {{ include "business-logic.tag" . | trunc 63 | quote }}
+{{- end }}
+
+{{- define "business-logic.serviceAccountName" -}}
+{{- include "business-logic.fullname" . }}
+{{- end }}

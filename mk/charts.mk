@@ -1,0 +1,99 @@
+# Container images, the Helm chart helm/app, and their linters.
+# Included by the top-level Makefile (SHELL, VENV and $(VENV)/.installed come from there).
+
+# Registry the images are pushed to and pulled from (the kind cluster's local registry).
+REGISTRY ?= localhost:5001
+# Image tag: the chart's appVersion, which is the Cargo workspace version.
+VERSION ?= $(shell awk '/^appVersion:/ { gsub(/"/, "", $$2); print $$2 }' helm/app/Chart.yaml)
+DOCKER ?= docker
+HELM ?= helm
+KUBECTL ?= kubectl
+NAMESPACE ?= demo-app
+RELEASE ?= app
+# helm-app targets KUBE_CONTEXT when set (mk/cluster.mk sets it to the kind cluster's), else the current context.
+KUBECTL_CTX = $(KUBECTL)$(if $(KUBE_CONTEXT), --context $(KUBE_CONTEXT))
+HELM_CTX = $(HELM)$(if $(KUBE_CONTEXT), --kube-context $(KUBE_CONTEXT))
+# Extra values files for helm-app, e.g. HELM_VALUES=helm/app/ci/fault-injection-values.yaml
+HELM_VALUES ?=
+HELM_TIMEOUT ?= 5m
+# Kubernetes version the rendered manifests are validated against.
+KUBE_VERSION ?= 1.36.0
+# Offline helm-render and validate-manifests (used when no helm is installed).
+SHARED_TOOLS ?= ../shared/tools
+
+CHART := helm/app
+CHART_CI_VALUES := $(sort $(wildcard $(CHART)/ci/*-values.yaml))
+SUBCHARTS := $(sort $(wildcard $(CHART)/charts/*/Chart.yaml))
+
+##@ Images and charts
+
+.PHONY: build-business-logic
+build-business-logic: ## Build the business-logic image (this machine's architecture), tagged REGISTRY/business-logic:VERSION
+	$(DOCKER) build -f business-logic/Dockerfile -t $(REGISTRY)/business-logic:$(VERSION) .
+
+.PHONY: build-front-end
+build-front-end: ## Build the front-end image (this machine's architecture), tagged REGISTRY/front-end:VERSION
+	$(DOCKER) build -f front-end/Dockerfile -t $(REGISTRY)/front-end:$(VERSION) .
+
+.PHONY: build
+build: build-business-logic build-front-end ## Build both images
+
+.PHONY: push
+push: ## Push both images to REGISTRY (localhost:5001; build them first)
+	$(DOCKER) push $(REGISTRY)/business-logic:$(VERSION)
+	$(DOCKER) push $(REGISTRY)/front-end:$(VERSION)
+
+.PHONY: helm-app
+helm-app: ## helm upgrade --install helm/app as RELEASE in NAMESPACE (labelled for sidecar injection), wait for the rollout
+	@command -v $(HELM) >/dev/null || { echo "helm not found: install Helm (https://helm.sh/docs/intro/install/)" >&2; exit 1; }
+	$(KUBECTL_CTX) create namespace $(NAMESPACE) --dry-run=client -o yaml | $(KUBECTL_CTX) apply -f -
+	$(KUBECTL_CTX) label namespace $(NAMESPACE) istio-injection=enabled --overwrite
+	$(HELM_CTX) upgrade --install $(RELEASE) $(CHART) -n $(NAMESPACE) --create-namespace \
+	  --wait --timeout $(HELM_TIMEOUT) \
+	  --set-string front-end.image.repository=$(REGISTRY)/front-end \
+	  --set-string front-end.image.tag=$(VERSION) \
+	  --set-string business-logic.image.repository=$(REGISTRY)/business-logic \
+	  --set-string business-logic.image.tag=$(VERSION) \
+	  $(addprefix -f ,$(HELM_VALUES))
+	$(KUBECTL_CTX) -n $(NAMESPACE) rollout status deployment/front-end --timeout $(HELM_TIMEOUT)
+	$(KUBECTL_CTX) -n $(NAMESPACE) rollout status deployment/business-logic --timeout $(HELM_TIMEOUT)
+	if $(KUBECTL_CTX) -n $(NAMESPACE) get statefulset/postgres >/dev/null 2>&1; then \
+	  $(KUBECTL_CTX) -n $(NAMESPACE) rollout status statefulset/postgres --timeout $(HELM_TIMEOUT); \
+	fi
+
+.PHONY: lint-charts
+lint-charts: ## helm lint --strict; render and schema-check helm/app (defaults, every ci/*-values.yaml) and each subchart
+	@if command -v $(HELM) >/dev/null; then \
+	  render() { $(HELM) template $(RELEASE) -n $(NAMESPACE) --kube-version $(KUBE_VERSION) "$$@"; }; \
+	  lint() { $(HELM) lint --strict --with-subcharts $(CHART) "$$@"; }; \
+	elif [ -x $(SHARED_TOOLS)/helm-render ]; then \
+	  echo "helm not found: using the offline $(SHARED_TOOLS)/helm-render"; \
+	  render() { $(SHARED_TOOLS)/helm-render --release $(RELEASE) --namespace $(NAMESPACE) --kube-version v$(KUBE_VERSION) "$$@"; }; \
+	  lint() { $(SHARED_TOOLS)/helm-render --lint $(CHART) --strict "$$@"; }; \
+	else \
+	  echo "neither $(HELM) nor $(SHARED_TOOLS)/helm-render found: install Helm (https://helm.sh/docs/intro/install/)" >&2; exit 1; \
+	fi; \
+	if [ -x $(SHARED_TOOLS)/validate-manifests ]; then \
+	  validate() { $(SHARED_TOOLS)/validate-manifests -k $(KUBE_VERSION) -; }; \
+	elif command -v kubeconform >/dev/null; then \
+	  validate() { kubeconform -strict -summary -kubernetes-version $(KUBE_VERSION) -ignore-missing-schemas -; }; \
+	else \
+	  echo "neither $(SHARED_TOOLS)/validate-manifests nor kubeconform found: install kubeconform (https://github.com/yannh/kubeconform)" >&2; exit 1; \
+	fi; \
+	for values in "" $(CHART_CI_VALUES); do \
+	  echo "==> $(CHART) $${values:-(defaults)}"; \
+	  lint $${values:+-f "$$values"}; \
+	  render $(CHART) $${values:+-f "$$values"} | validate; \
+	done; \
+	for chart in $(dir $(SUBCHARTS)); do \
+	  echo "==> $$chart (alone, defaults)"; \
+	  render "$$chart" | validate; \
+	done
+
+.PHONY: lint-docker
+lint-docker: $(VENV)/.installed ## hadolint on both Dockerfiles
+	$(VENV)/bin/hadolint front-end/Dockerfile business-logic/Dockerfile
+
+.PHONY: lint-yaml
+lint-yaml: $(VENV)/.installed ## yamllint on the YAML that is not a Helm template (.yamllint.yaml)
+	$(VENV)/bin/yamllint .

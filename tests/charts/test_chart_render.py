@@ -1,0 +1,163 @@
+"""helm/app and its subcharts render under every values scenario, the output
+passes the API-server-like schema check, and the values are strict and documented."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+import yaml
+from chart_wiring import loose_schema_objects, undocumented_values
+from chart_render import (CHART, KUBE_VERSION, REPO, SUBCHARTS, render, render_ok, require_tool,
+                      scenario_values)
+
+
+def validate(manifests: str) -> subprocess.CompletedProcess:
+    tool = require_tool("validate-manifests")
+    return subprocess.run([str(tool), "-k", KUBE_VERSION, "-"], input=manifests,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_umbrella_chart_renders_and_validates(scenario):
+    result = validate(render_ok(CHART, scenario_values(scenario)))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("subchart", SUBCHARTS, ids=lambda p: p.name)
+def test_each_subchart_renders_alone_and_validates(subchart):
+    result = validate(render_ok(subchart))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_helm_lint_strict_passes(scenario):
+    args = [str(require_tool("helm-render")), "--lint", str(CHART), "--strict"]
+    values = scenario_values(scenario)
+    if values:
+        args += ["-f", str(values)]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_validator_rejects_a_broken_manifest():
+    broken = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: x}
+spec:
+  replicas: "one"
+  selector: {matchLabels: {app: x}}
+  template:
+    metadata: {labels: {app: x}}
+    spec:
+      containers: [{name: x, image: x:1, imagePullPolicy: Sometimes, portz: []}]
+"""
+    result = validate(broken)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "FAIL" in result.stdout
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("front-end.replicaCont=2", "replicaCont"),
+    ("business-logic.slowEndpointDelay=1", "slowEndpointDelay"),
+    ("postgres.enabled=false", "enabled"),
+    ("gateway.host=x", "host"),
+    ("front-end.logFormat=xml", "logFormat"),
+    ("business-logic.slowEndpointDelayMs=70000", "slowEndpointDelayMs"),
+    ("faultInjection.abort.percentage=150", "percentage"),
+    ("mesh.mtlsMode=DISABLE", "mtlsMode"),
+])
+def test_schemas_reject_typos_and_out_of_range_values(setting, message):
+    result = render(CHART, None, "--set", setting)
+    assert result.returncode != 0, f"--set {setting} was accepted"
+    assert message in result.stderr, result.stderr
+
+
+def test_slow_page_timeout_must_exceed_the_slow_delay():
+    result = render(CHART, None, "--set", "business-logic.slowEndpointDelayMs=12000")
+    assert result.returncode != 0
+    assert "slowPageTimeoutMs" in result.stderr, result.stderr
+    render_ok(CHART, None, "--set", "business-logic.slowEndpointDelayMs=12000",
+              "--set", "front-end.slowPageTimeoutMs=15000")
+
+
+CHARTS = [CHART] + SUBCHARTS
+
+
+@pytest.mark.parametrize("chart", CHARTS, ids=lambda p: p.name)
+def test_values_schema_is_strict(chart):
+    schema = json.loads((chart / "values.schema.json").read_text())
+    # Subcharts receive every global of the umbrella; the umbrella hands each
+    # subchart's section to that subchart's own schema.
+    open_ok = frozenset({"$.global", "$.front-end", "$.business-logic", "$.postgres"})
+    assert loose_schema_objects(schema, allow_open=open_ok) == []
+
+
+def test_strictness_check_finds_an_open_object():
+    schema = {"type": "object", "additionalProperties": False, "properties": {
+        "a": {"type": "object", "properties": {"b": {"type": "string"}}}}}
+    assert loose_schema_objects(schema) == ["$.a"]
+
+
+@pytest.mark.parametrize("chart", CHARTS, ids=lambda p: p.name)
+def test_every_value_has_a_comment(chart):
+    assert undocumented_values((chart / "values.yaml").read_text()) == []
+
+
+def test_documentation_check_finds_an_undocumented_value():
+    values = """\
+# The image.
+image:
+  repository: x
+service:
+  # The port.
+  port: 8080
+  type: ClusterIP
+replicas: 1
+"""
+    assert undocumented_values(values) == ["service.type", "replicas"]
+
+
+def test_chart_versions_follow_the_workspace_version():
+    cargo = (REPO / "Cargo.toml").read_text()
+    workspace_version = re.search(r'^\[workspace\.package\][^\[]*?^version\s*=\s*"([^"]+)"',
+                                  cargo, re.M | re.S)[1]
+    for chart in [CHART, CHART / "charts" / "front-end", CHART / "charts" / "business-logic"]:
+        app_version = re.search(r'^appVersion:\s*"?([^"\s]+)"?', (chart / "Chart.yaml").read_text(), re.M)[1]
+        assert app_version == workspace_version, f"{chart}/Chart.yaml appVersion"
+
+
+NOTES_PROBE = """\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: notes-probe
+data:
+  notes: |
+{{ include (print $.Template.BasePath "/NOTES.txt") . | indent 4 }}
+"""
+
+
+def rendered_notes(tmp_path, values=None) -> str:
+    """NOTES.txt as Helm renders it (helm template does not print it): a copy of
+    the chart with a ConfigMap that includes it."""
+    copy = tmp_path / "app"
+    shutil.copytree(CHART, copy)
+    (copy / "templates" / "notes-probe.yaml").write_text(NOTES_PROBE)
+    docs = yaml.safe_load_all(render_ok(copy, values, "-s", "templates/notes-probe.yaml"))
+    return next(d for d in docs if d)["data"]["notes"]
+
+
+def test_notes_print_the_port_forward_and_every_url(tmp_path):
+    notes = rendered_notes(tmp_path)
+    assert "kubectl -n istio-system port-forward svc/istio-ingressgateway 8080:80" in notes
+    for url in ("/demo-app/", "/jaeger", "/grafana", "/kiali"):
+        assert f"http://localhost:8080{url}" in notes
+    assert "Fault injection" not in notes
+
+
+def test_notes_say_when_faults_are_on(tmp_path):
+    notes = rendered_notes(tmp_path, CHART / "ci" / "fault-injection-values.yaml")
+    assert "delay 2s on 50% of requests" in notes and "HTTP 503 on 20% of requests" in notes

@@ -1,0 +1,350 @@
+"""The rendered chart is wired together: Services find their pods, routes reach
+existing Services, identities in the AuthorizationPolicies are the ones the
+workloads run as, the tracing endpoint is the mesh's, and every container runs
+with the restricted security context. Each check also runs on a broken manifest
+to show that it can fail."""
+
+from __future__ import annotations
+
+import warnings
+from urllib.parse import urlsplit
+
+import pytest
+from chart_wiring import (allowed_callers, authorization_problems, env_map, image_problems, load_dir,
+                          load_docs, mesh_zipkin_provider, of_kind, pod_hygiene_problems, pod_templates,
+                          security_context_problems, service_index, service_port_problems,
+                          service_selector_problems, tracing_endpoint_problems, virtualservice_problems)
+from chart_render import CHART, IN_CI, NAMESPACE, REPO, render_ok
+
+ADDONS = REPO / "istio-add-ons"
+MESH_CONFIG = ADDONS / "istio-operator.yaml"
+INGRESS_GATEWAY = "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"
+# Third-party images the chart may run, with a pinned tag.
+THIRD_PARTY_IMAGES = {"postgres": "the official PostgreSQL image"}
+# The add-on Services the chart routes to, as the project contract names them.
+# Used only where istio-add-ons/ does not (yet) define one; CI requires the real manifest.
+CONTRACT_ADDON_SERVICES = {
+    ("istio-system", "tracing"): [80],
+    ("istio-system", "zipkin"): [9411],
+    ("istio-system", "grafana"): [3000],
+    ("istio-system", "kiali"): [20001],
+}
+
+
+def addon_services() -> dict:
+    """Services that istio-add-ons/ installs, keyed (namespace, name)."""
+    return service_index(load_dir(ADDONS), "istio-system") if ADDONS.is_dir() else {}
+
+
+def known_services(docs: list[dict]) -> dict:
+    """The chart's Services, the add-ons' Services, and (outside CI) the contract's
+    add-on Services that istio-add-ons/ does not define yet."""
+    known = {**addon_services(), **service_index(docs, NAMESPACE)}
+    missing = {k: v for k, v in CONTRACT_ADDON_SERVICES.items() if k not in known}
+    if missing and not IN_CI:
+        warnings.warn(f"istio-add-ons/ defines no Service {sorted(missing)}; using the contract's names")
+        for (ns, name), ports in missing.items():
+            known[(ns, name)] = {"kind": "Service", "metadata": {"name": name, "namespace": ns},
+                                 "spec": {"ports": [{"port": p} for p in ports]}}
+    return known
+
+
+# --------------------------------------------------------------------------
+# the checks on the chart, per values scenario
+# --------------------------------------------------------------------------
+def test_every_service_selects_a_pod_template(manifests):
+    assert service_selector_problems(manifests, NAMESPACE) == []
+
+
+def test_every_service_port_names_its_protocol(manifests):
+    assert service_port_problems(manifests) == []
+
+
+def test_every_virtualservice_destination_is_an_existing_service(manifests):
+    assert virtualservice_problems(manifests, NAMESPACE, known_services(manifests)) == []
+
+
+def test_the_addon_services_the_routes_need_are_in_istio_add_ons():
+    """The routes' add-on destinations are real manifests in istio-add-ons/ (in CI a must)."""
+    defined = addon_services()
+    missing = sorted(k for k in CONTRACT_ADDON_SERVICES if k not in defined)
+    if missing and not IN_CI:
+        pytest.skip(f"istio-add-ons/ does not define {missing} yet (required when CI=true)")
+    assert missing == [], f"istio-add-ons/ defines no Service {missing}"
+    for key, ports in CONTRACT_ADDON_SERVICES.items():
+        have = [p.get("port") for p in defined[key]["spec"].get("ports", [])]
+        assert set(ports) <= set(have), f"{key}: ports {have}, the routes use {ports}"
+
+
+def test_images_come_from_the_local_registry(manifests):
+    assert image_problems(manifests, NAMESPACE, THIRD_PARTY_IMAGES) == []
+    images = {c["name"]: c["image"] for _, _, t in pod_templates(manifests, NAMESPACE)
+              for c in t["spec"]["containers"]}
+    assert images["front-end"].startswith("localhost:5001/front-end:")
+    assert images["business-logic"].startswith("localhost:5001/business-logic:")
+
+
+def test_tracing_endpoint_is_the_meshs_zipkin_service(manifests):
+    if not MESH_CONFIG.exists():
+        if IN_CI:
+            pytest.fail(f"{MESH_CONFIG} is missing")
+        pytest.skip(f"{MESH_CONFIG} not written yet")
+    provider = mesh_zipkin_provider(load_docs(MESH_CONFIG.read_text()))
+    assert provider, f"{MESH_CONFIG} has no zipkin extension provider"
+    assert tracing_endpoint_problems(manifests, NAMESPACE, provider) == []
+    with_endpoint = [c["name"] for _, _, t in pod_templates(manifests, NAMESPACE)
+                     for c in t["spec"]["containers"] if "OTEL_EXPORTER_ZIPKIN_ENDPOINT" in env_map(c)]
+    assert sorted(with_endpoint) == ["business-logic", "front-end"]
+
+
+def test_authorization_principals_are_the_workloads_service_accounts(manifests):
+    assert authorization_problems(manifests, NAMESPACE, {INGRESS_GATEWAY}) == []
+
+
+def test_every_container_has_the_restricted_security_context(manifests):
+    assert security_context_problems(manifests, NAMESPACE) == []
+
+
+def test_every_pod_has_labels_identity_probes_and_resources(manifests):
+    assert pod_hygiene_problems(manifests, NAMESPACE) == []
+
+
+# --------------------------------------------------------------------------
+# the chart's specific wiring
+# --------------------------------------------------------------------------
+def containers(docs: list[dict]) -> dict[str, dict]:
+    return {c["name"]: c for _, _, t in pod_templates(docs, NAMESPACE) for c in t["spec"]["containers"]}
+
+
+def env_value(container: dict, name: str) -> str:
+    return env_map(container)[name]["value"]
+
+
+def test_only_the_gateway_reaches_front_end_only_front_end_reaches_business_logic():
+    docs = load_docs(render_ok(CHART))
+    callers = allowed_callers(docs, NAMESPACE)
+    assert callers == {
+        "front-end": {INGRESS_GATEWAY},
+        "business-logic": {f"cluster.local/ns/{NAMESPACE}/sa/front-end"},
+        "postgres": {f"cluster.local/ns/{NAMESPACE}/sa/business-logic"},
+    }
+    [pa] = of_kind(docs, "PeerAuthentication")
+    assert pa["spec"]["mtls"]["mode"] == "STRICT" and "selector" not in pa["spec"]
+    hosts = {dr["spec"]["host"]: dr["spec"]["trafficPolicy"]["tls"]["mode"] for dr in of_kind(docs, "DestinationRule")}
+    assert hosts == {f"{s}.{NAMESPACE}.svc.cluster.local": "ISTIO_MUTUAL"
+                     for s in ("front-end", "business-logic", "postgres")}
+
+
+def test_services_have_the_contract_names_and_ports():
+    docs = load_docs(render_ok(CHART))
+    ports = {name_port["metadata"]["name"]: [(p["name"], p["port"]) for p in name_port["spec"]["ports"]]
+             for name_port in of_kind(docs, "Service")}
+    assert ports == {"front-end": [("http", 8080)], "business-logic": [("http", 8080)],
+                     "postgres": [("tcp-postgres", 5432)]}
+    accounts = sorted(sa["metadata"]["name"] for sa in of_kind(docs, "ServiceAccount"))
+    assert accounts == ["business-logic", "front-end", "postgres"]
+
+
+def test_ingress_routes_match_the_contract():
+    docs = load_docs(render_ok(CHART))
+    [gateway] = of_kind(docs, "Gateway")
+    assert gateway["spec"]["selector"] == {"istio": "ingressgateway"}
+    assert gateway["spec"]["servers"][0]["port"]["number"] == 80
+    [vs] = [v for v in of_kind(docs, "VirtualService") if v["spec"].get("gateways")]
+    routes = {}
+    for http in vs["spec"]["http"]:
+        uri = http["match"][0]["uri"]
+        key = uri.get("prefix") or uri.get("exact")
+        if "redirect" in http:
+            routes[key] = ("redirect", http["redirect"]["uri"])
+        else:
+            dest = http["route"][0]["destination"]
+            routes[key] = (dest["host"], dest["port"]["number"], (http.get("rewrite") or {}).get("uri"))
+    assert routes == {
+        "/demo-app": ("redirect", "/demo-app/"),
+        "/demo-app/": (f"front-end.{NAMESPACE}.svc.cluster.local", 8080, "/"),
+        "/jaeger": ("tracing.istio-system.svc.cluster.local", 80, None),
+        "/grafana": ("grafana.istio-system.svc.cluster.local", 3000, None),
+        "/kiali": ("kiali.istio-system.svc.cluster.local", 20001, None),
+    }
+
+
+def test_front_end_env_points_at_business_logic_and_the_dashboards():
+    docs = load_docs(render_ok(CHART))
+    fe = containers(docs)["front-end"]
+    url = urlsplit(env_value(fe, "BUSINESS_LOGIC_URL"))
+    assert (url.hostname, url.port) == ("business-logic", 8080)
+    assert env_value(fe, "JAEGER_UI_URL") == "http://localhost:8080/jaeger"
+    assert env_value(fe, "GRAFANA_URL") == "http://localhost:8080/grafana"
+    assert int(env_value(fe, "SLOW_PAGE_TIMEOUT_MS")) > int(env_value(containers(docs)["business-logic"],
+                                                                      "SLOW_ENDPOINT_DELAY_MS"))
+
+
+def test_grace_period_outlasts_the_services_own_shutdown_grace():
+    docs = load_docs(render_ok(CHART))
+    for owner, _, tpl in pod_templates(docs, NAMESPACE):
+        for c in tpl["spec"]["containers"]:
+            own = int(env_map(c).get("SHUTDOWN_GRACE_PERIOD_SECS", {"value": "0"})["value"])
+            assert tpl["spec"]["terminationGracePeriodSeconds"] > own, owner["metadata"]["name"]
+
+
+def test_business_logic_uses_postgres_through_the_secret():
+    docs = load_docs(render_ok(CHART))
+    bl = containers(docs)["business-logic"]
+    env = [e["name"] for e in bl["env"]]
+    url = env_value(bl, "DATABASE_URL")
+    assert url.startswith("postgres://demo:$(POSTGRES_PASSWORD)@postgres:5432/demo")
+    # $(VAR) expands only from variables defined earlier in the list.
+    assert env.index("POSTGRES_PASSWORD") < env.index("DATABASE_URL")
+    ref = env_map(bl)["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    [secret] = [s for s in of_kind(docs, "Secret") if s["metadata"]["name"] == ref["name"]]
+    assert ref["key"] in secret["data"]
+    pg = containers(docs)["postgres"]
+    assert env_map(pg)["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"] == ref
+    assert not any(m["mountPath"] == "/data" for m in bl["volumeMounts"])
+
+
+def test_business_logic_uses_sqlite_in_an_emptydir_without_postgres():
+    docs = load_docs(render_ok(CHART, CHART / "ci" / "postgres-disabled-values.yaml"))
+    assert not [d for d in docs if d["metadata"]["name"] == "postgres"]
+    bl = containers(docs)["business-logic"]
+    assert env_value(bl, "DATABASE_URL") == "sqlite:///data/business-logic.db"
+    assert "POSTGRES_PASSWORD" not in env_map(bl)
+    assert {"mountPath": "/data", "name": "data"} in bl["volumeMounts"]
+
+
+def test_postgres_keeps_its_data_in_a_volume_claim_subdirectory():
+    docs = load_docs(render_ok(CHART))
+    [sts] = of_kind(docs, "StatefulSet")
+    assert [c["metadata"]["name"] for c in sts["spec"]["volumeClaimTemplates"]] == ["data"]
+    pg = sts["spec"]["template"]["spec"]["containers"][0]
+    mounts = {m["mountPath"]: m["name"] for m in pg["volumeMounts"]}
+    assert mounts["/var/lib/postgresql"] == "data"
+    assert {"/var/run/postgresql", "/tmp"} <= mounts.keys()
+    assert env_value(pg, "PGDATA").startswith("/var/lib/postgresql/") and env_value(pg, "PGDATA") != "/var/lib/postgresql"
+    assert sts["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == 999
+
+
+def test_fault_injection_is_off_by_default_and_both_faults_switch_on():
+    def fault(docs):
+        [vs] = [v for v in of_kind(docs, "VirtualService") if v["metadata"]["name"] == "business-logic"]
+        return vs["spec"]["http"][0].get("fault")
+
+    assert fault(load_docs(render_ok(CHART))) is None
+    on = fault(load_docs(render_ok(CHART, CHART / "ci" / "fault-injection-values.yaml")))
+    assert on["delay"]["fixedDelay"] and on["delay"]["percentage"]["value"] > 0
+    assert on["abort"]["httpStatus"] == 503 and on["abort"]["percentage"]["value"] > 0
+
+
+# --------------------------------------------------------------------------
+# each check catches a broken manifest
+# --------------------------------------------------------------------------
+def deployment(name="web", labels=None, container=None, sa="web", annotations=None, pod_sc=None):
+    labels = labels if labels is not None else {"app": name, "version": "v1"}
+    c = {"name": name, "image": f"localhost:5001/{name}:1.0",
+         "ports": [{"name": "http", "containerPort": 8080}],
+         "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}},
+         "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}},
+         "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"cpu": "1", "memory": "64Mi"}},
+         "securityContext": {"runAsNonRoot": True, "allowPrivilegeEscalation": False,
+                             "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]},
+                             "seccompProfile": {"type": "RuntimeDefault"}}}
+    c.update(container or {})
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": NAMESPACE},
+            "spec": {"template": {
+                "metadata": {"labels": labels, "annotations": annotations if annotations is not None else {
+                    "proxy.istio.io/config": '{"holdApplicationUntilProxyStarts": true}'}},
+                "spec": {"serviceAccountName": sa, "securityContext": pod_sc or {}, "containers": [c]}}}}
+
+
+def service(name="web", selector=None, ports=None):
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": NAMESPACE},
+            "spec": {"selector": selector if selector is not None else {"app": name},
+                     "ports": ports or [{"name": "http", "port": 8080}]}}
+
+
+def account(name="web"):
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": NAMESPACE}}
+
+
+def test_fixture_manifests_pass_every_check():
+    docs = [deployment(), service(), account()]
+    assert service_selector_problems(docs, NAMESPACE) == []
+    assert service_port_problems(docs) == []
+    assert image_problems(docs, NAMESPACE, {}) == []
+    assert security_context_problems(docs, NAMESPACE) == []
+    assert pod_hygiene_problems(docs, NAMESPACE) == []
+
+
+def test_selector_check_finds_a_service_without_pods():
+    docs = [deployment(), service(selector={"app": "wbe"})]
+    assert len(service_selector_problems(docs, NAMESPACE)) == 1
+
+
+def test_port_check_finds_an_unnamed_protocol():
+    docs = [service(ports=[{"name": "web", "port": 80}, {"name": "postgres", "port": 5432},
+                           {"name": "db", "port": 5433, "appProtocol": "tcp"}])]
+    assert len(service_port_problems(docs)) == 2
+
+
+def test_route_check_finds_missing_services_ports_and_gateways():
+    vs = {"kind": "VirtualService", "metadata": {"name": "r", "namespace": NAMESPACE},
+          "spec": {"hosts": ["*"], "gateways": ["nope"], "http": [
+              {"route": [{"destination": {"host": "web", "port": {"number": 8080}}}]},
+              {"route": [{"destination": {"host": "web.demo-app.svc.cluster.local", "port": {"number": 9999}}}]},
+              {"route": [{"destination": {"host": "grafana.istio-system.svc.cluster.local", "port": {"number": 3000}}}]},
+          ]}}
+    docs = [service(), vs]
+    problems = virtualservice_problems(docs, NAMESPACE, service_index(docs, NAMESPACE))
+    assert len(problems) == 3, problems
+    assert any("gateway nope" in p for p in problems)
+    assert any("9999" in p for p in problems)
+    assert any("grafana" in p for p in problems)
+
+
+def test_image_check_finds_foreign_and_unpinned_images():
+    docs = [deployment(name="a", container={"image": "docker.io/library/nginx:1.27"}),
+            deployment(name="b", container={"image": "localhost:5001/b:latest"}),
+            deployment(name="c", container={"image": "postgres"})]
+    assert len(image_problems(docs, NAMESPACE, {"postgres": "pinned"})) == 3
+
+
+def test_tracing_check_finds_a_wrong_collector():
+    provider = mesh_zipkin_provider([{"kind": "IstioOperator", "spec": {"meshConfig": {"extensionProviders": [
+        {"name": "zipkin", "zipkin": {"service": "zipkin.istio-system.svc.cluster.local", "port": 9411}}]}}}])
+    good = deployment(container={"env": [{"name": "OTEL_EXPORTER_ZIPKIN_ENDPOINT",
+                                          "value": "http://zipkin.istio-system:9411/api/v2/spans"}]})
+    bad = deployment(name="x", container={"env": [{"name": "OTEL_EXPORTER_ZIPKIN_ENDPOINT",
+                                                   "value": "http://jaeger.observability:9411/api/v2/spans"}]})
+    local = deployment(name="y", container={"env": [{"name": "OTEL_EXPORTER_ZIPKIN_ENDPOINT",
+                                                     "value": "http://localhost:9411/api/v2/spans"}]})
+    assert tracing_endpoint_problems([good], NAMESPACE, provider) == []
+    assert len(tracing_endpoint_problems([bad, local], NAMESPACE, provider)) == 2
+
+
+def test_authorization_check_finds_unknown_principals_and_selectors():
+    ap = {"kind": "AuthorizationPolicy", "metadata": {"name": "web", "namespace": NAMESPACE},
+          "spec": {"selector": {"matchLabels": {"app": "wbe"}}, "action": "ALLOW", "rules": [{"from": [
+              {"source": {"principals": [f"cluster.local/ns/{NAMESPACE}/sa/frontend",
+                                         f"cluster.local/ns/{NAMESPACE}/sa/web", "spiffe://x"]}}]}]}}
+    problems = authorization_problems([deployment(), account(), ap], NAMESPACE, set())
+    assert len(problems) == 3, problems
+
+
+def test_security_context_check_finds_each_missing_setting():
+    loose = deployment(container={"securityContext": {"allowPrivilegeEscalation": True,
+                                                      "capabilities": {"add": ["NET_ADMIN"]}}})
+    problems = security_context_problems([loose], NAMESPACE)
+    assert len(problems) == 6, problems
+    pod_level = deployment(pod_sc={"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+                           container={"securityContext": {"allowPrivilegeEscalation": False,
+                                                          "readOnlyRootFilesystem": True,
+                                                          "capabilities": {"drop": ["ALL"]}}})
+    assert security_context_problems([pod_level], NAMESPACE) == []
+
+
+def test_hygiene_check_finds_missing_labels_identity_probes_and_limits():
+    bare = deployment(labels={"app": "web"}, sa="default", annotations={},
+                      container={"livenessProbe": None, "resources": {"requests": {"cpu": "1m"}}})
+    problems = pod_hygiene_problems([bare, account()], NAMESPACE)
+    assert len(problems) == 6, problems

@@ -1,0 +1,45 @@
+"""mk/charts.mk: the targets mk/cluster.mk's `up` relies on exist, are documented
+in `make help`, and run the commands the README promises (checked with make -n)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+from chart_render import REPO
+
+TARGETS = ["build-business-logic", "build-front-end", "build", "push", "helm-app",
+           "lint-charts", "lint-docker", "lint-yaml"]
+
+
+def make(*args: str) -> str:
+    result = subprocess.run(["make", "--no-print-directory", *args], cwd=REPO,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_help_lists_every_target():
+    listed = re.findall(r"^\s+(?:\x1b\[\d+m)?([a-z-]+)", make("help"), re.M)
+    assert [t for t in TARGETS if t not in listed] == []
+
+
+def test_images_are_built_and_pushed_with_the_chart_version():
+    version = re.search(r'^appVersion:\s*"?([^"\s]+)', (REPO / "helm/app/Chart.yaml").read_text(), re.M)[1]
+    commands = make("-n", "build", "push")
+    for service in ("business-logic", "front-end"):
+        assert f"docker build -f {service}/Dockerfile -t localhost:5001/{service}:{version} ." in commands
+        assert f"docker push localhost:5001/{service}:{version}" in commands
+
+
+@pytest.mark.parametrize("context", ["", "kind-demo"])
+def test_helm_app_labels_the_namespace_installs_and_waits(context):
+    commands = make("-n", "helm-app", f"KUBE_CONTEXT={context}")
+    ctx = f" --context {context}" if context else ""
+    assert f"kubectl{ctx} label namespace demo-app istio-injection=enabled --overwrite" in commands
+    install = re.search(r"helm.* upgrade --install app helm/app -n demo-app.*", commands, re.S)[0]
+    assert "--wait --timeout 5m" in install and "--set-string front-end.image.tag=" in install
+    for workload in ("deployment/front-end", "deployment/business-logic", "statefulset/postgres"):
+        assert f"rollout status {workload}" in commands
+    assert commands.index("istio-injection=enabled") < commands.index("upgrade --install")
