@@ -37,7 +37,7 @@ run-business-logic: ## Run business-logic on BUSINESS_LOGIC_PORT (SQLite file, n
 
 ##@ Test and lint
 .PHONY: test
-test: test-rust ## Run every test: Rust (SQLite, and PostgreSQL when TEST_DATABASE_URL is set)
+test: test-rust test-deploy ## Run every test: Rust (SQLite, and PostgreSQL when TEST_DATABASE_URL is set), then the chart and cluster checks
 
 .PHONY: test-rust
 test-rust: ## Rust unit and integration tests (cargo nextest)
@@ -48,7 +48,7 @@ test-reliability: ## Fault, bad-input and sustained-load suite alone (needs TEST
 	$(CARGO) nextest run -p test-support --test reliability --no-fail-fast --success-output final
 
 .PHONY: test-deploy
-test-deploy: $(VENV)/.installed ## Chart, manifest and cluster-script checks (pytest)
+test-deploy: $(VENV)/.installed ## Charts, manifests, cluster script (stand-in tools), Grafana links and dashboard queries against the real services (pytest)
 	$(VENV)/bin/pytest -q tests
 
 $(VENV)/.installed: tests/requirements.txt
@@ -57,7 +57,10 @@ $(VENV)/.installed: tests/requirements.txt
 	touch $@
 
 .PHONY: lint
-lint: ## cargo fmt --check and clippy -D warnings
+lint: lint-rust lint-charts lint-docker lint-yaml lint-cluster ## Every linter: Rust, charts, Dockerfiles, YAML, cluster files
+
+.PHONY: lint-rust
+lint-rust: ## cargo fmt --check and clippy -D warnings
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 

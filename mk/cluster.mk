@@ -1,0 +1,81 @@
+# Local kind cluster with Istio and the observability add-ons (included by the
+# top-level Makefile). The images and the app chart come from mk/charts.mk
+# (build-business-logic, build-front-end, push, helm-app).
+
+CLUSTER_NAME ?= demo
+KIND ?= kind
+KUBECTL ?= kubectl
+DOCKER ?= docker
+HELM ?= helm
+ISTIOCTL ?= istioctl
+# Local registry container (create-cluster.sh starts it on 127.0.0.1:5001).
+REG_NAME ?= kind-registry
+# Local port of `make port-forward` (the URLs below assume 8080).
+GATEWAY_PORT ?= 8080
+KUBE_CONTEXT ?= kind-$(CLUSTER_NAME)
+# Offline manifest checker (../shared/tools in the project's workspace).
+SHARED_TOOLS ?= ../shared/tools
+KUBE_VERSION ?= 1.36.0
+
+# Chart versions pinned in create-cluster.sh (one place to change them).
+LOKI_CHART_VERSION ?= $(shell sed -n 's/^LOKI_CHART_VERSION="$${LOKI_CHART_VERSION:-\(.*\)}"$$/\1/p' create-cluster.sh)
+ALLOY_CHART_VERSION ?= $(shell sed -n 's/^ALLOY_CHART_VERSION="$${ALLOY_CHART_VERSION:-\(.*\)}"$$/\1/p' create-cluster.sh)
+
+# Plain Kubernetes manifests among the add-ons (the rest are Helm values and
+# the IstioOperator, which is istioctl's input, not a cluster object).
+CLUSTER_MANIFESTS := $(filter-out istio-add-ons/istio-operator.yaml istio-add-ons/%-values.yaml,$(wildcard istio-add-ons/*.yaml))
+
+##@ Cluster (kind + Istio + add-ons)
+.PHONY: up
+up: ## The whole walkthrough: cluster, images, app; waits, then prints the URLs
+	$(MAKE) create-cluster
+	$(MAKE) build-business-logic build-front-end push helm-app
+	$(MAKE) urls
+
+.PHONY: create-cluster
+create-cluster: ## Registry, kind cluster, Istio and add-ons (idempotent: safe to re-run)
+	CLUSTER_NAME=$(CLUSTER_NAME) REG_NAME=$(REG_NAME) DOCKER=$(DOCKER) KIND=$(KIND) \
+	  KUBECTL=$(KUBECTL) HELM=$(HELM) ISTIOCTL=$(ISTIOCTL) ./create-cluster.sh
+
+.PHONY: port-forward
+port-forward: ## Forward localhost:8080 to the Istio ingress gateway (Ctrl-C stops)
+	@echo "App: http://localhost:$(GATEWAY_PORT)/demo-app/  Jaeger: /jaeger  Grafana: /grafana  Kiali: /kiali"
+	$(KUBECTL) --context $(KUBE_CONTEXT) -n istio-system port-forward svc/istio-ingressgateway $(GATEWAY_PORT):80
+
+.PHONY: urls
+urls: ## Print the URLs of the app and the dashboards
+	@echo ""
+	@echo "Everything is behind the Istio ingress gateway. In another terminal run"
+	@echo "    make port-forward"
+	@echo "then open:"
+	@echo "    App      http://localhost:$(GATEWAY_PORT)/demo-app/"
+	@echo "    Jaeger   http://localhost:$(GATEWAY_PORT)/jaeger"
+	@echo "    Grafana  http://localhost:$(GATEWAY_PORT)/grafana   (dashboard 'Demo app', uid demo-app)"
+	@echo "    Kiali    http://localhost:$(GATEWAY_PORT)/kiali"
+
+.PHONY: clean-up
+clean-up: ## Delete the kind cluster and the local registry
+	@if $(KIND) get clusters 2>/dev/null | grep -x '$(CLUSTER_NAME)' >/dev/null; then \
+	  $(KIND) delete cluster --name $(CLUSTER_NAME); \
+	else echo "kind cluster $(CLUSTER_NAME): not found (nothing to delete)"; fi
+	@if $(DOCKER) inspect $(REG_NAME) >/dev/null 2>&1; then \
+	  $(DOCKER) rm -f $(REG_NAME) >/dev/null && echo "registry $(REG_NAME): removed"; \
+	else echo "registry $(REG_NAME): not found (nothing to remove)"; fi
+
+.PHONY: lint-cluster
+lint-cluster: $(VENV)/.installed ## shellcheck, yamllint and schema checks of the cluster files
+	$(VENV)/bin/shellcheck create-cluster.sh
+	$(VENV)/bin/yamllint kind-cluster-config.yaml istio-add-ons
+	@if [ ! -x "$(SHARED_TOOLS)/validate-manifests" ]; then \
+	  echo "validate-manifests not found in SHARED_TOOLS=$(SHARED_TOOLS): set SHARED_TOOLS to the folder holding it" >&2; exit 1; fi
+	$(SHARED_TOOLS)/validate-manifests -k $(KUBE_VERSION) $(CLUSTER_MANIFESTS)
+	@# The Loki and Alloy charts are fetched from their repositories: only with a real helm and a network.
+	@if command -v $(HELM) >/dev/null 2>&1; then \
+	  set -x; \
+	  $(HELM) template loki loki --repo https://grafana-community.github.io/helm-charts \
+	    --version $(LOKI_CHART_VERSION) -n istio-system -f istio-add-ons/loki-values.yaml \
+	    | $(SHARED_TOOLS)/validate-manifests -k $(KUBE_VERSION) --ignore-missing-schemas -; \
+	  $(HELM) template alloy alloy --repo https://grafana.github.io/helm-charts \
+	    --version $(ALLOY_CHART_VERSION) -n istio-system -f istio-add-ons/alloy-values.yaml \
+	    | $(SHARED_TOOLS)/validate-manifests -k $(KUBE_VERSION) --ignore-missing-schemas -; \
+	else echo "helm not installed: Loki/Alloy values checked by tests/cluster only (keys, not a render)"; fi

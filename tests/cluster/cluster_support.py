@@ -1,0 +1,112 @@
+"""Shared helpers for the cluster checks: paths, tools, and the add-on files."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+ADDONS = REPO / "istio-add-ons"
+GRAFANA = ADDONS / "grafana"
+SCRIPT = REPO / "create-cluster.sh"
+KIND_CONFIG = REPO / "kind-cluster-config.yaml"
+ADDONS_NAMESPACE = "istio-system"
+APP_NAMESPACE = "demo-app"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+# Files in istio-add-ons/ that are not Kubernetes objects applied with kubectl.
+NOT_MANIFESTS = {"istio-operator.yaml", "loki-values.yaml", "alloy-values.yaml"}
+
+
+def unavailable(message: str) -> None:
+    """A prerequisite of a check is missing: fail in CI, skip elsewhere."""
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def shared_tool(name: str) -> Path:
+    """A tool from the workspace's shared/tools (override the folder with SHARED_TOOLS)."""
+    base = Path(os.environ.get("SHARED_TOOLS") or REPO.parent / "shared" / "tools")
+    tool = base / name
+    if not os.access(tool, os.X_OK):
+        unavailable(f"{tool} not found (set SHARED_TOOLS to the folder holding {name})")
+    return tool
+
+
+def venv_tool(name: str) -> str:
+    """A console script installed next to this Python (tests/requirements.txt), else on PATH."""
+    tool = Path(sys.executable).parent / name
+    if tool.exists():
+        return str(tool)
+    found = shutil.which(name)
+    if not found:
+        pytest.fail(f"{name} not found: install tests/requirements.txt into this Python's environment")
+    return found
+
+
+def load_docs(path: Path) -> list[dict]:
+    with path.open() as f:
+        return [d for d in yaml.safe_load_all(f) if d]
+
+
+def manifest_files() -> list[Path]:
+    return sorted(p for p in ADDONS.glob("*.yaml") if p.name not in NOT_MANIFESTS)
+
+
+def addon_objects() -> list[dict]:
+    """Every Kubernetes object the add-on manifests declare."""
+    return [doc for path in manifest_files() for doc in load_docs(path)]
+
+
+def find(objects: list[dict], kind: str, name: str) -> dict:
+    for obj in objects:
+        if obj.get("kind") == kind and obj["metadata"]["name"] == name:
+            return obj
+    raise AssertionError(f"{kind}/{name} not found in istio-add-ons/")
+
+
+def pod_templates(objects: list[dict]) -> list[tuple[str, dict]]:
+    """(namespace, pod template) of every workload."""
+    return [(obj["metadata"].get("namespace", ""), obj["spec"]["template"])
+            for obj in objects if obj.get("kind") in ("Deployment", "StatefulSet", "DaemonSet")]
+
+
+def service_port(objects: list[dict], host: str, port: int) -> tuple[dict, dict]:
+    """The Service and port a cluster URL host (`name.namespace[.svc...]`) and port reach."""
+    name, _, rest = host.partition(".")
+    namespace = rest.split(".")[0] if rest else ADDONS_NAMESPACE
+    for obj in objects:
+        if obj.get("kind") == "Service" and obj["metadata"]["name"] == name \
+                and obj["metadata"].get("namespace") == namespace:
+            for p in obj["spec"]["ports"]:
+                if p["port"] == port:
+                    return obj, p
+            raise AssertionError(f"Service {namespace}/{name} has no port {port}")
+    raise AssertionError(f"no Service {namespace}/{name} in istio-add-ons/")
+
+
+def script_setting(name: str) -> str:
+    """The default of a `NAME="${NAME:-default}"` or `NAME=value` line of create-cluster.sh."""
+    text = SCRIPT.read_text()
+    m = re.search(rf'^{name}="\$\{{{name}:-([^}}]*)\}}"$', text, re.M) or \
+        re.search(rf"^{name}=(\S+)$", text, re.M)
+    assert m, f"{name} not set in create-cluster.sh"
+    return m.group(1)
+
+
+def grafana_datasources() -> dict[str, dict]:
+    """The provisioned Grafana data sources by uid."""
+    doc = yaml.safe_load((GRAFANA / "datasources.yaml").read_text())
+    return {ds["uid"]: ds for ds in doc["datasources"]}
+
+
+def unescape_provisioning(value: str) -> str:
+    """Grafana provisioning files expand $VAR / ${VAR}; `$$` stands for a literal `$`."""
+    return value.replace("$$", "$")

@@ -1,0 +1,342 @@
+"""Stand-in docker, kind, kubectl, helm and istioctl for the create-cluster.sh
+and `make up` checks.
+
+Each stand-in is a tiny script (written by `install`) that calls `main(tool)`.
+It appends its arguments to the JSON-lines log $FAKE_LOG and keeps just enough
+state under $FAKE_STATE to answer the questions the script asks on a second
+run: the registry container exists and is on the kind network, the cluster
+exists, hosts.toml is on the nodes, objects were applied, Helm releases are
+deployed, Istio is installed. Version strings can be overridden with
+FAKE_<TOOL>_VERSION; FAKE_DOCKER_DOWN=1 makes `docker info` fail.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+TOOLS = ("docker", "kind", "kubectl", "helm", "istioctl")
+
+WRAPPER = """#!{python}
+import sys
+sys.path.insert(0, {here!r})
+import fake_tools
+sys.exit(fake_tools.main({tool!r}))
+"""
+
+
+def install(bin_dir: Path, omit: tuple[str, ...] = ()) -> None:
+    """Writes the stand-ins (all but `omit`) into bin_dir."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    here = str(Path(__file__).resolve().parent)
+    for tool in TOOLS:
+        if tool in omit:
+            continue
+        path = bin_dir / tool
+        path.write_text(WRAPPER.format(python=sys.executable, here=here, tool=tool))
+        path.chmod(0o755)
+
+
+def read_log(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
+class State:
+    def __init__(self) -> None:
+        self.root = Path(os.environ["FAKE_STATE"])
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.file = self.root / "state.json"
+        self.data = json.loads(self.file.read_text()) if self.file.exists() else {}
+
+    def get(self, key: str, default=None):
+        return self.data.get(key, default)
+
+    def set(self, key: str, value) -> None:
+        self.data[key] = value
+        self.file.write_text(json.dumps(self.data, indent=1, sort_keys=True))
+
+
+def log(tool: str, args: list[str], **extra) -> None:
+    entry = {"tool": tool, "args": args, **extra}
+    with open(os.environ["FAKE_LOG"], "a") as f:
+        f.write(json.dumps(entry) + "\n")
+
+
+def fail(message: str, code: int = 1) -> int:
+    print(message, file=sys.stderr)
+    return code
+
+
+def option(args: list[str], *names: str) -> str | None:
+    """Value of `--name value` or `--name=value`."""
+    for i, arg in enumerate(args):
+        for name in names:
+            if arg == name and i + 1 < len(args):
+                return args[i + 1]
+            if arg.startswith(name + "="):
+                return arg[len(name) + 1:]
+    return None
+
+
+def drop_options(args: list[str], *names: str) -> list[str]:
+    out, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+            continue
+        if arg in names:
+            skip = True
+            continue
+        if any(arg.startswith(n + "=") for n in names):
+            continue
+        out.append(arg)
+    return out
+
+
+# --- docker -------------------------------------------------------------------------------------------
+
+def docker(args: list[str], state: State) -> int:
+    cmd = args[0] if args else ""
+    registries = state.get("containers", {})
+    if cmd == "version":
+        print(os.environ.get("FAKE_DOCKER_VERSION", "28.5.1"))
+    elif cmd == "info":
+        if os.environ.get("FAKE_DOCKER_DOWN"):
+            return fail("Cannot connect to the Docker daemon at unix:///var/run/docker.sock.")
+        print(os.environ.get("FAKE_DOCKER_MEM", str(16 * 1024**3)) if "--format" in args else "Server: fake")
+    elif cmd == "inspect":
+        name = args[-1]
+        if name not in registries:
+            return fail(f"Error: No such object: {name}")
+        fmt = option(args, "-f", "--format") or ""
+        container = registries[name]
+        if ".State.Running" in fmt:
+            print("true" if container["running"] else "false")
+        elif "Networks.kind" in fmt:
+            print('{"NetworkID":"fake"}' if container["kind_network"] else "null")
+        else:
+            print("[{}]")
+    elif cmd == "run":
+        name = option(args, "--name")
+        if name in registries:
+            return fail(f"Conflict. The container name \"/{name}\" is already in use.")
+        registries[name] = {"running": True, "kind_network": False, "image": args[-1]}
+        state.set("containers", registries)
+        print("f" * 64)
+    elif cmd == "start":
+        registries[args[-1]]["running"] = True
+        state.set("containers", registries)
+    elif cmd == "rm":
+        name = args[-1]
+        if name not in registries:
+            return fail(f"Error response from daemon: No such container: {name}")
+        del registries[name]
+        state.set("containers", registries)
+    elif cmd == "network" and args[1] == "connect":
+        network, name = args[2], args[3]
+        if network != "kind" or not state.get("clusters"):
+            return fail(f"Error response from daemon: network {network} not found")
+        registries[name]["kind_network"] = True
+        state.set("containers", registries)
+    elif cmd == "exec":
+        rest = [a for a in args[1:] if a not in ("-i", "-t", "-it")]
+        node, command = rest[0], rest[1:]
+        nodes = state.get("nodes", {})
+        if node not in nodes:
+            return fail(f"Error response from daemon: No such container: {node}")
+        files = nodes[node]
+        if command[0] == "cat":
+            if command[1] not in files:
+                return fail(f"cat: {command[1]}: No such file or directory")
+            sys.stdout.write(files[command[1]])
+        elif command[:2] == ["cp", "/dev/stdin"]:
+            files[command[2]] = sys.stdin.read()
+            state.set("nodes", nodes)
+        elif command[0] == "mkdir":
+            pass
+        else:
+            return fail(f"fake docker exec: unexpected command {command}")
+    elif cmd in ("build", "push", "tag", "pull"):
+        print(f"fake docker {cmd}")
+    return 0
+
+
+# --- kind ----------------------------------------------------------------------------------------------
+
+def kind(args: list[str], state: State) -> int:
+    clusters = state.get("clusters", [])
+    name = option(args, "--name") or "kind"
+    if args[:1] == ["version"]:
+        print(f"kind {os.environ.get('FAKE_KIND_VERSION', 'v0.32.0')} go1.25.1 linux/amd64")
+    elif args[:2] == ["get", "clusters"]:
+        if not clusters:
+            print("No kind clusters found.", file=sys.stderr)
+        for cluster in clusters:
+            print(cluster)
+    elif args[:2] == ["get", "nodes"]:
+        if name not in clusters:
+            return fail(f'ERROR: no nodes found for cluster "{name}"')
+        print(f"{name}-control-plane\n{name}-worker")
+    elif args[:2] == ["create", "cluster"]:
+        if name in clusters:
+            return fail(f'ERROR: failed to create cluster: node(s) already exist for a cluster with the name "{name}"')
+        config = option(args, "--config")
+        if not config or not Path(config).is_file():
+            return fail(f"ERROR: config file {config} not found")
+        state.set("clusters", clusters + [name])
+        nodes = state.get("nodes", {})
+        nodes.update({f"{name}-control-plane": {}, f"{name}-worker": {}})
+        state.set("nodes", nodes)
+        print(f'Creating cluster "{name}" ...')
+    elif args[:2] == ["delete", "cluster"]:
+        state.set("clusters", [c for c in clusters if c != name])
+        state.set("nodes", {n: f for n, f in state.get("nodes", {}).items() if not n.startswith(name + "-")})
+        print(f'Deleting cluster "{name}" ...')
+    return 0
+
+
+# --- kubectl -------------------------------------------------------------------------------------------
+
+def manifest_docs(text: str) -> list[dict]:
+    import yaml
+
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def create_dry_run(args: list[str], namespace: str | None) -> int:
+    import yaml
+
+    kind_, name = args[1], args[2]
+    meta = {"name": name, **({"namespace": namespace} if namespace else {})}
+    if kind_ == "namespace":
+        obj = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+    elif kind_ == "configmap":
+        data = {}
+        for arg in args:
+            if arg.startswith("--from-literal="):
+                key, _, value = arg[len("--from-literal="):].partition("=")
+                data[key] = value
+            elif arg.startswith("--from-file="):
+                spec = arg[len("--from-file="):]
+                key, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
+                source = Path(path)
+                if source.is_dir():
+                    data.update({p.name: p.read_text() for p in sorted(source.iterdir()) if p.is_file()})
+                else:
+                    data[key or source.name] = source.read_text()
+        obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data}
+    else:
+        return fail(f"fake kubectl: cannot create {kind_}")
+    sys.stdout.write(yaml.safe_dump(obj))
+    return 0
+
+
+def kubectl(args: list[str], state: State) -> int:
+    context = option(args, "--context")
+    args = drop_options(args, "--context")
+    namespace = option(args, "-n", "--namespace") or "default"
+    rest = drop_options(args, "-n", "--namespace")
+    if rest[:1] == ["version"]:
+        print(f"Client Version: {os.environ.get('FAKE_KUBECTL_VERSION', 'v1.36.1')}\nKustomize Version: v5.7.1")
+        return 0
+    if rest[:1] == ["create"] and "--dry-run=client" in rest:
+        return create_dry_run(rest, option(args, "-n", "--namespace"))
+    if not state.get("clusters"):
+        return fail("The connection to the server localhost:8080 was refused - did you specify the right host or port?")
+    if context and context.removeprefix("kind-") not in state.get("clusters"):
+        return fail(f'error: context "{context}" does not exist')
+    objects = state.get("objects", {})
+    if rest[:1] == ["apply"]:
+        source = option(rest, "-f")
+        text = sys.stdin.read() if source == "-" else Path(source).read_text()
+        applied = []
+        for doc in manifest_docs(text):
+            ns = doc["metadata"].get("namespace", namespace)
+            key = f"{doc['kind'].lower()}/{ns}/{doc['metadata']['name']}"
+            digest = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+            verb = "created" if key not in objects else "unchanged" if objects[key]["digest"] == digest else "configured"
+            objects[key] = {"digest": digest, "data": doc.get("data", {})}
+            print(f"{doc['kind'].lower()}/{doc['metadata']['name']} {verb}")
+            applied.append(f"{key} {verb}")
+        state.set("objects", objects)
+        log("applied", applied)
+        return 0
+    if rest[:1] == ["get"]:
+        kind_, _, name = rest[1].partition("/")
+        name = name or (rest[2] if len(rest) > 2 and not rest[2].startswith("-") else "")
+        if kind_ == "deployment" and namespace == "istio-system" and name in ("istiod", "istio-ingressgateway"):
+            return 0 if state.get("istio") else fail(f'Error from server (NotFound): deployments.apps "{name}" not found')
+        obj = objects.get(f"{kind_}/{namespace}/{name}")
+        if obj is None:
+            return fail(f'Error from server (NotFound): {kind_}s "{name}" not found')
+        jsonpath = option(rest, "-o") or ""
+        if jsonpath.startswith("jsonpath={.data."):
+            print(obj["data"].get(jsonpath[len("jsonpath={.data."):-1], ""), end="")
+        return 0
+    print(f"fake kubectl {' '.join(rest[:2])}")
+    return 0
+
+
+# --- helm ----------------------------------------------------------------------------------------------
+
+def helm(args: list[str], state: State) -> int:
+    context = option(args, "--kube-context")
+    args = drop_options(args, "--kube-context")
+    namespace = option(args, "-n", "--namespace") or "default"
+    rest = drop_options(args, "-n", "--namespace")
+    if rest[:1] == ["version"]:
+        print(os.environ.get("FAKE_HELM_VERSION", "v4.0.4+g1234567"))
+        return 0
+    if not state.get("clusters"):
+        return fail("Error: Kubernetes cluster unreachable")
+    if context and context.removeprefix("kind-") not in state.get("clusters"):
+        return fail(f'Error: context "{context}" does not exist')
+    releases = state.get("releases", {})
+    if rest[:1] == ["status"]:
+        release = releases.get(f"{namespace}/{rest[1]}")
+        if not release:
+            return fail("Error: release: not found")
+        print(json.dumps({"name": rest[1], "namespace": namespace,
+                          "info": {"status": "deployed", "description": release["description"]},
+                          "chart": {"metadata": {"version": release["version"]}}}))
+        return 0
+    if rest[:2] == ["upgrade", "--install"]:
+        name, chart = rest[2], rest[3]
+        for values in [v for i, v in enumerate(rest) if i and rest[i - 1] == "-f"]:
+            if not Path(values).is_file():
+                return fail(f"Error: open {values}: no such file or directory")
+        releases[f"{namespace}/{name}"] = {
+            "chart": chart, "version": option(rest, "--version") or "", "repo": option(rest, "--repo") or "",
+            "description": option(rest, "--description") or "Upgrade complete"}
+        state.set("releases", releases)
+        print(f'Release "{name}" has been upgraded. Happy Helming!')
+    return 0
+
+
+# --- istioctl ------------------------------------------------------------------------------------------
+
+def istioctl(args: list[str], state: State) -> int:
+    if args[:1] == ["version"]:
+        print(f"client version: {os.environ.get('FAKE_ISTIOCTL_VERSION', '1.30.4')}")
+        return 0
+    if args[:1] == ["install"]:
+        if not state.get("clusters"):
+            return fail("Error: failed to connect to Kubernetes API server")
+        operator = option(args, "-f", "--filename")
+        if not operator or not Path(operator).is_file():
+            return fail(f"Error: could not read {operator}")
+        state.set("istio", True)
+        print("✔ Istio core installed\n✔ Istiod installed\n✔ Ingress gateways installed\n✔ Installation complete")
+    return 0
+
+
+def main(tool: str) -> int:
+    args = sys.argv[1:]
+    log(tool, args)
+    return {"docker": docker, "kind": kind, "kubectl": kubectl, "helm": helm, "istioctl": istioctl}[tool](
+        args, State())

@@ -1,0 +1,417 @@
+"""Static checks of the cluster files: the kind config, create-cluster.sh, the
+Istio mesh configuration and the add-ons (manifests, Helm values, Grafana
+provisioning). Nothing here needs a cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+import yaml
+from cluster_support import (
+    ADDONS,
+    ADDONS_NAMESPACE,
+    APP_NAMESPACE,
+    GRAFANA,
+    KIND_CONFIG,
+    REPO,
+    SCRIPT,
+    addon_objects,
+    find,
+    grafana_datasources,
+    load_docs,
+    manifest_files,
+    pod_templates,
+    script_setting,
+    service_port,
+    shared_tool,
+    unescape_provisioning,
+    venv_tool,
+)
+
+DASHBOARD = GRAFANA / "dashboards" / "demo-app.json"
+MESH_MARK = "Needs the mesh"
+
+
+def dashboard() -> dict:
+    return json.loads(DASHBOARD.read_text())
+
+
+def dashboard_panels() -> list[dict]:
+    return [p for p in dashboard()["panels"] if p["type"] != "row"]
+
+
+def jaeger_config() -> dict:
+    return yaml.safe_load(find(addon_objects(), "ConfigMap", "jaeger")["data"]["config.yaml"])
+
+
+def kiali_config() -> dict:
+    return yaml.safe_load(find(addon_objects(), "ConfigMap", "kiali")["data"]["config.yaml"])
+
+
+# --- linters and schemas ---------------------------------------------------------------------------
+
+def test_create_cluster_script_passes_shellcheck():
+    result = subprocess.run([venv_tool("shellcheck"), "--severity=style", str(SCRIPT)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_cluster_yaml_passes_yamllint():
+    config = REPO / ".yamllint.yaml"
+    args = [venv_tool("yamllint"), "-f", "parsable"]
+    if config.exists():
+        args += ["-c", str(config)]
+    result = subprocess.run(args + [str(KIND_CONFIG), str(ADDONS)], capture_output=True, text=True,
+                            timeout=60, cwd=REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_addon_manifests_pass_the_kubernetes_and_istio_schemas():
+    tool = shared_tool("validate-manifests")
+    result = subprocess.run([str(tool), "-k", "1.36.0", *map(str, manifest_files())],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert " 0 failed" in result.stdout
+
+
+def test_the_generated_grafana_configmaps_pass_the_schemas(tmp_path):
+    """The ConfigMaps create-cluster.sh builds from istio-add-ons/grafana/ (same keys)."""
+    def configmap(name, files):
+        return {"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": name, "namespace": ADDONS_NAMESPACE},
+                "data": {p.name: p.read_text() for p in files}}
+    docs = [configmap("grafana-datasources", [GRAFANA / "datasources.yaml"]),
+            configmap("grafana-dashboard-provider", [GRAFANA / "dashboard-provider.yaml"]),
+            configmap("grafana-dashboards", sorted((GRAFANA / "dashboards").iterdir()))]
+    out = tmp_path / "grafana-configmaps.yaml"
+    out.write_text(yaml.safe_dump_all(docs))
+    result = subprocess.run([str(shared_tool("validate-manifests")), "-k", "1.36.0", str(out)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_prometheus_config_passes_promtool(tmp_path):
+    promtool = shutil.which("promtool") or ("/usr/bin/promtool" if os.path.exists("/usr/bin/promtool") else None)
+    if not promtool:
+        pytest.skip("promtool not installed (Debian package prometheus)")
+    parsed = yaml.safe_load(find(addon_objects(), "ConfigMap", "prometheus")["data"]["prometheus.yml"])
+    jobs = {job["job_name"]: job for job in parsed["scrape_configs"]}
+    assert jobs["kubernetes-pods"]["kubernetes_sd_configs"] == [{"role": "pod"}]
+    # Debian builds Prometheus without Kubernetes discovery: check everything
+    # else (relabelling regexes included) with a static target in its place.
+    for job in jobs.values():
+        if job.pop("kubernetes_sd_configs", None):
+            job["static_configs"] = [{"targets": ["127.0.0.1:9"]}]
+    config = tmp_path / "prometheus.yml"
+    config.write_text(yaml.safe_dump(parsed))
+    result = subprocess.run([promtool, "check", "config", "--syntax-only", str(config)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- kind --------------------------------------------------------------------------------------------
+
+def test_kind_config_has_a_control_plane_and_a_worker_on_a_digest_pinned_image():
+    config = yaml.safe_load(KIND_CONFIG.read_text())
+    assert config["kind"] == "Cluster" and config["apiVersion"] == "kind.x-k8s.io/v1alpha4"
+    assert [n["role"] for n in config["nodes"]] == ["control-plane", "worker"]
+    images = {n["image"] for n in config["nodes"]}
+    assert len(images) == 1, images
+    assert re.fullmatch(r"kindest/node:v1\.36\.1@sha256:[0-9a-f]{64}", images.pop())
+
+
+def test_kind_config_points_containerd_at_the_hosts_toml_directory():
+    patches = "\n".join(yaml.safe_load(KIND_CONFIG.read_text())["containerdConfigPatches"])
+    assert re.search(r'config_path\s*=\s*"/etc/containerd/certs\.d"', patches)
+    # create-cluster.sh writes the hosts.toml into that directory.
+    assert "/etc/containerd/certs.d/localhost:${REG_PORT}" in SCRIPT.read_text()
+
+
+# --- versions -------------------------------------------------------------------------------------------
+
+def test_every_image_is_pinned_and_its_version_explained_in_a_comment():
+    for path in manifest_files():
+        comments = "\n".join(line for line in path.read_text().splitlines() if line.lstrip().startswith("#"))
+        for obj in load_docs(path):
+            spec = obj.get("spec", {}).get("template", {}).get("spec", {})
+            for container in spec.get("containers", []) + spec.get("initContainers", []):
+                image = container["image"]
+                name, _, tag = image.rpartition(":")
+                assert name and tag and tag != "latest" and "/" not in tag, f"{path.name}: {image} not pinned"
+                assert image in comments, f"{path.name}: say in a comment where {image} comes from"
+
+
+def test_chart_and_istio_versions_are_pinned_in_the_script():
+    assert re.fullmatch(r"1\.30\.\d+", script_setting("ISTIO_VERSION"))
+    assert re.fullmatch(r"v0\.32\.0", script_setting("KIND_VERSION"))
+    for chart in ("LOKI", "ALLOY"):
+        assert re.fullmatch(r"\d+\.\d+\.\d+", script_setting(f"{chart}_CHART_VERSION"))
+    assert script_setting("LOKI_CHART_REPO") == "https://grafana-community.github.io/helm-charts"
+    assert script_setting("ALLOY_CHART_REPO") == "https://grafana.github.io/helm-charts"
+    assert re.fullmatch(r"registry:3\.\d+\.\d+", script_setting("REGISTRY_IMAGE"))
+
+
+# --- Istio mesh configuration ----------------------------------------------------------------------
+
+def istio_operator() -> dict:
+    (doc,) = load_docs(ADDONS / "istio-operator.yaml")
+    return doc
+
+
+def test_mesh_traces_to_the_zipkin_service_with_b3_and_w3c_propagation():
+    operator = istio_operator()
+    assert operator["kind"] == "IstioOperator" and operator["spec"]["profile"] == "default"
+    mesh = operator["spec"]["meshConfig"]
+    assert mesh["enableTracing"] is True
+    (provider,) = [p for p in mesh["extensionProviders"] if p["name"] == "zipkin"]
+    zipkin = provider["zipkin"]
+    assert zipkin["service"] == "zipkin.istio-system.svc.cluster.local"
+    assert zipkin["traceContextOption"] == "USE_B3_WITH_W3C_PROPAGATION"
+    # The provider's service and port are a Service that the add-ons install.
+    service, port = service_port(addon_objects(), zipkin["service"], zipkin["port"])
+    assert service["spec"]["selector"] == {"app": "jaeger"}
+    assert port["targetPort"] == 9411
+    assert mesh["defaultProviders"]["tracing"] == ["zipkin"]
+
+
+def test_telemetry_samples_every_request_into_the_zipkin_provider():
+    telemetry = find(addon_objects(), "Telemetry", "mesh-default")
+    assert telemetry["metadata"]["namespace"] == "istio-system"
+    (tracing,) = telemetry["spec"]["tracing"]
+    assert tracing["randomSamplingPercentage"] == 100
+    providers = {p["name"] for p in istio_operator()["spec"]["meshConfig"]["extensionProviders"]}
+    assert [p["name"] for p in tracing["providers"]] == ["zipkin"] and "zipkin" in providers
+
+
+# --- add-on wiring ----------------------------------------------------------------------------------
+
+CONTRACT_SERVICES = {  # name -> ports the contract names
+    "tracing": {80}, "zipkin": {9411}, "jaeger-collector": {9411, 4317, 4318},
+    "grafana": {3000}, "kiali": {20001}, "prometheus": {9090},
+}
+
+
+def test_the_contract_services_exist_in_istio_system():
+    objects = addon_objects()
+    for name, ports in CONTRACT_SERVICES.items():
+        service = find(objects, "Service", name)
+        assert service["metadata"]["namespace"] == ADDONS_NAMESPACE
+        assert ports <= {p["port"] for p in service["spec"]["ports"]}, name
+
+
+def test_every_service_selects_a_pod_and_targets_a_port_it_declares():
+    objects = addon_objects()
+    templates = pod_templates(objects)
+    for service in (o for o in objects if o["kind"] == "Service"):
+        selector = service["spec"]["selector"]
+        matches = [t for ns, t in templates if ns == service["metadata"]["namespace"]
+                   and selector.items() <= t["metadata"]["labels"].items()]
+        assert matches, f"Service {service['metadata']['name']} selects no pod"
+        container_ports = {p["containerPort"] for t in matches for c in t["spec"]["containers"]
+                           for p in c.get("ports", [])}
+        for port in service["spec"]["ports"]:
+            assert port["targetPort"] in container_ports, (service["metadata"]["name"], port)
+            assert port["name"].split("-")[0] in ("http", "grpc", "tcp") or port.get("appProtocol"), port
+
+
+def test_addon_pods_stay_out_of_the_mesh():
+    for _, template in pod_templates(addon_objects()):
+        assert template["metadata"]["labels"].get("sidecar.istio.io/inject") == "false"
+
+
+def test_jaeger_serves_the_ui_under_jaeger_and_receives_zipkin():
+    config = jaeger_config()
+    query = config["extensions"]["jaeger_query"]
+    assert query["base_path"] == "/jaeger"
+    assert config["receivers"]["zipkin"]["endpoint"].endswith(":9411")
+    assert "zipkin" in config["service"]["pipelines"]["traces"]["receivers"]
+    _, http = service_port(addon_objects(), "tracing.istio-system", 80)
+    assert query["http"]["endpoint"].endswith(f":{http['targetPort']}")
+    _, grpc = service_port(addon_objects(), "tracing.istio-system", 16685)
+    assert query["grpc"]["endpoint"].endswith(f":{grpc['targetPort']}")
+
+
+def test_kiali_serves_under_kiali_and_reads_traces_from_jaeger():
+    config = kiali_config()
+    objects = addon_objects()
+    assert config["server"]["web_root"] == "/kiali"
+    tracing = config["external_services"]["tracing"]
+    assert tracing["enabled"] is True and tracing["provider"] == "jaeger"
+    url = urlparse(tracing["internal_url"])
+    service, port = service_port(objects, url.hostname, url.port or 80)
+    assert service["metadata"]["name"] == "tracing"
+    # Jaeger v2 serves gRPC on the query port named grpc-*; the path is Jaeger's base path.
+    assert tracing["use_grpc"] is port["name"].startswith("grpc")
+    assert url.path == jaeger_config()["extensions"]["jaeger_query"]["base_path"]
+    assert tracing["external_url"] == "http://localhost:8080/jaeger"
+    prometheus = urlparse(config["external_services"]["prometheus"]["url"])
+    service_port(objects, prometheus.hostname, prometheus.port)
+    deployment = find(objects, "Deployment", "kiali")
+    probe = deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]
+    assert probe["path"] == "/kiali/healthz"
+
+
+def test_grafana_serves_from_the_grafana_sub_path_with_the_generated_configmaps():
+    deployment = find(addon_objects(), "Deployment", "grafana")
+    pod = deployment["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["GF_SERVER_SERVE_FROM_SUB_PATH"] == "true"
+    assert urlparse(env["GF_SERVER_ROOT_URL"]).path == "/grafana/"
+    mounted = {v["configMap"]["name"] for v in pod["volumes"] if "configMap" in v}
+    script = SCRIPT.read_text()
+    for name, source in (("grafana-datasources", "datasources.yaml"),
+                         ("grafana-dashboard-provider", "dashboard-provider.yaml"),
+                         ("grafana-dashboards", "dashboards")):
+        assert name in mounted
+        assert re.search(rf"create configmap {name}\s*\\?\s*\n?\s*--from-file=[^\n]*{source}", script), name
+    provider = yaml.safe_load((GRAFANA / "dashboard-provider.yaml").read_text())
+    mounts = {m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    assert provider["providers"][0]["options"]["path"] in mounts
+
+
+def test_grafana_data_sources_have_the_contract_uids_and_reach_the_addon_services():
+    sources = grafana_datasources()
+    assert set(sources) == {"prometheus", "loki", "jaeger"}
+    assert {s["type"] for s in sources.values()} == {"prometheus", "loki", "jaeger"}
+    objects = addon_objects()
+    for uid in ("prometheus", "jaeger"):
+        url = urlparse(sources[uid]["url"])
+        service_port(objects, url.hostname, url.port or 80)
+    assert urlparse(sources["jaeger"]["url"]).path == jaeger_config()["extensions"]["jaeger_query"]["base_path"]
+    # Loki comes from its Helm chart: single binary, no gateway, so the Service `loki` serves 3100.
+    assert urlparse(sources["loki"]["url"]).netloc == "loki.istio-system:3100"
+
+
+def test_loki_link_goes_to_jaeger_and_jaeger_links_back_to_loki():
+    sources = grafana_datasources()
+    (field,) = sources["loki"]["jsonData"]["derivedFields"]
+    assert field["datasourceUid"] == "jaeger"
+    assert unescape_provisioning(field["url"]) == "${__value.raw}"
+    assert field["matcherRegex"] == r"trace_id\W+([0-9a-f]{32})"
+    logs = sources["jaeger"]["jsonData"]["tracesToLogsV2"]
+    assert logs["datasourceUid"] == "loki" and logs["filterByTraceID"] is True
+    assert "${__trace.traceId}" in unescape_provisioning(logs["query"])
+
+
+def test_provisioning_files_escape_every_grafana_variable():
+    """An unescaped ${__value.raw} would be replaced by an empty environment variable."""
+    text = (GRAFANA / "datasources.yaml").read_text()
+    assert not re.search(r"(?<!\$)\$\{__", text)
+
+
+# --- the dashboard -----------------------------------------------------------------------------------
+
+def test_dashboard_has_the_demo_app_uid_and_known_data_sources():
+    board = dashboard()
+    assert board["uid"] == "demo-app"
+    uids = set(grafana_datasources())
+    for panel in dashboard_panels():
+        assert panel["datasource"]["uid"] in uids
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == panel["datasource"]["uid"]
+    ids = [p["id"] for p in board["panels"]]
+    assert len(ids) == len(set(ids))
+
+
+def test_dashboard_shows_rate_errors_percentiles_slow_versus_fast_and_logs():
+    panels = dashboard_panels()
+    exprs = [t["expr"] for p in panels if p["datasource"]["uid"] == "prometheus" for t in p["targets"]]
+    assert any("rate(http_requests_total" in e and "sum by (service, endpoint)" in e for e in exprs)
+    assert any('status=~"5.."' in e for e in exprs)
+    for q in ("0.5", "0.95", "0.99"):
+        assert any(f"histogram_quantile({q}," in e and "http_requests_duration_seconds_bucket" in e
+                   and "endpoint" in e for e in exprs), q
+    assert any("Slow vs fast" in p["title"] for p in panels)
+    (logs,) = [p for p in panels if p["type"] == "logs"]
+    assert logs["datasource"]["uid"] == "loki"
+    assert f'namespace="{APP_NAMESPACE}"' in logs["targets"][0]["expr"]
+
+
+def test_only_panels_marked_as_needing_the_mesh_use_istio_metrics():
+    for panel in dashboard_panels():
+        uses_mesh = any("istio_" in t.get("expr", "") for t in panel["targets"])
+        assert uses_mesh == panel.get("description", "").startswith(MESH_MARK), panel["title"]
+
+
+def test_the_service_variable_comes_from_the_app_metrics():
+    (variable,) = dashboard()["templating"]["list"]
+    assert variable["name"] == "service" and variable["datasource"]["uid"] == "prometheus"
+    assert variable["query"]["query"] == "label_values(http_requests_total, service)"
+    assert variable["allValue"] == ".*"
+
+
+# --- Loki and Alloy Helm values ------------------------------------------------------------------------
+
+def render_if_chart_available(env_var: str, values: Path) -> None:
+    """Render with the offline helm-render when the chart was fetched beforehand
+    (LOKI_CHART_DIR / ALLOY_CHART_DIR), and validate the output."""
+    chart = os.environ.get(env_var)
+    if not chart:
+        return
+    rendered = subprocess.run([str(shared_tool("helm-render")), chart, "-f", str(values), "--release",
+                               values.name.split("-")[0], "--namespace", ADDONS_NAMESPACE],
+                              capture_output=True, text=True, timeout=300)
+    assert rendered.returncode == 0, rendered.stderr
+    checked = subprocess.run([str(shared_tool("validate-manifests")), "-k", "1.36.0",
+                              "--ignore-missing-schemas", "-"], input=rendered.stdout,
+                             capture_output=True, text=True, timeout=300)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_loki_values_ask_for_a_single_binary_on_the_filesystem_without_extras():
+    path = ADDONS / "loki-values.yaml"
+    values = yaml.safe_load(path.read_text())
+    assert values["deploymentMode"] == "SingleBinary"
+    loki = values["loki"]
+    assert loki["auth_enabled"] is False
+    assert loki["commonConfig"]["replication_factor"] == 1
+    assert loki["storage"]["type"] == "filesystem"
+    (schema,) = loki["schemaConfig"]["configs"]
+    assert (schema["store"], schema["object_store"], schema["schema"]) == ("tsdb", "filesystem", "v13")
+    assert values["singleBinary"]["replicas"] == 1
+    for component in ("backend", "read", "write"):
+        assert values[component]["replicas"] == 0
+    for extra in ("chunksCache", "resultsCache", "gateway", "lokiCanary", "test"):
+        assert values[extra]["enabled"] is False, extra
+    render_if_chart_available("LOKI_CHART_DIR", path)
+
+
+ALLOY_RELABELS = {
+    "namespace": "__meta_kubernetes_namespace",
+    "pod": "__meta_kubernetes_pod_name",
+    "container": "__meta_kubernetes_pod_container_name",
+    "app": "__meta_kubernetes_pod_label_app",
+}
+
+
+def test_alloy_ships_pod_logs_to_loki_with_the_contract_labels():
+    path = ADDONS / "alloy-values.yaml"
+    values = yaml.safe_load(path.read_text())
+    assert values["controller"]["type"] == "daemonset"
+    config = values["alloy"]["configMap"]["content"]
+    assert config.count("{") == config.count("}")
+    for component in ('discovery.kubernetes "pods"', 'discovery.relabel "pods"',
+                      'loki.source.kubernetes "pods"', 'loki.write "default"'):
+        assert component in config
+    rules = re.findall(r'rule\s*\{\s*source_labels\s*=\s*\["([^"]+)"\]\s*target_label\s*=\s*"([^"]+)"\s*\}',
+                       config)
+    assert {target: source for source, target in rules} == ALLOY_RELABELS
+    assert 'url = "http://loki.istio-system:3100/loki/api/v1/push"' in config
+    # One Alloy per node: each tails only its own node's pods.
+    assert 'field = "spec.nodeName=" + sys.env("HOSTNAME")' in config
+    render_if_chart_available("ALLOY_CHART_DIR", path)
+
+
+def test_the_log_query_selects_on_labels_alloy_sets():
+    query = unescape_provisioning(grafana_datasources()["jaeger"]["jsonData"]["tracesToLogsV2"]["query"])
+    selector = re.match(r"\{([^}]*)\}", query).group(1)
+    labels = dict(re.findall(r'(\w+)="([^"]*)"', selector))
+    assert set(labels) <= set(ALLOY_RELABELS)
+    assert labels["namespace"] == APP_NAMESPACE == script_setting("APP_NAMESPACE")
