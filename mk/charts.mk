@@ -21,6 +21,11 @@ KUBE_VERSION ?= 1.36.0
 # Offline helm-render and validate-manifests (used when no helm is installed).
 SHARED_TOOLS ?= ../shared/tools
 
+# The digest the registry gave REGISTRY/<service>:VERSION when `make push` pushed it from this
+# machine, empty otherwise. helm-app pins it, so a rebuild under the same tag still rolls out.
+image_digest = $$($(DOCKER) image inspect --format '{{range .RepoDigests}}{{println .}}{{end}}' \
+  $(REGISTRY)/$(1):$(VERSION) 2>/dev/null | sed -n 's|^$(REGISTRY)/$(1)@||p' | head -n 1)
+
 CHART := helm/app
 CHART_CI_VALUES := $(sort $(wildcard $(CHART)/ci/*-values.yaml))
 SUBCHARTS := $(sort $(wildcard $(CHART)/charts/*/Chart.yaml))
@@ -52,8 +57,10 @@ helm-app: ## helm upgrade --install helm/app as RELEASE in NAMESPACE (labelled f
 	  --wait --timeout $(HELM_TIMEOUT) \
 	  --set-string front-end.image.repository=$(REGISTRY)/front-end \
 	  --set-string front-end.image.tag=$(VERSION) \
+	  --set-string front-end.image.digest="$(call image_digest,front-end)" \
 	  --set-string business-logic.image.repository=$(REGISTRY)/business-logic \
 	  --set-string business-logic.image.tag=$(VERSION) \
+	  --set-string business-logic.image.digest="$(call image_digest,business-logic)" \
 	  $(addprefix -f ,$(HELM_VALUES))
 	$(KUBECTL_CTX) -n $(NAMESPACE) rollout status deployment/front-end --timeout $(HELM_TIMEOUT)
 	$(KUBECTL_CTX) -n $(NAMESPACE) rollout status deployment/business-logic --timeout $(HELM_TIMEOUT)

@@ -68,11 +68,24 @@ spec:
     ("business-logic.slowEndpointDelayMs=70000", "slowEndpointDelayMs"),
     ("faultInjection.abort.percentage=150", "percentage"),
     ("mesh.mtlsMode=DISABLE", "mtlsMode"),
+    ("front-end.image.digest=latest", "digest"),
 ])
 def test_schemas_reject_typos_and_out_of_range_values(setting, message):
     result = render(CHART, None, "--set", setting)
     assert result.returncode != 0, f"--set {setting} was accepted"
     assert message in result.stderr, result.stderr
+
+
+def test_a_digest_pins_the_image_and_leaves_the_version_label_alone():
+    digest = "sha256:" + "ab" * 32
+    docs = [d for d in yaml.safe_load_all(render_ok(CHART, None, "--set-string",
+                                                    f"business-logic.image.digest={digest}")) if d]
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "business-logic"]
+    pod = deployment["spec"]["template"]
+    assert pod["spec"]["containers"][0]["image"] == f"localhost:5001/business-logic:0.1.0@{digest}"
+    assert pod["metadata"]["labels"]["version"] == "0.1.0"
+    (front_end,) = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "front-end"]
+    assert front_end["spec"]["template"]["spec"]["containers"][0]["image"] == "localhost:5001/front-end:0.1.0"
 
 
 def test_slow_page_timeout_must_exceed_the_slow_delay():

@@ -40,6 +40,10 @@ def test_helm_app_labels_the_namespace_installs_and_waits(context):
     assert f"kubectl{ctx} label namespace demo-app istio-injection=enabled --overwrite" in commands
     install = re.search(r"helm.* upgrade --install app helm/app -n demo-app.*", commands, re.S)[0]
     assert "--wait --timeout 5m" in install and "--set-string front-end.image.tag=" in install
+    # The pushed digests are pinned, so a rebuild under the same tag rolls out.
+    for service in ("front-end", "business-logic"):
+        assert (f"--set-string {service}.image.digest=\"$(docker image inspect" in install
+                and f"localhost:5001/{service}:" in install)
     for workload in ("deployment/front-end", "deployment/business-logic", "statefulset/postgres"):
         assert f"rollout status {workload}" in commands
     assert commands.index("istio-injection=enabled") < commands.index("upgrade --install")

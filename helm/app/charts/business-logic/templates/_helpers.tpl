@@ -20,8 +20,10 @@ this demo refer to them by that name (one release per namespace).
 {{- .Values.image.tag | default .Chart.AppVersion }}
 {{- end }}
 
+{{/* repository:tag, plus @digest when image.digest is set (make helm-app sets the pushed one). */}}
 {{- define "business-logic.image" -}}
 {{- printf "%s:%s" .Values.image.repository (include "business-logic.tag" .) }}
+{{- with .Values.image.digest }}@{{ . }}{{ end }}
 {{- end }}
 
 {{/* Selector labels: fixed for the life of the Deployment. */}}
