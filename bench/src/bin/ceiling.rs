@@ -1,0 +1,140 @@
+//! The benchmark's ceiling: the least a front -> back hop costs on this
+//! machine with the services' own building blocks (actix-web, one pooled
+//! reqwest client) and nothing else: no tracing, no metrics, no logs, no
+//! database, no templates.
+//!
+//! ```sh
+//! PORT=9001 ceiling back
+//! PORT=9000 ceiling front --backend-url http://127.0.0.1:9001
+//! curl localhost:9000/fast-page
+//! ```
+#![allow(clippy::print_stdout)] // its one log line, like the services' "listening" line
+
+use std::time::Duration;
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use clap::{Parser, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Mode {
+    /// `GET /fast-endpoint`: a small JSON item, like business-logic's.
+    Back,
+    /// `GET /fast-page`: calls the back and renders a small HTML page.
+    Front,
+}
+
+/// Minimal actix-web front and back for the benchmark's ceiling.
+#[derive(Debug, Parser)]
+struct Args {
+    mode: Mode,
+    /// The back's base URL (front mode).
+    #[arg(long, default_value = "http://127.0.0.1:8081")]
+    backend_url: String,
+    #[arg(long, env = "HOST", default_value = "127.0.0.1")]
+    host: String,
+    #[arg(long, env = "PORT", default_value_t = 0)]
+    port: u16,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Item {
+    sku: String,
+    name: String,
+    category: String,
+    price_cents: i64,
+    stock: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Answer {
+    endpoint: String,
+    item: Item,
+    elapsed_ms: f64,
+}
+
+#[derive(Debug)]
+struct Front {
+    client: reqwest::Client,
+    fast_url: String,
+}
+
+async fn fast_endpoint() -> HttpResponse {
+    let n = fastrand::u32(1..=5000);
+    HttpResponse::Ok().json(Answer {
+        endpoint: "fast".into(),
+        item: Item {
+            sku: format!("SKU-{n:05}"),
+            name: format!("Item {n}"),
+            category: "tools".into(),
+            price_cents: i64::from(n) * 7,
+            stock: i64::from(n % 100),
+        },
+        elapsed_ms: 0.0,
+    })
+}
+
+async fn fast_page(front: web::Data<Front>) -> HttpResponse {
+    let answer = match front.client.get(&front.fast_url).send().await {
+        Ok(response) if response.status().is_success() => response.json::<Answer>().await,
+        Ok(response) => {
+            return HttpResponse::BadGateway().body(format!("back answered {}", response.status()));
+        }
+        Err(error) => Err(error),
+    };
+    match answer {
+        Ok(Answer { item, .. }) => HttpResponse::Ok()
+            .content_type("text/html; charset=utf-8")
+            .body(format!(
+                "<!doctype html><title>Fast page</title><h1>{}</h1><p>{} · {} · {}.{:02} · {} in stock</p>",
+                item.name,
+                item.sku,
+                item.category,
+                item.price_cents / 100,
+                item.price_cents % 100,
+                item.stock
+            )),
+        Err(error) => HttpResponse::BadGateway().body(error.to_string()),
+    }
+}
+
+async fn ready() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body("ok")
+}
+
+#[actix_web::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let listener = std::net::TcpListener::bind((args.host.as_str(), args.port))?;
+    let port = listener.local_addr()?.port();
+    let server = match args.mode {
+        Mode::Back => HttpServer::new(|| {
+            App::new()
+                .route("/fast-endpoint", web::get().to(fast_endpoint))
+                .route("/readyz", web::get().to(ready))
+        })
+        .listen(listener)?
+        .run(),
+        Mode::Front => {
+            let front = web::Data::new(Front {
+                client: reqwest::Client::builder()
+                    .connect_timeout(Duration::from_secs(1))
+                    .pool_idle_timeout(Duration::from_secs(30))
+                    .tcp_nodelay(true)
+                    .build()?,
+                fast_url: format!("{}/fast-endpoint", args.backend_url.trim_end_matches('/')),
+            });
+            HttpServer::new(move || {
+                App::new()
+                    .app_data(front.clone())
+                    .route("/fast-page", web::get().to(fast_page))
+                    .route("/readyz", web::get().to(ready))
+            })
+            .listen(listener)?
+            .run()
+        }
+    };
+    println!("ceiling {:?} listening port={port}", args.mode);
+    server.await?;
+    Ok(())
+}

@@ -1,0 +1,60 @@
+//! The benchmark harness behind `make bench` (binary `bench`), the ceiling
+//! it compares against (binary `ceiling`), and the walkthrough's traffic
+//! generator behind `make load` (binary `load`).
+
+pub mod collector;
+pub mod load_tool;
+pub mod machine;
+pub mod process;
+pub mod report;
+
+/// The median of `values` (the mean of the middle two for an even count);
+/// `NaN` when empty.
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted: Vec<f64> = values.iter().copied().filter(|v| !v.is_nan()).collect();
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted.sort_by(f64::total_cmp);
+    let mid = sorted.len() / 2;
+    if sorted.len() % 2 == 1 {
+        sorted[mid]
+    } else {
+        (sorted[mid - 1] + sorted[mid]) / 2.0
+    }
+}
+
+/// A duration in milliseconds for people: `0.42 ms`, `12.3 ms`, `3.01 s`.
+pub fn format_ms(ms: f64) -> String {
+    if ms.is_nan() {
+        "n/a".to_owned()
+    } else if ms >= 1000.0 {
+        format!("{:.2} s", ms / 1000.0)
+    } else if ms >= 100.0 {
+        format!("{ms:.0} ms")
+    } else if ms >= 10.0 {
+        format!("{ms:.1} ms")
+    } else {
+        format!("{ms:.2} ms")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(&[]).is_nan());
+    }
+
+    #[test]
+    fn milliseconds_read_well() {
+        assert_eq!(format_ms(0.4234), "0.42 ms");
+        assert_eq!(format_ms(12.34), "12.3 ms");
+        assert_eq!(format_ms(250.4), "250 ms");
+        assert_eq!(format_ms(3012.0), "3.01 s");
+    }
+}
