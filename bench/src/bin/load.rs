@@ -53,26 +53,28 @@ struct Args {
     json: bool,
 }
 
-fn rate(value: &str) -> Result<f64, String> {
-    let rate: f64 = value
+/// A number within `range`, for clap's `value_parser`.
+fn number_in(value: &str, range: std::ops::RangeInclusive<f64>) -> Result<f64, String> {
+    let number: f64 = value
         .parse()
         .map_err(|_| format!("{value:?} is not a number"))?;
-    if (0.1..=10_000.0).contains(&rate) {
-        Ok(rate)
+    if range.contains(&number) {
+        Ok(number)
     } else {
-        Err(format!("{rate} is out of range; allowed: 0.1 to 10000"))
+        Err(format!(
+            "{number} is out of range; allowed: {} to {}",
+            range.start(),
+            range.end()
+        ))
     }
 }
 
+fn rate(value: &str) -> Result<f64, String> {
+    number_in(value, 0.1..=10_000.0)
+}
+
 fn share(value: &str) -> Result<f64, String> {
-    let share: f64 = value
-        .parse()
-        .map_err(|_| format!("{value:?} is not a number"))?;
-    if (0.0..=1.0).contains(&share) {
-        Ok(share)
-    } else {
-        Err(format!("{share} is out of range; allowed: 0 to 1"))
-    }
+    number_in(value, 0.0..=1.0)
 }
 
 /// `90`, `90s`, `1500ms`, `2m`, `1h`; between 1 ms and 1 h.
