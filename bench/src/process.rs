@@ -44,29 +44,17 @@ impl Pinning {
 
     /// A command that runs `program` on the servers' CPU.
     pub fn server_command(&self, program: &Path) -> Command {
-        self.command_on(program, |p| match p {
-            Self::Pinned { servers, .. } => Some(*servers),
-            Self::None => None,
-        })
+        match self {
+            Self::Pinned { servers, .. } => on_cpu(*servers, program),
+            Self::None => Command::new(program),
+        }
     }
 
     /// A command that runs `program` on the load generator's CPU.
     pub fn load_command(&self, program: &Path) -> Command {
-        self.command_on(program, |p| match p {
-            Self::Pinned { load, .. } => Some(*load),
-            Self::None => None,
-        })
-    }
-
-    fn command_on(&self, program: &Path, cpu: impl Fn(&Self) -> Option<u32>) -> Command {
-        match cpu(self) {
-            Some(cpu) => {
-                // taskset execs the program: the child's pid is the program's.
-                let mut command = Command::new("taskset");
-                command.arg("-c").arg(cpu.to_string()).arg(program);
-                command
-            }
-            None => Command::new(program),
+        match self {
+            Self::Pinned { load, .. } => on_cpu(*load, program),
+            Self::None => Command::new(program),
         }
     }
 
@@ -96,6 +84,13 @@ impl Pinning {
             Self::None => "not pinned (fewer than 2 CPUs or no taskset)".to_owned(),
         }
     }
+}
+
+/// `taskset -c CPU PROGRAM`: taskset execs the program, so the child's pid is the program's.
+fn on_cpu(cpu: u32, program: &Path) -> Command {
+    let mut command = Command::new("taskset");
+    command.arg("-c").arg(cpu.to_string()).arg(program);
+    command
 }
 
 /// A free loopback port (bound, then released for the server to take).
