@@ -1,0 +1,90 @@
+//! The contract between the two services: the answers business-logic sends
+//! and front-end reads, and the limits both check. A change of the wire
+//! format is an edit here, and the compiler finds every user.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+mod query;
+
+pub use query::{FastQuery, QueryError, SlowQuery};
+
+/// The largest `delay_ms` the slow endpoint (and the slow page) accepts, and
+/// the upper bound of `SLOW_ENDPOINT_DELAY_MS`.
+pub const MAX_DELAY_MS: u64 = 60_000;
+
+/// The longest `sku` the fast endpoint accepts.
+pub const MAX_SKU_LEN: usize = 32;
+
+/// One catalog item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
+pub struct Item {
+    pub sku: String,
+    pub name: String,
+    pub category: String,
+    pub price_cents: i64,
+    pub stock: i64,
+}
+
+/// `GET /fast-endpoint`: one item, read by its SKU.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FastAnswer {
+    /// Always `fast`.
+    pub endpoint: String,
+    pub item: Item,
+    /// business-logic's own time for the request.
+    pub elapsed_ms: f64,
+    pub trace_id: Option<String>,
+}
+
+/// One category of `GET /slow-endpoint`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CategorySummary {
+    pub items: i64,
+    pub units_in_stock: i64,
+    pub inventory_value_cents: i64,
+    pub average_price_cents: i64,
+    /// This category's share of the whole inventory value, in percent.
+    pub share_of_value_pct: f64,
+}
+
+/// `GET /slow-endpoint`: the whole catalog summarised per category.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SlowAnswer {
+    /// Always `slow`.
+    pub endpoint: String,
+    /// The deliberate delay spent, in milliseconds.
+    pub delay_ms: u64,
+    pub items_processed: i64,
+    pub categories: BTreeMap<String, CategorySummary>,
+    /// business-logic's own time for the request.
+    pub elapsed_ms: f64,
+    pub trace_id: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn answers_round_trip_through_json() {
+        let answer = FastAnswer {
+            endpoint: "fast".into(),
+            item: Item {
+                sku: "SKU-00042".into(),
+                name: "Item 42".into(),
+                category: "garden".into(),
+                price_cents: 1234,
+                stock: 7,
+            },
+            elapsed_ms: 1.5,
+            trace_id: None,
+        };
+        let json = serde_json::to_value(&answer).unwrap();
+        assert_eq!(json["item"]["price_cents"], 1234);
+        assert_eq!(serde_json::from_value::<FastAnswer>(json).unwrap(), answer);
+    }
+}
