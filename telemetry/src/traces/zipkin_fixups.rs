@@ -1,101 +1,11 @@
-//! Span export (Zipkin v2 or OTLP/HTTP) and context propagation (B3 + W3C).
-//!
-//! Zipkin is deliberate: Istio's tracing provider and Jaeger's receiver speak
-//! it, so the crate's upstream deprecation is allowed here (OTLP is offered too).
-#![allow(deprecated)]
+//! Mends the Zipkin v2 JSON that `opentelemetry-zipkin` writes before it
+//! goes out.
 
 use std::borrow::Cow;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
-use opentelemetry::propagation::TextMapCompositePropagator;
-use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{
-    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider, SpanData, SpanExporter,
-};
-use opentelemetry_zipkin::B3Encoding;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-
-use crate::settings::{TelemetrySettings, TracesExporter};
-
-/// How long one export may take before it is abandoned (the batch is dropped).
-const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Spans waiting for export; past this, new spans are dropped, so an
-/// unreachable collector costs bounded memory.
-const MAX_QUEUE_SIZE: usize = 2048;
-/// How often a failing exporter repeats its warning.
-const REPORT_EVERY: Duration = Duration::from_secs(60);
-
-/// The propagator both services use: B3 multi-header (what Istio's Zipkin
-/// provider reads and writes) composed with W3C trace-context. Both header
-/// families are injected; on extraction B3 is read last, so it wins when both
-/// are present and disagree.
-pub fn propagator() -> TextMapCompositePropagator {
-    TextMapCompositePropagator::new(vec![
-        Box::new(TraceContextPropagator::new()),
-        Box::new(opentelemetry_zipkin::Propagator::with_encoding(
-            B3Encoding::MultipleHeader,
-        )),
-    ])
-}
-
-/// Builds the tracer provider for the configured exporter. Sampling follows
-/// the caller's decision and samples every root trace (a demo wants them all).
-pub(crate) fn tracer_provider(settings: &TelemetrySettings) -> anyhow::Result<SdkTracerProvider> {
-    let resource = Resource::builder()
-        .with_service_name(settings.otel_service_name.clone())
-        .build();
-    let builder = SdkTracerProvider::builder()
-        .with_resource(resource)
-        .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)));
-    let client = || {
-        reqwest::blocking::Client::builder()
-            .timeout(EXPORT_TIMEOUT)
-            .connect_timeout(Duration::from_secs(2))
-            .build()
-            .context("building the span export HTTP client")
-    };
-    let provider = match settings.otel_traces_exporter {
-        TracesExporter::None => builder.build(),
-        TracesExporter::Zipkin => {
-            let endpoint = &settings.otel_exporter_zipkin_endpoint;
-            let exporter = opentelemetry_zipkin::ZipkinExporter::builder()
-                .with_collector_endpoint(endpoint)
-                .with_http_client(ZipkinFixups::new(
-                    client()?,
-                    settings.otel_service_name.clone(),
-                ))
-                .build()
-                .context("building the Zipkin exporter")?;
-            builder
-                .with_span_processor(batch(Reporting::new(exporter, "zipkin", endpoint)))
-                .build()
-        }
-        TracesExporter::Otlp => {
-            use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
-            let endpoint = format!(
-                "{}/v1/traces",
-                settings.otel_exporter_otlp_endpoint.trim_end_matches('/')
-            );
-            let exporter = opentelemetry_otlp::SpanExporter::builder()
-                .with_http()
-                .with_http_client(client()?)
-                .with_endpoint(&endpoint)
-                .with_timeout(EXPORT_TIMEOUT)
-                .build()
-                .context("building the OTLP exporter")?;
-            builder
-                .with_span_processor(batch(Reporting::new(exporter, "otlp", &endpoint)))
-                .build()
-        }
-    };
-    Ok(provider)
-}
 
 /// Sits between `opentelemetry-zipkin` and the HTTP client and mends two
 /// defects of its 0.32 JSON (the same in 0.33): `localEndpoint` carries no
@@ -108,7 +18,7 @@ pub(crate) fn tracer_provider(settings: &TelemetrySettings) -> anyhow::Result<Sd
 /// as raw JSON (`WireSpan`). Decoding whole batches into `serde_json::Value`
 /// took more than a third of the export thread's time under load (`make bench`).
 #[derive(Debug)]
-struct ZipkinFixups {
+pub(super) struct ZipkinFixups {
     inner: reqwest::blocking::Client,
     service_name: String,
     /// Whether a batch that could not be mended was reported in the log.
@@ -163,7 +73,7 @@ struct WireEndpoint<'a> {
 }
 
 impl ZipkinFixups {
-    fn new(inner: reqwest::blocking::Client, service_name: String) -> Self {
+    pub(super) fn new(inner: reqwest::blocking::Client, service_name: String) -> Self {
         Self {
             inner,
             service_name,
@@ -212,101 +122,6 @@ impl opentelemetry_http::HttpClient for ZipkinFixups {
             }
         };
         self.inner.send_bytes(request).await
-    }
-}
-
-fn batch<E: SpanExporter + 'static>(exporter: E) -> BatchSpanProcessor {
-    // Starts from the OTEL_BSP_* environment (the SDK reads it), bounding the queue.
-    let config = BatchConfigBuilder::default()
-        .with_max_queue_size(MAX_QUEUE_SIZE)
-        .with_scheduled_delay(Duration::from_millis(500))
-        .build();
-    BatchSpanProcessor::builder(exporter)
-        .with_batch_config(config)
-        .build()
-}
-
-/// Wraps an exporter so that a failing collector is reported in the log
-/// without flooding it: the first failure, then at most once a minute with a
-/// count, and once when exports succeed again. (The SDK's own per-batch error
-/// events are filtered out in [`crate::init`].)
-#[derive(Debug)]
-struct Reporting<E> {
-    inner: E,
-    protocol: &'static str,
-    endpoint: String,
-    state: Mutex<FailureState>,
-}
-
-#[derive(Debug, Default)]
-struct FailureState {
-    failed_batches: u64,
-    failed_spans: u64,
-    last_report: Option<Instant>,
-}
-
-impl<E> Reporting<E> {
-    fn new(inner: E, protocol: &'static str, endpoint: &str) -> Self {
-        Self {
-            inner,
-            protocol,
-            endpoint: endpoint.to_owned(),
-            state: Mutex::default(),
-        }
-    }
-
-    fn record(&self, result: &OTelSdkResult, spans: usize) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        match result {
-            Ok(()) if state.failed_batches > 0 => {
-                tracing::info!(
-                    protocol = self.protocol,
-                    endpoint = %self.endpoint,
-                    dropped_spans = state.failed_spans,
-                    "span export recovered"
-                );
-                *state = FailureState::default();
-            }
-            Ok(()) => {}
-            Err(error) => {
-                state.failed_batches += 1;
-                state.failed_spans += spans as u64;
-                let due = state
-                    .last_report
-                    .is_none_or(|at| at.elapsed() >= REPORT_EVERY);
-                if due {
-                    tracing::warn!(
-                        protocol = self.protocol,
-                        endpoint = %self.endpoint,
-                        %error,
-                        dropped_spans = state.failed_spans,
-                        "span export failing; spans are dropped, requests are not affected (repeated at most once a minute)"
-                    );
-                    state.last_report = Some(Instant::now());
-                }
-            }
-        }
-    }
-}
-
-impl<E: SpanExporter> SpanExporter for Reporting<E> {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        let spans = batch.len();
-        let result = self.inner.export(batch).await;
-        self.record(&result, spans);
-        result
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.inner.shutdown_with_timeout(timeout)
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        self.inner.force_flush()
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        self.inner.set_resource(resource);
     }
 }
 
