@@ -148,20 +148,9 @@ impl ServiceSettings for Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use figment::Jail;
 
-    #[allow(clippy::result_large_err)] // figment::Jail's signature, not ours
     fn load(vars: &[(&str, &str)]) -> Result<Settings, String> {
-        let mut out = Err(String::new());
-        Jail::expect_with(|jail| {
-            jail.clear_env();
-            for (k, v) in vars {
-                jail.set_env(k, v);
-            }
-            out = Settings::from_env().map_err(|e| e.to_string());
-            Ok(())
-        });
-        out
+        service_kit::settings::with_env(vars, Settings::from_env)
     }
 
     #[test]

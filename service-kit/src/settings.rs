@@ -74,24 +74,36 @@ where
         .map_err(|e| anyhow::anyhow!("invalid setting: {e}"))
 }
 
+/// Runs `read` with exactly `vars` as the environment (figment's `Jail`:
+/// serialised with other jailed tests, restored afterwards); the error as text.
+#[cfg(any(test, feature = "testing"))]
+#[allow(clippy::result_large_err)] // figment::Jail's signature, not ours
+pub fn with_env<T>(
+    vars: &[(&str, &str)],
+    read: impl FnOnce() -> anyhow::Result<T>,
+) -> Result<T, String> {
+    let mut out = Err(String::new());
+    let mut read = Some(read);
+    figment::Jail::expect_with(|jail| {
+        jail.clear_env();
+        for (k, v) in vars {
+            jail.set_env(k, v);
+        }
+        if let Some(read) = read.take() {
+            out = read().map_err(|e| e.to_string());
+        }
+        Ok(())
+    });
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use figment::Jail;
 
-    #[allow(clippy::result_large_err)] // figment::Jail's signature, not ours
     fn load(vars: &[(&str, &str)]) -> Result<ServerSettings, String> {
-        let mut out = Err(String::new());
-        Jail::expect_with(|jail| {
-            jail.clear_env();
-            for (k, v) in vars {
-                jail.set_env(k, v);
-            }
-            out = ServerSettings::from_env(8081).map_err(|e| e.to_string());
-            Ok(())
-        });
-        out
+        with_env(vars, || ServerSettings::from_env(8081))
     }
 
     #[test]
