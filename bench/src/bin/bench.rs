@@ -108,8 +108,8 @@ impl Plan {
         let warmup = args.warmup.unwrap_or(warmup);
         let duration = args.duration.unwrap_or(duration).max(1);
         // The slow pages must outlive warm-up plus run, with room for
-        // confirming they are in flight. business-logic allows up to 60 s.
-        let slow_delay_ms = ((warmup + duration + 6) * 1000).min(60_000);
+        // confirming they are in flight, within the delay business-logic allows.
+        let slow_delay_ms = ((warmup + duration + 6) * 1000).min(contract::MAX_DELAY_MS);
         Self {
             warmup: Duration::from_secs(warmup),
             duration: Duration::from_secs(duration),

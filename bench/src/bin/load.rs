@@ -40,7 +40,7 @@ struct Args {
     #[arg(long, default_value_t = 0.2, value_parser = share)]
     slow_share: f64,
     /// `?delay_ms=` for the slow page (0 to 60000); default: the service's own delay.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=contract::MAX_DELAY_MS))]
     slow_delay_ms: Option<u64>,
     /// Most requests in flight at once; past it, sending waits.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
