@@ -5,7 +5,7 @@
 //!   figment reader each service's own settings use;
 //! - [`server`]: the HTTP server on its own listener (port 0 works, for
 //!   tests), stopped gracefully by SIGTERM or SIGINT (a second one forces it);
-//! - [`header_limit`]: 431 for a request whose header block exceeds 60 KiB;
+//! - [`mod@header_limit`]: 431 for a request whose header block exceeds 60 KiB;
 //! - [`run`]: `main`'s flow, settings → telemetry → build → serve → flush.
 
 pub mod header_limit;
