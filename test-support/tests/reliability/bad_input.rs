@@ -90,6 +90,37 @@ fn header_blocks(path: &'static str, expect: fn(u16) -> Expect) -> Vec<Case> {
 /// The rule every bad `delay_ms` message starts with.
 const DELAY_RULE: &str = "delay_ms must be a whole number of milliseconds from 0 to 60000";
 
+/// Every bad `delay_ms` at `path`: 400 with the exact message, as the
+/// service shows it (`shown`).
+fn bad_delays(path: &str, expect: fn(u16) -> Expect, shown: fn(String) -> String) -> Vec<Case> {
+    let got = |value: &str| format!(r#"{DELAY_RULE}; got "{value}""#);
+    [
+        ("delay_ms negative", "-1", got("-1")),
+        (
+            "delay_ms huge",
+            "99999999999999999999",
+            got("99999999999999999999"),
+        ),
+        ("delay_ms over the bound", "60001", got("60001")),
+        ("delay_ms non-numeric", "soon", got("soon")),
+        ("delay_ms empty", "", got("")),
+        (
+            "delay_ms repeated",
+            "1&delay_ms=2",
+            format!(r#"{DELAY_RULE}, given once; got 2 values: "1", "2""#),
+        ),
+    ]
+    .into_iter()
+    .map(|(name, value, message)| {
+        let target = format!("{path}?delay_ms={value}");
+        with_message(
+            case(name, "GET", target.as_bytes(), expect(400)),
+            &shown(message),
+        )
+    })
+    .collect()
+}
+
 fn request(c: &Case) -> Vec<u8> {
     let mut out = format!("{} ", c.method).into_bytes();
     out.extend_from_slice(&c.target);
@@ -174,58 +205,9 @@ fn business_logic_cases() -> Vec<Case> {
     let mut cases = common("/fast-endpoint");
     let problem =
         |name, method, target: &[u8], status| case(name, method, target, Expect::Problem(status));
-    let detail = |c, message: String| with_message(c, &message);
     cases.extend(header_blocks("/fast-endpoint", Expect::Problem));
+    cases.extend(bad_delays("/slow-endpoint", Expect::Problem, |m| m));
     cases.extend([
-        detail(
-            problem(
-                "delay_ms negative",
-                "GET",
-                b"/slow-endpoint?delay_ms=-1",
-                400,
-            ),
-            format!(r#"{DELAY_RULE}; got "-1""#),
-        ),
-        detail(
-            problem(
-                "delay_ms huge",
-                "GET",
-                b"/slow-endpoint?delay_ms=99999999999999999999",
-                400,
-            ),
-            format!(r#"{DELAY_RULE}; got "99999999999999999999""#),
-        ),
-        detail(
-            problem(
-                "delay_ms over the bound",
-                "GET",
-                b"/slow-endpoint?delay_ms=60001",
-                400,
-            ),
-            format!(r#"{DELAY_RULE}; got "60001""#),
-        ),
-        detail(
-            problem(
-                "delay_ms non-numeric",
-                "GET",
-                b"/slow-endpoint?delay_ms=soon",
-                400,
-            ),
-            format!(r#"{DELAY_RULE}; got "soon""#),
-        ),
-        detail(
-            problem("delay_ms empty", "GET", b"/slow-endpoint?delay_ms=", 400),
-            format!(r#"{DELAY_RULE}; got """#),
-        ),
-        detail(
-            problem(
-                "delay_ms repeated",
-                "GET",
-                b"/slow-endpoint?delay_ms=1&delay_ms=2",
-                400,
-            ),
-            format!(r#"{DELAY_RULE}, given once; got 2 values: "1", "2""#),
-        ),
         problem(
             "unknown query parameter",
             "GET",
@@ -268,54 +250,12 @@ fn front_end_cases() -> Vec<Case> {
     let mut cases = common("/");
     let page =
         |name, method, target: &[u8], status| case(name, method, target, Expect::Page(status));
-    // The page escapes the message's quotes as &#34;.
-    let message = |c, message: String| with_message(c, &message.replace('"', "&#34;"));
     cases.extend(header_blocks("/", Expect::Page));
+    // The page escapes the message's quotes as &#34;.
+    cases.extend(bad_delays("/slow-page", Expect::Page, |m| {
+        m.replace('"', "&#34;")
+    }));
     cases.extend([
-        message(
-            page("delay_ms negative", "GET", b"/slow-page?delay_ms=-1", 400),
-            format!(r#"{DELAY_RULE}; got "-1""#),
-        ),
-        message(
-            page(
-                "delay_ms huge",
-                "GET",
-                b"/slow-page?delay_ms=99999999999999999999",
-                400,
-            ),
-            format!(r#"{DELAY_RULE}; got "99999999999999999999""#),
-        ),
-        message(
-            page(
-                "delay_ms over the bound",
-                "GET",
-                b"/slow-page?delay_ms=60001",
-                400,
-            ),
-            format!(r#"{DELAY_RULE}; got "60001""#),
-        ),
-        message(
-            page(
-                "delay_ms non-numeric",
-                "GET",
-                b"/slow-page?delay_ms=soon",
-                400,
-            ),
-            format!(r#"{DELAY_RULE}; got "soon""#),
-        ),
-        message(
-            page("delay_ms empty", "GET", b"/slow-page?delay_ms=", 400),
-            format!(r#"{DELAY_RULE}; got """#),
-        ),
-        message(
-            page(
-                "delay_ms repeated",
-                "GET",
-                b"/slow-page?delay_ms=1&delay_ms=2",
-                400,
-            ),
-            format!(r#"{DELAY_RULE}, given once; got 2 values: "1", "2""#),
-        ),
         page(
             "invalid UTF-8 in the query",
             "GET",
