@@ -65,6 +65,7 @@ impl Application {
                 .default_service(web::to(routes::not_found))
                 .wrap(headers)
                 .wrap(Condition::new(metrics_enabled, metrics.clone()))
+                .wrap(telemetry::TraceResponse) // inside the tracing span: `traceresponse` header
                 .wrap(telemetry::tracing_middleware())
         })
         .listen(listener)?
