@@ -5,7 +5,7 @@
 # Prometheus, Kiali's graph with mTLS) and says for each broken link what to
 # look at. If nothing answers at VERIFY_URL it port-forwards to the gateway
 # itself (KUBECTL, KUBE_CONTEXT) and stops the forward when done.
-VERIFY_URL ?= http://localhost:8080
+VERIFY_URL ?= http://localhost:$(or $(GATEWAY_PORT),8080)
 NAMESPACE ?= demo-app
 KUBECTL ?= kubectl
 # Extra flags, e.g. --postgres off --poll-limit 60s (see `cargo run -p verify -- --help`).
