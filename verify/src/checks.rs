@@ -100,7 +100,7 @@ pub fn landing_page(status: u16, body: &str, names: &Names) -> Outcome {
         ),
         404 => Outcome::fail(
             "landing page: 404",
-            "the gateway has no route for /demo-app/ (the app chart is not installed, or its Gateway/route is not accepted)",
+            "the gateway has no route for /demo-app/ (the app chart is not installed, or its Gateway/route is not accepted), or something else answers at this port (make run?)",
             &[&routes, "make helm-app"],
         ),
         502..=504 => Outcome::fail(

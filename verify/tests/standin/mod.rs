@@ -388,6 +388,32 @@ async fn kiali_graph(state: Shared, request: HttpRequest) -> HttpResponse {
         return HttpResponse::BadRequest().json(json!({"error": "namespaces: expected demo-app"}));
     }
     let graph_type = param(&request, "graphType").unwrap_or_else(|| "versionedApp".into());
+    // As Kiali: no `appenders` runs them all; an unknown name is a 400;
+    // edges carry isMTLS only when securityPolicy ran.
+    const APPENDERS: [&str; 12] = [
+        "aggregateNode",
+        "deadNode",
+        "healthConfig",
+        "health",
+        "idleNode",
+        "istio",
+        "meshCheck",
+        "responseTime",
+        "securityPolicy",
+        "serviceEntry",
+        "throughput",
+        "workloadEntry",
+    ];
+    let appenders = param(&request, "appenders");
+    let appenders: Vec<&str> = match &appenders {
+        Some(list) => list.split(',').filter(|a| !a.is_empty()).collect(),
+        None => APPENDERS.to_vec(),
+    };
+    if let Some(unknown) = appenders.iter().find(|a| !APPENDERS.contains(a)) {
+        return HttpResponse::BadRequest()
+            .json(json!({"error": format!("Invalid appenders [{unknown}]")}));
+    }
+    let security_policy = appenders.contains(&"securityPolicy");
     let node = |id: &str, ns: &str, workload: &str, extra: Value| {
         let mut data = json!({
             "id": id, "nodeType": "workload", "cluster": "Kubernetes", "namespace": ns,
@@ -416,7 +442,7 @@ async fn kiali_graph(state: Shared, request: HttpRequest) -> HttpResponse {
             "traffic": {"protocol": protocol, "rates": {"http": "0.50", "httpPercentReq": "100.0"}, "responses": {"200": {"flags": {"-": "100.0"}, "hosts": {}}}},
             "responseTime": "12"
         });
-        if mtls {
+        if mtls && security_policy {
             data["isMTLS"] = json!("100");
         }
         json!({"data": data})
