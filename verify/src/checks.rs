@@ -161,10 +161,22 @@ fn jaeger_spans(body: &Value) -> Option<Vec<JSpan>> {
             .iter()
             .map(|s| JSpan {
                 id: str_of(s, "spanID"),
+                // The parent: CHILD_OF (FOLLOWS_FROM links may point at
+                // other traces and do not make the tree).
                 parents: s
                     .get("references")
                     .and_then(Value::as_array)
-                    .map(|refs| refs.iter().map(|r| str_of(r, "spanID")).collect())
+                    .map(|refs| {
+                        refs.iter()
+                            .filter(|r| {
+                                r.get("refType")
+                                    .and_then(Value::as_str)
+                                    .unwrap_or("CHILD_OF")
+                                    == "CHILD_OF"
+                            })
+                            .map(|r| str_of(r, "spanID"))
+                            .collect()
+                    })
                     .unwrap_or_default(),
                 service: service_of(&str_of(s, "processID")),
                 operation: str_of(s, "operationName"),
