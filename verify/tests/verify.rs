@@ -155,6 +155,61 @@ fn a_healthy_world_passes_every_check_and_exits_0() {
 }
 
 #[test]
+fn the_promql_it_sends_parses_in_prometheus_own_parser() {
+    // promtool (Debian: prometheus) checks rule files with Prometheus' parser.
+    let Ok(promtool) = Command::new("promtool").arg("--version").output() else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "promtool missing in CI"
+        );
+        eprintln!("skipped: promtool not installed (apt-get install prometheus)");
+        return;
+    };
+    assert!(promtool.status.success());
+    let standin = StandIn::start(World::default(), 0);
+    assert_eq!(
+        verify(&["--url", &standin.url()], None).status.code(),
+        Some(0)
+    );
+    let mut expressions = standin.promql();
+    expressions.sort();
+    expressions.dedup();
+    assert_eq!(expressions.len(), 2, "{expressions:?}");
+    let rules = serde_json::json!({"groups": [{"name": "verify", "rules": expressions
+        .iter()
+        .enumerate()
+        .map(|(i, expr)| serde_json::json!({"record": format!("verify:query{i}"), "expr": expr}))
+        .collect::<Vec<_>>()}]});
+    let file = temp_dir("promql").join("rules.yml");
+    std::fs::write(&file, rules.to_string()).unwrap();
+    let check = Command::new("promtool")
+        .arg("check")
+        .arg("rules")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    // And a broken expression does fail there (the check can fail).
+    std::fs::write(
+        &file,
+        r#"{"groups":[{"name":"x","rules":[{"record":"x:y","expr":"sum by (service (x)"}]}]}"#,
+    )
+    .unwrap();
+    let check = Command::new("promtool")
+        .arg("check")
+        .arg("rules")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!check.status.success());
+}
+
+#[test]
 fn without_postgresql_the_graph_ends_at_business_logic() {
     let standin = StandIn::start(
         World {

@@ -39,6 +39,8 @@ struct State {
     traces: Vec<String>,
     /// Every request's path and query, in order.
     requests: Vec<String>,
+    /// The PromQL expressions asked for.
+    promql: Vec<String>,
 }
 
 /// The running stand-in.
@@ -106,6 +108,11 @@ impl StandIn {
     /// Every request's path and query, in order.
     pub fn requests(&self) -> Vec<String> {
         self.state.lock().unwrap().requests.clone()
+    }
+
+    /// The PromQL expressions asked for, decoded.
+    pub fn promql(&self) -> Vec<String> {
+        self.state.lock().unwrap().promql.clone()
     }
 }
 
@@ -349,6 +356,7 @@ async fn prometheus_query(state: Shared, request: HttpRequest) -> HttpResponse {
             "status": "error", "errorType": "bad_data", "error": "invalid parameter \"query\": 1:1: parse error: no expression found in input"
         }));
     };
+    state.lock().unwrap().promql.push(query.clone());
     let sample =
         |metric: Value, value: &str| json!({"metric": metric, "value": [1_764_150_000.123, value]});
     let result = if query.contains("http_requests_total")
