@@ -590,6 +590,8 @@ pub fn kiali_graph(status: u16, body: &Value, names: &Names, postgres: Postgres)
     }
     // (source name, target name) -> mTLS share in percent, best of the edges.
     let mut edges: HashMap<(String, String), f64> = HashMap::new();
+    // Which gateway sends to the front-end: Istio's own or a Gateway API one.
+    let mut gateway_seen: Option<String> = None;
     for edge in body
         .pointer("/elements/edges")
         .and_then(Value::as_array)
@@ -608,6 +610,9 @@ pub fn kiali_graph(status: u16, body: &Value, names: &Names, postgres: Postgres)
             .and_then(|v| v.as_str().and_then(|s| s.parse().ok()).or(v.as_f64()))
             .unwrap_or(0.0);
         let source = if source.gateway {
+            if target.name == FRONT_END {
+                gateway_seen.get_or_insert_with(|| source.name.clone());
+            }
             "gateway".to_owned()
         } else if source.namespace == ns {
             source.name.clone()
@@ -628,7 +633,7 @@ pub fn kiali_graph(status: u16, body: &Value, names: &Names, postgres: Postgres)
         wanted.push((BUSINESS_LOGIC, POSTGRES));
     }
     let chain = |w: &[(&str, &str)]| {
-        let mut names: Vec<&str> = vec!["ingress gateway"];
+        let mut names: Vec<&str> = vec![gateway_seen.as_deref().unwrap_or("ingress gateway")];
         names.extend(w.iter().map(|(_, t)| *t));
         names.join(" → ")
     };

@@ -122,11 +122,9 @@ fn a_healthy_world_passes_every_check_and_exits_0() {
         "{out}"
     );
     assert!(out.contains("istio-ingressgateway.istio-system → front-end.demo-app → front-end → business-logic.demo-app → business-logic → data_transformation"));
-    assert!(
-        out.contains(
-            "ingress gateway → front-end → business-logic → postgres, every edge with mTLS"
-        )
-    );
+    assert!(out.contains(
+        "istio-ingressgateway → front-end → business-logic → postgres, every edge with mTLS"
+    ));
     let requests = standin.requests();
     assert!(
         requests
@@ -221,7 +219,9 @@ fn without_postgresql_the_graph_ends_at_business_logic() {
     let output = verify(&["--url", &standin.url()], None);
     let out = stdout(&output);
     assert_eq!(output.status.code(), Some(0), "{out}");
-    assert!(out.contains("ingress gateway → front-end → business-logic, every edge with mTLS"));
+    assert!(
+        out.contains("istio-ingressgateway → front-end → business-logic, every edge with mTLS")
+    );
     // Unless the user says PostgreSQL is on.
     let output = verify(&["--url", &standin.url(), "--postgres", "on"], None);
     assert_eq!(output.status.code(), Some(1));
