@@ -229,6 +229,30 @@ fn without_postgresql_the_graph_ends_at_business_logic() {
 }
 
 #[test]
+fn a_gateway_api_gateway_is_accepted_and_named() {
+    let standin = StandIn::start(
+        World {
+            gateway_api: true,
+            ..World::default()
+        },
+        0,
+    );
+    let output = verify(&["--url", &standin.url()], None);
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains(": app-gateway-istio.demo-app → front-end.demo-app → front-end"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "app-gateway-istio → front-end → business-logic → postgres, every edge with mTLS"
+        ),
+        "{out}"
+    );
+}
+
+#[test]
 fn a_trace_without_sidecar_spans_points_at_sidecar_injection() {
     broken(
         World {

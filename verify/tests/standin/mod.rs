@@ -28,6 +28,9 @@ pub struct World {
     pub edge_without_mtls: bool,
     /// PostgreSQL is off (no postgres node in Kiali's graph).
     pub no_postgres: bool,
+    /// The gateway is the one Istio deploys for a Gateway API `Gateway`
+    /// named `app-gateway` (`app-gateway-istio` in the app namespace).
+    pub gateway_api: bool,
 }
 
 pub const NAMESPACE: &str = "demo-app";
@@ -200,9 +203,14 @@ fn jaeger_body(trace_id: &str, world: World) -> Value {
     };
     let fe_sidecar = format!("front-end.{ns}");
     let bl_sidecar = format!("business-logic.{ns}");
+    let gateway_service = if world.gateway_api {
+        format!("app-gateway-istio.{ns}")
+    } else {
+        "istio-ingressgateway.istio-system".to_owned()
+    };
     let gateway = add(
         None,
-        "istio-ingressgateway.istio-system",
+        &gateway_service,
         &format!("front-end.{ns}.svc.cluster.local:8080/demo-app/*"),
         "client",
     );
@@ -434,13 +442,23 @@ async fn kiali_graph(state: Shared, request: HttpRequest) -> HttpResponse {
             .extend(extra.as_object().unwrap().clone());
         json!({"data": data})
     };
-    let mut nodes = vec![
+    let gateway = if world.gateway_api {
+        node(
+            "a1",
+            NAMESPACE,
+            "app-gateway-istio",
+            json!({"isGateway": {"gatewayAPIInfo": {"hostnames": ["*"]}}, "isK8sGatewayAPI": true, "isRoot": true}),
+        )
+    } else {
         node(
             "a1",
             "istio-system",
             "istio-ingressgateway",
             json!({"isGateway": {"ingressInfo": {"hostnames": ["*"]}}, "isOutside": true, "isRoot": true}),
-        ),
+        )
+    };
+    let mut nodes = vec![
+        gateway,
         node("b2", NAMESPACE, "front-end", json!({})),
         node("c3", NAMESPACE, "business-logic", json!({})),
     ];
