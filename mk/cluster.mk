@@ -52,6 +52,9 @@ urls: ## Print the URLs of the app and the dashboards
 	@echo "    Jaeger   http://localhost:$(GATEWAY_PORT)/jaeger"
 	@echo "    Grafana  http://localhost:$(GATEWAY_PORT)/grafana   (dashboard 'Demo app', uid demo-app)"
 	@echo "    Kiali    http://localhost:$(GATEWAY_PORT)/kiali"
+	@echo ""
+	@echo "Then check every link of the chain (page, trace, logs, metrics, mesh graph) in one go:"
+	@echo "    make verify      (it port-forwards by itself if nothing answers at localhost:$(GATEWAY_PORT))"
 
 .PHONY: clean-up
 clean-up: ## Delete the kind cluster and the local registry

@@ -14,6 +14,7 @@
 mod http;
 mod logs;
 mod settings;
+mod traceresponse;
 mod traces;
 
 use std::io::IsTerminal;
@@ -28,6 +29,7 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 pub use http::{DemoRootSpan, REQUEST_ID_HEADER, metrics_middleware, tracing_middleware};
 pub use settings::{LogFormat, TelemetrySettings, TracesExporter};
+pub use traceresponse::{TRACERESPONSE_HEADER, TraceResponse};
 pub use traces::propagator;
 
 /// Log targets whose events are noise or would report every failed export

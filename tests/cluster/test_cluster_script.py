@@ -264,6 +264,7 @@ def test_make_up_creates_the_cluster_then_builds_pushes_and_deploys(sandbox):
     assert cluster < addons < build_bl < build_fe < push_bl < push_fe < app < app_ready
     for url in ("/demo-app/", "/jaeger", "/grafana", "/kiali"):
         assert f"http://localhost:8080{url}" in result.stdout
+    assert "make verify" in result.stdout.splitlines()[-1], "make up ends by pointing at make verify"
 
     sandbox.clear_log()
     ok(sandbox.run(["make", "up"]))
