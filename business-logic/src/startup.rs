@@ -51,7 +51,7 @@ impl Application {
             db,
             slow_delay: settings.slow_delay(),
         });
-        let metrics = telemetry::metrics_middleware(&settings.telemetry.otel_service_name)?;
+        let metrics = telemetry::metrics_middleware(&settings.telemetry)?;
         let metrics_enabled = settings.telemetry.metrics_enabled;
         let server = HttpServer::new(move || {
             App::new()
