@@ -351,7 +351,12 @@ fn encode_family(
     };
     writeln!(out, "# TYPE {om_name} {om_type}")?;
     if !family.help().is_empty() {
-        writeln!(out, "# HELP {om_name} {}", escape_help(family.help()))?;
+        // HELP text escapes the same three characters as label values.
+        writeln!(
+            out,
+            "# HELP {om_name} {}",
+            escape_label_value(family.help())
+        )?;
     }
     for metric in family.get_metric() {
         let labels: Vec<(&str, &str)> = metric
@@ -548,10 +553,6 @@ fn escape_label_value(value: &str) -> std::borrow::Cow<'_, str> {
         .replace('"', r#"\""#)
         .replace('\n', r"\n")
         .into()
-}
-
-fn escape_help(help: &str) -> std::borrow::Cow<'_, str> {
-    escape_label_value(help)
 }
 
 #[cfg(test)]
