@@ -28,7 +28,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Running> {
         db,
         slow_delay: settings.slow_delay(),
     });
-    let metrics = telemetry::metrics_middleware(&settings.telemetry.otel_service_name)?;
+    let metrics = telemetry::metrics_middleware(&settings.telemetry)?;
     let metrics_enabled = settings.telemetry.metrics_enabled;
     let running = service_kit::server::start("business-logic", &settings.server, move || {
         App::new()

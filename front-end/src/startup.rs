@@ -30,7 +30,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Running> {
         backend: Backend::new(&settings)?,
     });
     let links = web::Data::new(Links::new(&settings));
-    let metrics = telemetry::metrics_middleware(&settings.telemetry.otel_service_name)?;
+    let metrics = telemetry::metrics_middleware(&settings.telemetry)?;
     let metrics_enabled = settings.telemetry.metrics_enabled;
     let running = service_kit::server::start("front-end", &settings.server, move || {
         let headers = SECURITY_HEADERS

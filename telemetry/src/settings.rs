@@ -1,6 +1,6 @@
 //! The telemetry part of each service's settings, read from the standard
-//! OpenTelemetry variables (`OTEL_*`) plus `RUST_LOG`, `LOG_FORMAT` and
-//! `METRICS_ENABLED`.
+//! OpenTelemetry variables (`OTEL_*`) plus `RUST_LOG`, `LOG_FORMAT`,
+//! `METRICS_ENABLED` and `METRICS_EXEMPLARS`.
 
 use figment::Figment;
 use figment::providers::{Env, Serialized};
@@ -47,6 +47,10 @@ pub struct TelemetrySettings {
     pub log_format: LogFormat,
     /// `METRICS_ENABLED`: serve `/metrics` and count requests.
     pub metrics_enabled: bool,
+    /// `METRICS_EXEMPLARS`: attach the trace id of a recent sampled request
+    /// to each request-duration bucket, served as OpenMetrics to scrapers
+    /// that ask for it; `false` serves plain Prometheus text only.
+    pub metrics_exemplars: bool,
 }
 
 impl Default for TelemetrySettings {
@@ -66,6 +70,7 @@ impl TelemetrySettings {
             rust_log: "info".to_owned(),
             log_format: LogFormat::Text,
             metrics_enabled: true,
+            metrics_exemplars: true,
         }
     }
 
@@ -90,6 +95,7 @@ impl TelemetrySettings {
         "RUST_LOG",
         "LOG_FORMAT",
         "METRICS_ENABLED",
+        "METRICS_EXEMPLARS",
     ];
 
     /// Checks what serde cannot: endpoints must be http(s) URLs, the name non-empty.
