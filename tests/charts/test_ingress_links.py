@@ -35,12 +35,13 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
 OPENER = urllib.request.build_opener(NoRedirect)
 
 
-def fetch(url: str, timeout: float = 15.0) -> tuple[int, dict, str]:
+def fetch(url: str, timeout: float = 15.0):
+    """(status, headers (case-insensitive), body) without following redirects."""
     try:
         with OPENER.open(url, timeout=timeout) as response:
-            return response.status, dict(response.headers), response.read().decode(errors="replace")
+            return response.status, response.headers, response.read().decode(errors="replace")
     except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read().decode(errors="replace")
+        return e.code, e.headers, e.read().decode(errors="replace")
 
 
 class StandInGateway:

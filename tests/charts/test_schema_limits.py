@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
+import yaml
 from chart_render import CHART, render, render_ok
 from chart_wiring import load_docs, of_kind
 from service_process import Service, service_binaries
@@ -38,10 +40,20 @@ def schema_bounds(chart, value: str) -> tuple[int, int]:
     return prop["minimum"], prop["maximum"]
 
 
-def deployment_env(chart, *settings: str) -> dict[str, str]:
-    """The plain env entries of the subchart's Deployment, rendered with --set-string settings."""
-    extra = [arg for s in settings for arg in ("--set-string", s)]
-    [deployment] = of_kind(load_docs(render_ok(chart, None, *extra)), "Deployment")
+def values_file(tmp_path, dotted: str, value) -> Path:
+    """A values file setting one (dotted) key: integers stay integers, as in a user's file
+    (`--set` would hand Helm a float)."""
+    tree = value
+    for key in reversed(dotted.split(".")):
+        tree = {key: tree}
+    path = tmp_path / f"{dotted}-{value}.yaml".replace("/", "_").replace(":", "_")
+    path.write_text(yaml.safe_dump(tree))
+    return path
+
+
+def deployment_env(chart, values: Path | None = None) -> dict[str, str]:
+    """The plain env entries of the subchart's Deployment, rendered with a values file."""
+    [deployment] = of_kind(load_docs(render_ok(chart, values)), "Deployment")
     [container] = deployment["spec"]["template"]["spec"]["containers"]
     return {e["name"]: e["value"] for e in container["env"] if "value" in e}
 
@@ -76,7 +88,7 @@ def test_the_binary_accepts_each_bound_and_refuses_one_past_it(binaries, tmp_pat
     binary = binaries / chart.name
     low, high = schema_bounds(chart, value)
     for bound in (low, high):
-        env = deployment_env(chart, f"{value}={bound}")
+        env = deployment_env(chart, values_file(tmp_path, value, bound))
         assert env[var] == str(bound)
         starts(binary, run_env(env, tmp_path))
     for past in (low - 1, high + 1):
@@ -88,12 +100,12 @@ def test_the_binary_accepts_each_bound_and_refuses_one_past_it(binaries, tmp_pat
 
 
 @pytest.mark.parametrize("chart, value, var", BOUNDED, ids=lambda x: getattr(x, "name", x))
-def test_the_schema_rejects_one_past_each_bound(chart, value, var):
+def test_the_schema_rejects_one_past_each_bound(tmp_path, chart, value, var):
     low, high = schema_bounds(chart, value)
     for past in (low - 1, high + 1):
-        for target, setting in ((chart, f"{value}={past}"), (CHART, f"{chart.name}.{value}={past}")):
-            result = render(target, None, "--set", setting)
-            assert result.returncode != 0, f"{target.name}: --set {setting} was accepted"
+        for target, key in ((chart, value), (CHART, f"{chart.name}.{value}")):
+            result = render(target, values_file(tmp_path, key, past))
+            assert result.returncode != 0, f"{target.name}: {key}={past} was accepted"
             assert value in result.stderr, result.stderr
 
 
@@ -110,10 +122,10 @@ URLS = [
 @pytest.mark.parametrize("chart, value, var, good, bad", URLS, ids=lambda x: getattr(x, "name", x))
 def test_url_patterns_match_what_the_binary_accepts(binaries, tmp_path, chart, value, var, good, bad):
     binary = binaries / chart.name
-    env = deployment_env(chart, f"{value}={good}")
+    env = deployment_env(chart, values_file(tmp_path, value, good))
     assert env[var] == good
     starts(binary, run_env(env, tmp_path))
-    result = render(chart, None, "--set-string", f"{value}={bad}")
+    result = render(chart, values_file(tmp_path, value, bad))
     assert result.returncode != 0 and value.rsplit(".", 1)[-1] in result.stderr, result.stderr
     output = refused(binary, {**run_env(deployment_env(chart), tmp_path), var: bad})
     assert var in output, output
