@@ -34,11 +34,11 @@ SUBCHARTS := $(sort $(wildcard $(CHART)/charts/*/Chart.yaml))
 
 .PHONY: build-business-logic
 build-business-logic: ## Build the business-logic image (this machine's architecture), tagged REGISTRY/business-logic:VERSION
-	$(DOCKER) build -f business-logic/Dockerfile -t $(REGISTRY)/business-logic:$(VERSION) .
+	$(DOCKER) build --build-arg PACKAGE=business-logic -t $(REGISTRY)/business-logic:$(VERSION) .
 
 .PHONY: build-front-end
 build-front-end: ## Build the front-end image (this machine's architecture), tagged REGISTRY/front-end:VERSION
-	$(DOCKER) build -f front-end/Dockerfile -t $(REGISTRY)/front-end:$(VERSION) .
+	$(DOCKER) build --build-arg PACKAGE=front-end -t $(REGISTRY)/front-end:$(VERSION) .
 
 .PHONY: build
 build: build-business-logic build-front-end ## Build both images
@@ -64,6 +64,9 @@ helm-app: ## helm upgrade --install helm/app as RELEASE in NAMESPACE (labelled f
 	  $(addprefix -f ,$(HELM_VALUES))
 	$(KUBECTL_CTX) -n $(NAMESPACE) rollout status deployment/front-end --timeout $(HELM_TIMEOUT)
 	$(KUBECTL_CTX) -n $(NAMESPACE) rollout status deployment/business-logic --timeout $(HELM_TIMEOUT)
+	if [ "$(GATEWAY_API)" != istio ]; then \
+	  $(KUBECTL_CTX) -n $(NAMESPACE) rollout status deployment/$(GATEWAY_NAME)-istio --timeout $(HELM_TIMEOUT); \
+	fi
 	if $(KUBECTL_CTX) -n $(NAMESPACE) get statefulset/postgres >/dev/null 2>&1; then \
 	  $(KUBECTL_CTX) -n $(NAMESPACE) rollout status statefulset/postgres --timeout $(HELM_TIMEOUT); \
 	fi
@@ -98,8 +101,8 @@ lint-charts: ## helm lint --strict; render and schema-check helm/app (defaults, 
 	done
 
 .PHONY: lint-docker
-lint-docker: $(VENV)/.installed ## hadolint on both Dockerfiles
-	$(VENV)/bin/hadolint front-end/Dockerfile business-logic/Dockerfile
+lint-docker: $(VENV)/.installed ## hadolint on the Dockerfile (one for both services)
+	$(VENV)/bin/hadolint Dockerfile
 
 .PHONY: lint-yaml
 lint-yaml: $(VENV)/.installed ## yamllint on the YAML that is not a Helm template (.yamllint.yaml)

@@ -12,6 +12,12 @@ ISTIOCTL ?= istioctl
 REG_NAME ?= kind-registry
 # Local port of `make port-forward` (the URLs below assume 8080).
 GATEWAY_PORT ?= 8080
+# Which ingress helm/app was installed with (its value gateway.api): `gateway` (Gateway API:
+# Istio deploys the Gateway GATEWAY_NAME as Service GATEWAY_NAME-istio in NAMESPACE) or
+# `istio` (istio-system/istio-ingressgateway).
+GATEWAY_API ?= gateway
+GATEWAY_NAME ?= demo-gateway
+NAMESPACE ?= demo-app
 KUBE_CONTEXT ?= kind-$(CLUSTER_NAME)
 # Offline manifest checker (../shared/tools in the project's workspace).
 SHARED_TOOLS ?= ../shared/tools
@@ -34,18 +40,22 @@ up: ## The whole walkthrough: cluster, images, app; waits, then prints the URLs
 
 .PHONY: create-cluster
 create-cluster: ## Registry, kind cluster, Istio and add-ons (idempotent: safe to re-run)
-	CLUSTER_NAME=$(CLUSTER_NAME) REG_NAME=$(REG_NAME) DOCKER=$(DOCKER) KIND=$(KIND) \
+	CLUSTER_NAME=$(CLUSTER_NAME) REG_NAME=$(REG_NAME) APP_NAMESPACE=$(NAMESPACE) DOCKER=$(DOCKER) KIND=$(KIND) \
 	  KUBECTL=$(KUBECTL) HELM=$(HELM) ISTIOCTL=$(ISTIOCTL) ./create-cluster.sh
 
 .PHONY: port-forward
-port-forward: ## Forward localhost:8080 to the Istio ingress gateway (Ctrl-C stops)
+port-forward: ## Forward localhost:8080 to the app's ingress gateway (GATEWAY_API=istio: istio-ingressgateway; Ctrl-C stops)
 	@echo "App: http://localhost:$(GATEWAY_PORT)/demo-app/  Jaeger: /jaeger  Grafana: /grafana  Kiali: /kiali"
+ifeq ($(GATEWAY_API),istio)
 	$(KUBECTL) --context $(KUBE_CONTEXT) -n istio-system port-forward svc/istio-ingressgateway $(GATEWAY_PORT):80
+else
+	$(KUBECTL) --context $(KUBE_CONTEXT) -n $(NAMESPACE) port-forward svc/$(GATEWAY_NAME)-istio $(GATEWAY_PORT):80
+endif
 
 .PHONY: urls
 urls: ## Print the URLs of the app and the dashboards
 	@echo ""
-	@echo "Everything is behind the Istio ingress gateway. In another terminal run"
+	@echo "Everything is behind the app's ingress gateway ($(GATEWAY_NAME)-istio in $(NAMESPACE)). In another terminal run"
 	@echo "    make port-forward"
 	@echo "then open:"
 	@echo "    App      http://localhost:$(GATEWAY_PORT)/demo-app/"

@@ -176,8 +176,19 @@ def test_every_image_is_pinned_and_its_version_explained_in_a_comment():
                 assert image in comments, f"{path.name}: say in a comment where {image} comes from"
 
 
+def test_grafana_is_past_its_known_security_fixes():
+    """CVE-2026-76154 affects Grafana up to 12.4.10, 13.0.8, 13.1.5 and 13.2.1."""
+    [image] = [c["image"] for obj in load_docs(ADDONS / "grafana.yaml") if obj.get("kind") == "Deployment"
+               for c in obj["spec"]["template"]["spec"]["containers"]]
+    version = tuple(int(p) for p in image.rpartition(":")[2].split("."))
+    fixed = {(12, 4): (12, 4, 11), (13, 0): (13, 0, 9), (13, 1): (13, 1, 6), (13, 2): (13, 2, 2)}
+    assert version[:2] >= (13, 2) and version >= fixed.get(version[:2], (0,)), image
+
+
 def test_chart_and_istio_versions_are_pinned_in_the_script():
-    assert re.fullmatch(r"1\.30\.\d+", script_setting("ISTIO_VERSION"))
+    assert re.fullmatch(r"1\.31\.\d+", script_setting("ISTIO_VERSION"))
+    # The Gateway API release Istio 1.31 is built against (v1.6.x).
+    assert re.fullmatch(r"v1\.6\.\d+", script_setting("GATEWAY_API_VERSION"))
     assert re.fullmatch(r"v0\.32\.0", script_setting("KIND_VERSION"))
     for chart in ("LOKI", "ALLOY"):
         assert re.fullmatch(r"\d+\.\d+\.\d+", script_setting(f"{chart}_CHART_VERSION"))
@@ -419,7 +430,8 @@ def render_if_chart_available(env_var: str, values: Path) -> None:
 def test_loki_values_ask_for_a_single_binary_on_the_filesystem_without_extras():
     path = ADDONS / "loki-values.yaml"
     values = yaml.safe_load(path.read_text())
-    assert values["deploymentMode"] == "SingleBinary"
+    # `Monolithic`: the chart's name for one binary; `SingleBinary` is deprecated.
+    assert values["deploymentMode"] == "Monolithic"
     loki = values["loki"]
     assert loki["auth_enabled"] is False
     assert loki["commonConfig"]["replication_factor"] == 1
