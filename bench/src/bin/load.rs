@@ -77,25 +77,22 @@ fn share(value: &str) -> Result<f64, String> {
     number_in(value, 0.0..=1.0)
 }
 
-/// `90`, `90s`, `1500ms`, `2m`, `1h`; between 1 ms and 1 h.
+/// `90` (seconds), `90s`, `1500ms`, `2m`, `1m 30s`, `1h` (humantime's
+/// syntax); between 1 ms and 1 h.
 fn duration(value: &str) -> Result<Duration, String> {
     let value = value.trim();
-    let split = value
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(value.len());
-    let (number, unit) = value.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("{value:?} is not a duration like 60s, 500ms, 2m"))?;
-    let seconds = match unit {
-        "" | "s" => number,
-        "ms" => number / 1000.0,
-        "m" => number * 60.0,
-        "h" => number * 3600.0,
-        _ => return Err(format!("{value:?} has an unknown unit; use ms, s, m or h")),
+    let parsed = if value.bytes().all(|b| b.is_ascii_digit()) && !value.is_empty() {
+        value
+            .parse()
+            .map(Duration::from_secs)
+            .map_err(|e| e.to_string())
+    } else {
+        humantime::parse_duration(value).map_err(|e| e.to_string())
     };
-    if (0.001..=3600.0).contains(&seconds) {
-        Ok(Duration::from_secs_f64(seconds))
+    let duration =
+        parsed.map_err(|e| format!("{value:?} is not a duration like 60s, 500ms, 2m: {e}"))?;
+    if (Duration::from_millis(1)..=Duration::from_secs(3600)).contains(&duration) {
+        Ok(duration)
     } else {
         Err(format!("{value:?} is out of range; allowed: 1ms to 1h"))
     }
@@ -471,9 +468,11 @@ mod tests {
         assert_eq!(duration("60s"), Ok(Duration::from_secs(60)));
         assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(duration("1m 30s"), Ok(Duration::from_secs(90)));
         assert!(duration("2 fortnights").is_err());
         assert!(duration("0").is_err());
         assert!(duration("2h").is_err());
+        assert!(duration("").is_err());
     }
 
     #[test]

@@ -3,12 +3,12 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use test_support::collector::Collector;
 use test_support::database::{Backend, TestDatabase};
-use test_support::service::Service;
+use test_support::service::{Service, Signal};
 
 async fn start(grace_secs: &str) -> (Service, Collector, TestDatabase) {
     let db = TestDatabase::create(Backend::Sqlite).await.unwrap();
     let collector = Collector::start();
-    let service = Service::start(
+    let mut service = Service::start(
         "business-logic",
         &[
             ("DATABASE_URL", db.url.clone()),
@@ -16,7 +16,7 @@ async fn start(grace_secs: &str) -> (Service, Collector, TestDatabase) {
             ("SHUTDOWN_GRACE_PERIOD_SECS", grace_secs.into()),
         ],
     );
-    service.wait_ready(Duration::from_secs(30)).await;
+    service.wait_ready(Duration::from_secs(30)).await.unwrap();
     (service, collector, db)
 }
 
@@ -45,7 +45,7 @@ async fn sigterm_lets_in_flight_requests_finish_and_flushes_their_spans() {
     assert!(reached.is_some(), "slow requests did not start");
 
     let signalled = Instant::now();
-    service.signal("TERM");
+    service.signal(Signal::TERM);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let refused = std::net::TcpStream::connect(("127.0.0.1", service.port()));
     assert!(
@@ -86,7 +86,7 @@ async fn a_request_longer_than_the_grace_period_does_not_hold_the_process() {
             .is_some()
     );
     let signalled = Instant::now();
-    service.signal("TERM");
+    service.signal(Signal::TERM);
     let status = service
         .wait_exit(Duration::from_secs(10))
         .expect("did not exit");
