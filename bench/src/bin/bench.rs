@@ -277,20 +277,31 @@ impl Harness {
     }
 }
 
-/// Per-CPU jiffies (busy, total) from /proc/stat.
+/// Per-CPU jiffies (busy, total) from /proc/stat: `cpu` for the whole
+/// machine, `cpu0`, `cpu1`, ... for each CPU.
 fn cpu_times() -> BTreeMap<String, (u64, u64)> {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    stat.lines()
-        .filter(|l| l.starts_with("cpu"))
-        .filter_map(|l| {
-            let mut parts = l.split_whitespace();
-            let name = parts.next()?.to_owned();
-            let values: Vec<u64> = parts.filter_map(|v| v.parse().ok()).collect();
-            let total: u64 = values.iter().take(8).sum();
-            // idle + iowait
-            let idle = values.get(3).copied().unwrap_or(0) + values.get(4).copied().unwrap_or(0);
-            Some((name, (total - idle, total)))
-        })
+    use procfs::CurrentSI;
+    let Ok(stats) = procfs::KernelStats::current() else {
+        return BTreeMap::new();
+    };
+    let jiffies = |t: &procfs::CpuTime| {
+        let idle = t.idle + t.iowait.unwrap_or(0);
+        let busy = t.user
+            + t.nice
+            + t.system
+            + t.irq.unwrap_or(0)
+            + t.softirq.unwrap_or(0)
+            + t.steal.unwrap_or(0);
+        (busy, busy + idle)
+    };
+    std::iter::once(("cpu".to_owned(), jiffies(&stats.total)))
+        .chain(
+            stats
+                .cpu_time
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (format!("cpu{i}"), jiffies(t))),
+        )
         .collect()
 }
 
