@@ -3,13 +3,13 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use test_support::collector::Collector;
 use test_support::database::{Backend, TestDatabase};
-use test_support::service::Service;
+use test_support::service::{Service, Signal};
 use test_support::stack::{Stack, trace_id_on};
 
 async fn start(grace_secs: &str) -> (Service, Collector, TestDatabase) {
     let db = TestDatabase::create(Backend::Sqlite).await.unwrap();
     let collector = Collector::start();
-    let service = Service::start(
+    let mut service = Service::start(
         "business-logic",
         &[
             ("DATABASE_URL", db.url.clone()),
@@ -17,7 +17,7 @@ async fn start(grace_secs: &str) -> (Service, Collector, TestDatabase) {
             ("SHUTDOWN_GRACE_PERIOD_SECS", grace_secs.into()),
         ],
     );
-    service.wait_ready(Duration::from_secs(30)).await;
+    service.wait_ready(Duration::from_secs(30)).await.unwrap();
     (service, collector, db)
 }
 
@@ -77,7 +77,7 @@ async fn drains_in_flight_requests(target: Target, signal: &str) {
         Target::FrontEnd => &mut stack.front,
     };
     let signalled = Instant::now();
-    service.signal(signal);
+    service.signal(to_signal(signal));
     assert!(
         service
             .wait_for_log(
@@ -167,14 +167,14 @@ async fn a_second_signal_stops_at_once() {
             .wait_for_log("applying the deliberate delay", Duration::from_secs(10))
             .is_some()
     );
-    service.signal("INT");
+    service.signal(Signal::INT);
     assert!(
         service
             .wait_for_log("stopping: waiting up to 30 s", Duration::from_secs(2))
             .is_some()
     );
     let second = Instant::now();
-    service.signal("INT");
+    service.signal(Signal::INT);
     let status = service
         .wait_exit(Duration::from_secs(5))
         .expect("a second SIGINT did not stop the process");
@@ -201,7 +201,7 @@ async fn a_request_longer_than_the_grace_period_does_not_hold_the_process() {
             .is_some()
     );
     let signalled = Instant::now();
-    service.signal("TERM");
+    service.signal(Signal::TERM);
     let status = service
         .wait_exit(Duration::from_secs(10))
         .expect("did not exit");
@@ -215,4 +215,12 @@ async fn a_request_longer_than_the_grace_period_does_not_hold_the_process() {
         request.await.unwrap().is_err(),
         "the cut request cannot have succeeded"
     );
+}
+
+fn to_signal(name: &str) -> Signal {
+    match name {
+        "INT" => Signal::INT,
+        "TERM" => Signal::TERM,
+        other => panic!("no such signal in these tests: {other}"),
+    }
 }
