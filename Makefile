@@ -95,9 +95,12 @@ test-rust: ## Rust unit and integration tests (cargo nextest); PostgreSQL varian
 test-reliability: ## Fault, bad-input and sustained-load suite alone (needs TEST_DATABASE_URL for the database faults)
 	$(CARGO) nextest run -p test-support --test reliability --no-fail-fast --success-output final
 
+# Extra pytest arguments for test-deploy, e.g. PYTEST_ARGS='-k chart -rs'.
+PYTEST_ARGS ?=
+
 .PHONY: test-deploy
-test-deploy: $(VENV)/.installed ## Charts, manifests, cluster script (stand-in tools), make targets, Grafana links and dashboard queries against the real services (pytest)
-	$(VENV)/bin/pytest -q tests
+test-deploy: $(VENV)/.installed ## Charts, manifests, cluster script (stand-in tools), make run and targets, Grafana links and dashboard queries against the real services (pytest)
+	$(VENV)/bin/pytest -q tests $(PYTEST_ARGS)
 
 $(VENV)/.installed: tests/requirements.txt tools/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
