@@ -74,7 +74,7 @@ ready_on() {
   (
     exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
     printf 'GET /readyz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
-    IFS= read -r status_line <&3
+    IFS= read -r -t 2 status_line <&3
     [[ "$status_line" == *" 200 "* ]]
   ) 2>/dev/null
 }

@@ -180,3 +180,23 @@ def test_make_run_without_cargo_says_how_to_get_it(tmp_path):
     assert result.returncode == 2, result.stdout + result.stderr  # make's status for a failed recipe
     assert "Rust 1.89 or newer" in result.stderr and "https://rustup.rs" in result.stderr
     assert "Error 127" not in result.stderr and "command not found" not in result.stderr
+
+
+def test_when_one_service_fails_the_script_stops_the_other_and_says_why(built, tmp_path, collector):
+    """business-logic cannot bind its port: the script reports it, stops the front-end, exits non-zero."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        run = Run(["scripts/run-local.sh"], tmp_path, collector, BIN_DIR=str(cargo_target_dir() / "debug"),
+                  BUSINESS_LOGIC_PORT=str(taken.getsockname()[1]))
+        try:
+            code = run.proc.wait(timeout=40)
+            output = run.output()
+            assert code != 0, output
+            assert re.search(r"business-logic exited with status [1-9]", output), output
+            assert "stopping the other service" in output and "front-end stopped (exit 0)" in output, output
+            assert "both services stopped cleanly" not in output
+        finally:
+            run.stop()
