@@ -36,11 +36,11 @@ set -m
 
 names=()
 pids=()
-start() {
-  local name="$1"
-  shift
+start() {  # NAME PORT [VAR=value ...]
+  local name="$1" port="$2"
+  shift 2
   say "starting $name on http://$HOST:$port"
-  env "$@" "$BIN_DIR/$name" &
+  env HOST="$HOST" PORT="$port" "$@" "$BIN_DIR/$name" &
   names+=("$name")
   pids+=("$!")
 }
@@ -60,10 +60,8 @@ stop() {
 }
 trap stop INT TERM
 
-port="$BUSINESS_LOGIC_PORT"
-start business-logic HOST="$HOST" PORT="$BUSINESS_LOGIC_PORT"
-port="$FRONT_END_PORT"
-start front-end HOST="$HOST" PORT="$FRONT_END_PORT" \
+start business-logic "$BUSINESS_LOGIC_PORT"
+start front-end "$FRONT_END_PORT" \
   BUSINESS_LOGIC_URL="${BUSINESS_LOGIC_URL:-http://127.0.0.1:${BUSINESS_LOGIC_PORT}}"
 
 alive() { kill -0 "$1" 2>/dev/null; }
