@@ -19,9 +19,8 @@ GATEWAY_API ?= gateway
 GATEWAY_NAME ?= demo-gateway
 NAMESPACE ?= demo-app
 KUBE_CONTEXT ?= kind-$(CLUSTER_NAME)
-# Offline manifest checker (../shared/tools in the project's workspace).
-SHARED_TOOLS ?= ../shared/tools
 KUBE_VERSION ?= 1.36.0
+HELP_VARIABLES += CLUSTER_NAME KUBE_CONTEXT GATEWAY_PORT
 
 # Chart versions pinned in create-cluster.sh (one place to change them).
 LOKI_CHART_VERSION ?= $(shell sed -n 's/^LOKI_CHART_VERSION="$${LOKI_CHART_VERSION:-\(.*\)}"$$/\1/p' create-cluster.sh)
@@ -75,20 +74,23 @@ clean-up: ## Delete the kind cluster and the local registry
 	  $(DOCKER) rm -f $(REG_NAME) >/dev/null && echo "registry $(REG_NAME): removed"; \
 	else echo "registry $(REG_NAME): not found (nothing to remove)"; fi
 
+##@ Lint
+
+# No network, no helm: the add-on manifests against the schemas. The Loki and
+# Alloy values files are checked by tests/cluster (the settings the demo relies
+# on); rendering them with their real charts needs helm and the network, so it
+# is the separate lint-addon-charts.
 .PHONY: lint-cluster
-lint-cluster: $(VENV)/.installed ## shellcheck, yamllint and schema checks of the cluster files
-	$(VENV)/bin/shellcheck create-cluster.sh
+lint-cluster: $(VENV)/.installed ## yamllint and schema checks of the cluster files (kind config, istio-add-ons/)
 	$(VENV)/bin/yamllint kind-cluster-config.yaml istio-add-ons
-	@if [ ! -x "$(SHARED_TOOLS)/validate-manifests" ]; then \
-	  echo "validate-manifests not found in SHARED_TOOLS=$(SHARED_TOOLS): set SHARED_TOOLS to the folder holding it" >&2; exit 1; fi
-	$(SHARED_TOOLS)/validate-manifests -k $(KUBE_VERSION) $(CLUSTER_MANIFESTS)
-	@# The Loki and Alloy charts are fetched from their repositories: only with a real helm and a network.
-	@if command -v $(HELM) >/dev/null 2>&1; then \
-	  set -x; \
-	  $(HELM) template loki loki --repo https://grafana-community.github.io/helm-charts \
-	    --version $(LOKI_CHART_VERSION) -n istio-system -f istio-add-ons/loki-values.yaml \
-	    | $(SHARED_TOOLS)/validate-manifests -k $(KUBE_VERSION) --ignore-missing-schemas -; \
-	  $(HELM) template alloy alloy --repo https://grafana.github.io/helm-charts \
-	    --version $(ALLOY_CHART_VERSION) -n istio-system -f istio-add-ons/alloy-values.yaml \
-	    | $(SHARED_TOOLS)/validate-manifests -k $(KUBE_VERSION) --ignore-missing-schemas -; \
-	else echo "helm not installed: Loki/Alloy values checked by tests/cluster only (keys, not a render)"; fi
+	@$(VALIDATE_MANIFESTS) -q -k $(KUBE_VERSION) $(CLUSTER_MANIFESTS) | sed 's/^/lint-cluster: /'
+
+.PHONY: lint-addon-charts
+lint-addon-charts: $(VENV)/.installed ## Render the Loki and Alloy charts (pinned versions, fetched: needs helm and the network) with istio-add-ons/*-values.yaml, schema-check the output
+	@command -v $(HELM) >/dev/null || { echo "lint-addon-charts needs helm (https://helm.sh/docs/intro/install/) and the network" >&2; exit 1; }
+	$(HELM) template loki loki --repo https://grafana-community.github.io/helm-charts \
+	  --version $(LOKI_CHART_VERSION) -n istio-system -f istio-add-ons/loki-values.yaml \
+	  | $(VALIDATE_MANIFESTS) -q -k $(KUBE_VERSION) --ignore-missing-schemas -
+	$(HELM) template alloy alloy --repo https://grafana.github.io/helm-charts \
+	  --version $(ALLOY_CHART_VERSION) -n istio-system -f istio-add-ons/alloy-values.yaml \
+	  | $(VALIDATE_MANIFESTS) -q -k $(KUBE_VERSION) --ignore-missing-schemas -

@@ -31,6 +31,7 @@ from cluster_support import (
     script_setting,
     service_port,
     shared_tool,
+    unavailable,
     unescape_provisioning,
     venv_tool,
 )
@@ -100,7 +101,7 @@ def test_the_generated_grafana_configmaps_pass_the_schemas(tmp_path):
 def test_prometheus_config_passes_promtool(tmp_path):
     promtool = shutil.which("promtool") or ("/usr/bin/promtool" if os.path.exists("/usr/bin/promtool") else None)
     if not promtool:
-        pytest.skip("promtool not installed (Debian package prometheus)")
+        unavailable("promtool not installed (Debian package prometheus)")
     parsed = yaml.safe_load(find(addon_objects(), "ConfigMap", "prometheus")["data"]["prometheus.yml"])
     jobs = {job["job_name"]: job for job in parsed["scrape_configs"]}
     assert jobs["kubernetes-pods"]["kubernetes_sd_configs"] == [{"role": "pod"}]
