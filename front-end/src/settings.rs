@@ -70,14 +70,16 @@ const ENV_VARS: &[&str] = &[
     "SLOW_PAGE_TIMEOUT_MS",
     "JAEGER_UI_URL",
     "GRAFANA_URL",
-    "LOKI_SELECTOR",
 ];
+
+/// Read verbatim: a Loki selector looks like a map to figment.
+const TEXT_VARS: &[&str] = &["LOKI_SELECTOR"];
 
 impl Settings {
     /// Reads the environment over the defaults and validates the result. The
     /// error names the variable, the value and what is allowed.
     pub fn from_env() -> anyhow::Result<Self> {
-        let mut settings = service_kit::read_env(Self::default(), ENV_VARS)?;
+        let mut settings = service_kit::read_env_with_text(Self::default(), ENV_VARS, TEXT_VARS)?;
         settings.server = ServerSettings::from_env(DEFAULT_PORT)?;
         settings.telemetry = TelemetrySettings::from_env(SERVICE_NAME)?;
         settings.validate().map_err(anyhow::Error::msg)?;
@@ -185,6 +187,15 @@ mod tests {
         );
         let e = load(&[("JAEGER_UI_URL", "jaeger")]).unwrap_err();
         assert!(e.contains("JAEGER_UI_URL"), "{e}");
+        let s = load(&[(
+            "LOKI_SELECTOR",
+            r#"{namespace="shop", app=~"front-end|business-logic"}"#,
+        )])
+        .expect("a selector is text, not a map");
+        assert_eq!(
+            s.loki_selector,
+            r#"{namespace="shop", app=~"front-end|business-logic"}"#
+        );
         let e = load(&[("LOKI_SELECTOR", "namespace=demo")]).unwrap_err();
         assert!(e.contains("LOKI_SELECTOR=\"namespace=demo\""), "{e}");
         assert!(load(&[("JAEGER_UI_URL", ""), ("GRAFANA_URL", "")]).is_ok());

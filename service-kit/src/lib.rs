@@ -16,7 +16,7 @@ use std::future::Future;
 
 pub use header_limit::{HeadersTooLarge, MAX_HEADER_BYTES, header_limit};
 pub use server::Running;
-pub use settings::{ServerSettings, read_env};
+pub use settings::{ServerSettings, read_env, read_env_with_text};
 
 /// A service's settings as the skeleton needs them.
 pub trait ServiceSettings {

@@ -68,8 +68,27 @@ pub fn read_env<T>(defaults: T, vars: &[&str]) -> anyhow::Result<T>
 where
     T: Serialize + DeserializeOwned,
 {
-    Figment::from(Serialized::defaults(defaults))
-        .merge(Env::raw().only(vars))
+    read_env_with_text(defaults, vars, &[])
+}
+
+/// Like [`read_env`], plus `text_vars` taken verbatim as strings. Figment
+/// reads a value such as `{namespace="demo-app"}` as a map, which is right
+/// for numbers and lists but wrong for text that only looks like them (a Loki
+/// stream selector).
+pub fn read_env_with_text<T>(defaults: T, vars: &[&str], text_vars: &[&str]) -> anyhow::Result<T>
+where
+    T: Serialize + DeserializeOwned,
+{
+    let mut figment = Figment::from(Serialized::defaults(defaults)).merge(Env::raw().only(vars));
+    for var in text_vars {
+        if let Some(value) = std::env::var_os(var) {
+            let value = value.into_string().map_err(|raw| {
+                anyhow::anyhow!("invalid setting: {var}={raw:?} is not valid UTF-8")
+            })?;
+            figment = figment.merge(Serialized::default(&var.to_ascii_lowercase(), value));
+        }
+    }
+    figment
         .extract()
         .map_err(|e| anyhow::anyhow!("invalid setting: {e}"))
 }

@@ -22,7 +22,7 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 from chart_render import CHART, NAMESPACE, render_ok
 from chart_wiring import load_docs, of_kind, resolve_route
-from service_process import Service, service_binaries
+from service_process import Service, free_port, service_binaries
 
 PREFIX = "/demo-app/"
 
@@ -124,8 +124,12 @@ def gateway(tmp_path_factory):
         assert routes, "the chart renders no HTTPRoute"
         gateway = StandInGateway(routes)
         # The pages' dashboard links point at the gateway, as in the cluster (localhost:8080).
+        # The Jaeger link is shown only while spans are exported: export them to a
+        # loopback port where nothing listens (the spans are dropped, the page is not).
         front_end = Service(bin_dir / "front-end", {
-            **base, "BUSINESS_LOGIC_URL": backend.url, "JAEGER_UI_URL": f"{gateway.url}/jaeger",
+            **base, "OTEL_TRACES_EXPORTER": "zipkin",
+            "OTEL_EXPORTER_ZIPKIN_ENDPOINT": f"http://127.0.0.1:{free_port()}/api/v2/spans",
+            "BUSINESS_LOGIC_URL": backend.url, "JAEGER_UI_URL": f"{gateway.url}/jaeger",
             "GRAFANA_URL": f"{gateway.url}/grafana"})
         services.append(front_end)
         gateway.front_end_url = front_end.url

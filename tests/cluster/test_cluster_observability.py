@@ -49,17 +49,11 @@ from cluster_support import (
 )
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_prometheus_text
-from service_process import Service, http_get, service_binaries, wait_until
+from service_process import Service, free_port, http_get, service_binaries, wait_until
 
 MESH_MARK = "Needs the mesh"
 # Grafana's interval variables, for instant queries over the test's short window.
 GRAFANA_INTERVALS = {"$__rate_interval": "30s", "$__interval": "5s", "$__range": "1m"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http_get_with(url: str, headers: dict[str, str], timeout: float = 10.0) -> tuple[int, str, str]:
