@@ -26,7 +26,6 @@ import math
 import os
 import re
 import shutil
-import socket
 import subprocess
 import threading
 import time
