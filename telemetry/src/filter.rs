@@ -96,16 +96,19 @@ impl<S> Filter<S> for LogFilter {
 const EXPORTED_SPANS: &str = "info,opentelemetry=off,opentelemetry_sdk=off,opentelemetry_http=off,opentelemetry_zipkin=off,opentelemetry_otlp=off,hyper=off,hyper_util=off,h2=off,sqlx=off,tower=off";
 
 /// Spans as [`EXPORTED_SPANS`] says; events as the log filter says, so a
-/// span event is exactly a log line of that span.
+/// span event is exactly a log line of that span. With no exporter, no
+/// events: spans are still made (they carry the trace ids that are logged
+/// and propagated) but nothing records what would never be sent.
 #[derive(Debug)]
 pub(crate) struct ExportFilter {
     spans: Targets,
-    events: LogFilter,
+    events: Option<LogFilter>,
 }
 
 impl ExportFilter {
-    /// `events` is the log filter (a second instance of it).
-    pub(crate) fn new(events: LogFilter) -> anyhow::Result<Self> {
+    /// `events` is the log filter (a second instance of it), or `None` when
+    /// spans are not exported.
+    pub(crate) fn new(events: Option<LogFilter>) -> anyhow::Result<Self> {
         Ok(Self {
             spans: EXPORTED_SPANS.parse()?,
             events,
@@ -115,49 +118,63 @@ impl ExportFilter {
 
 impl<S> Filter<S> for ExportFilter {
     fn enabled(&self, meta: &Metadata<'_>, cx: &Context<'_, S>) -> bool {
-        if meta.is_span() {
-            self.spans.would_enable(meta.target(), meta.level())
-        } else {
-            Filter::<S>::enabled(&self.events, meta, cx)
+        match &self.events {
+            _ if meta.is_span() => self.spans.would_enable(meta.target(), meta.level()),
+            Some(events) => Filter::<S>::enabled(events, meta, cx),
+            None => false,
         }
     }
 
     fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
-        if meta.is_span() {
-            if self.spans.would_enable(meta.target(), meta.level()) {
-                Interest::always()
-            } else {
-                Interest::never()
+        match &self.events {
+            _ if meta.is_span() => {
+                if self.spans.would_enable(meta.target(), meta.level()) {
+                    Interest::always()
+                } else {
+                    Interest::never()
+                }
             }
-        } else {
-            Filter::<S>::callsite_enabled(&self.events, meta)
+            Some(events) => Filter::<S>::callsite_enabled(events, meta),
+            None => Interest::never(),
         }
     }
 
     fn max_level_hint(&self) -> Option<LevelFilter> {
-        let events = Filter::<S>::max_level_hint(&self.events)?;
-        Some(events.max(LevelFilter::INFO))
+        match &self.events {
+            Some(events) => Some(Filter::<S>::max_level_hint(events)?.max(LevelFilter::INFO)),
+            None => Some(LevelFilter::INFO),
+        }
     }
 
     // Span tracking of a dynamic log filter (events inside matching spans).
     fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, cx: Context<'_, S>) {
-        Filter::<S>::on_new_span(&self.events, attrs, id, cx);
+        if let Some(events) = &self.events {
+            Filter::<S>::on_new_span(events, attrs, id, cx);
+        }
     }
 
     fn on_record(&self, id: &span::Id, values: &span::Record<'_>, cx: Context<'_, S>) {
-        Filter::<S>::on_record(&self.events, id, values, cx);
+        if let Some(events) = &self.events {
+            Filter::<S>::on_record(events, id, values, cx);
+        }
     }
 
     fn on_enter(&self, id: &span::Id, cx: Context<'_, S>) {
-        Filter::<S>::on_enter(&self.events, id, cx);
+        if let Some(events) = &self.events {
+            Filter::<S>::on_enter(events, id, cx);
+        }
     }
 
     fn on_exit(&self, id: &span::Id, cx: Context<'_, S>) {
-        Filter::<S>::on_exit(&self.events, id, cx);
+        if let Some(events) = &self.events {
+            Filter::<S>::on_exit(events, id, cx);
+        }
     }
 
     fn on_close(&self, id: span::Id, cx: Context<'_, S>) {
-        Filter::<S>::on_close(&self.events, id, cx);
+        if let Some(events) = &self.events {
+            Filter::<S>::on_close(events, id, cx);
+        }
     }
 }
 

@@ -78,8 +78,12 @@ where
     // Span export gets its own filter: the spans it exports (info and up,
     // libraries' internals excluded) and the events that are logged (they
     // become span events), so library debug/trace spans and events are not
-    // built at all (see `filter::ExportFilter`).
-    let export_filter = filter::ExportFilter::new(filter::LogFilter::new(&directives)?)?;
+    // built at all; with no exporter, no events (see `filter::ExportFilter`).
+    let exported = settings.otel_traces_exporter != TracesExporter::None;
+    let export_events = exported
+        .then(|| filter::LogFilter::new(&directives))
+        .transpose()?;
+    let export_filter = filter::ExportFilter::new(export_events)?;
 
     let slot = logs::DispatchSlot::default();
     let fmt = tracing_subscriber::fmt::layer()
