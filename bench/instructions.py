@@ -44,6 +44,9 @@ SETTINGS = {
     "instrumented": {},
     "instrumented-warn": {"RUST_LOG": "warn"},
     "uninstrumented": {"OTEL_TRACES_EXPORTER": "none", "METRICS_ENABLED": "false"},
+    # one part at a time, to see what each costs
+    "traces-only": {"METRICS_ENABLED": "false"},
+    "metrics-only": {"OTEL_TRACES_EXPORTER": "none"},
     "uninstrumented-warn": {
         "OTEL_TRACES_EXPORTER": "none",
         "METRICS_ENABLED": "false",
@@ -218,7 +221,7 @@ def main() -> None:
         "--settings",
         nargs="+",
         choices=sorted(SETTINGS),
-        default=list(SETTINGS),
+        default=["instrumented", "instrumented-warn", "uninstrumented", "uninstrumented-warn"],
     )
     parser.add_argument("--rss", action="store_true", help="resident memory instead (no valgrind)")
     parser.add_argument("--keep", action="store_true", help="keep the dumps and logs")
