@@ -70,6 +70,11 @@ impl Database {
             Pool::Sqlite(
                 SqlitePoolOptions::new()
                     .max_connections(settings.database_max_connections)
+                    // sqlx pings a connection before handing it out; for
+                    // SQLite that is one more round trip to the thread the
+                    // connection runs on, per query. An in-process file
+                    // cannot drop the connection, so skip it.
+                    .test_before_acquire(false)
                     .acquire_timeout(ACQUIRE_TIMEOUT)
                     .connect_lazy_with(options),
             )

@@ -5,15 +5,17 @@
 //!
 //! ```no_run
 //! let settings = telemetry::TelemetrySettings::with_service_name("my-service");
-//! let guard = telemetry::init(&settings, std::io::stdout)?;
+//! let guard = telemetry::init_stdout(&settings)?;
 //! // ... run the service ...
-//! guard.shutdown(); // flushes pending spans
+//! guard.shutdown(); // flushes pending spans, then the buffered log lines
 //! # Ok::<(), anyhow::Error>(())
 //! ```
 
+mod filter;
 mod http;
 mod logs;
 mod metrics;
+mod output;
 mod settings;
 mod traceresponse;
 mod traces;
@@ -23,13 +25,15 @@ use std::io::IsTerminal;
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer};
 
 pub use http::{DemoRootSpan, REQUEST_ID_HEADER, tracing_middleware};
 pub use metrics::{RequestMetrics, metrics_middleware};
+pub use output::BufferedStdout;
 pub use settings::{LogFormat, TelemetrySettings, TracesExporter};
 pub use traceresponse::{TRACERESPONSE_HEADER, TraceResponse};
 pub use traces::propagator;
@@ -38,8 +42,20 @@ pub use traces::propagator;
 /// batch; the exporter wrapper reports export failures instead.
 const QUIET_TARGETS: &str = "opentelemetry_sdk=off,opentelemetry_zipkin=off,opentelemetry_otlp=off,opentelemetry_http=off,opentelemetry=off,hyper=warn,hyper_util=warn,reqwest=warn,h2=warn,sqlx::query=warn";
 
+/// What the services call: [`init`] with log lines going to stdout through
+/// a [`BufferedStdout`] (written by a background thread; flushed by the
+/// guard at shutdown and by a panic hook on a panic).
+pub fn init_stdout(settings: &TelemetrySettings) -> anyhow::Result<TelemetryGuard> {
+    let output = BufferedStdout::start()?;
+    output.flush_on_panic();
+    let mut guard = init(settings, output.clone())?;
+    guard.output = Some(output);
+    Ok(guard)
+}
+
 /// Installs the global log subscriber, tracer provider and propagator.
-/// Logs go to `writer` (stdout in the services, a buffer in tests).
+/// Logs go to `writer` (a [`BufferedStdout`] in the services, see
+/// [`init_stdout`]; a buffer in tests).
 ///
 /// Call it once, outside any async runtime: the span exporters use a blocking
 /// HTTP client on the batch processor's own thread.
@@ -62,7 +78,16 @@ where
             directives.push_str(quiet);
         }
     }
-    let filter = EnvFilter::try_new(&directives)?;
+    let filter = filter::LogFilter::new(&directives)?;
+    // Span export gets its own filter: the spans it exports (info and up,
+    // libraries' internals excluded) and the events that are logged (they
+    // become span events), so library debug/trace spans and events are not
+    // built at all; with no exporter, no events (see `filter::ExportFilter`).
+    let exported = settings.otel_traces_exporter != TracesExporter::None;
+    let export_events = exported
+        .then(|| filter::LogFilter::new(&directives))
+        .transpose()?;
+    let export_filter = filter::ExportFilter::new(export_events)?;
 
     let slot = logs::DispatchSlot::default();
     let fmt = tracing_subscriber::fmt::layer()
@@ -75,11 +100,20 @@ where
         })
         .with_filter(filter);
     tracing_subscriber::registry()
-        .with(logs::CaptureDispatch(slot))
-        .with(tracing_opentelemetry::layer().with_tracer(tracer))
+        // Filtered to nothing: it only needs `on_register_dispatch`, and an
+        // unfiltered layer would make every callsite of every level enabled.
+        .with(logs::CaptureDispatch(slot).with_filter(LevelFilter::OFF))
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_filter(export_filter),
+        )
         .with(fmt)
         .try_init()?;
-    Ok(TelemetryGuard { provider })
+    Ok(TelemetryGuard {
+        provider,
+        output: None,
+    })
 }
 
 /// Keeps the tracer provider alive; [`TelemetryGuard::shutdown`] (or drop)
@@ -88,13 +122,19 @@ where
 #[must_use = "dropping the guard shuts telemetry down"]
 pub struct TelemetryGuard {
     provider: SdkTracerProvider,
+    /// Set by [`init_stdout`]: written out last, after the span export's own lines.
+    output: Option<BufferedStdout>,
 }
 
 impl TelemetryGuard {
-    /// Exports every span queued so far (bounded by the export timeout).
+    /// Exports every span queued so far (bounded by the export timeout) and
+    /// writes out the buffered log lines.
     pub fn flush(&self) {
         if let Err(error) = self.provider.force_flush() {
             tracing::warn!(%error, "flushing spans failed");
+        }
+        if let Some(output) = &self.output {
+            output.flush();
         }
     }
 
@@ -108,6 +148,9 @@ impl Drop for TelemetryGuard {
     fn drop(&mut self) {
         if let Err(error) = self.provider.shutdown() {
             tracing::warn!(%error, "shutting down span export failed");
+        }
+        if let Some(output) = &self.output {
+            output.close();
         }
     }
 }

@@ -6,11 +6,10 @@
 //! `trace_id\W+([0-9a-f]{32})`, which is how a Loki log line links to its
 //! Jaeger trace.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::sync::{Arc, OnceLock};
 
-use opentelemetry::trace::TraceContextExt;
-use serde_json::{Map, Value};
+use opentelemetry::trace::{SpanId, TraceContextExt, TraceId};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber, dispatcher::WeakDispatch};
 use tracing_subscriber::fmt::format::Writer;
@@ -46,18 +45,22 @@ pub(crate) struct TraceLineFormat {
 impl TraceLineFormat {
     /// Trace and span id of the span the event belongs to, if it is sampled
     /// into a valid OpenTelemetry context.
-    fn ids<S, N>(&self, ctx: &FmtContext<'_, S, N>) -> Option<(String, String)>
-    where
-        S: Subscriber + for<'a> LookupSpan<'a>,
-        N: for<'a> FormatFields<'a> + 'static,
-    {
-        let span = ctx.event_scope()?.next()?;
+    ///
+    /// The span is the event's explicit parent or the current span, asked
+    /// of the subscriber itself: the log layer's filter leaves spans out (it
+    /// never prints their fields, so it need not format and store them for
+    /// every span), which hides them from its own context.
+    fn ids(&self, event: &Event<'_>) -> Option<(TraceId, SpanId)> {
         let dispatch = self.dispatch.0.get()?.upgrade()?;
-        let cx = tracing_opentelemetry::get_otel_context(&span.id(), &dispatch)?;
+        let id = match event.parent() {
+            Some(parent) => parent.clone(),
+            None if event.is_contextual() => dispatch.current_span().id()?.clone(),
+            None => return None,
+        };
+        let cx = tracing_opentelemetry::get_otel_context(&id, &dispatch)?;
         let otel_span = cx.span();
         let sc = otel_span.span_context();
-        sc.is_valid()
-            .then(|| (sc.trace_id().to_string(), sc.span_id().to_string()))
+        sc.is_valid().then(|| (sc.trace_id(), sc.span_id()))
     }
 }
 
@@ -73,7 +76,7 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         let meta = event.metadata();
-        let ids = self.ids(ctx);
+        let ids = self.ids(event);
         match self.format {
             LogFormat::Text => {
                 SystemTime.format_time(&mut writer)?;
@@ -85,51 +88,213 @@ where
                 writeln!(writer)
             }
             LogFormat::Json => {
-                let mut timestamp = String::new();
-                SystemTime.format_time(&mut Writer::new(&mut timestamp))?;
-                let mut fields = JsonFields(Map::new());
+                // Written straight into the line buffer (no map, no
+                // strings per field); top-level keys sorted, as before.
+                writer.write_str("{\"fields\":{")?;
+                let mut fields = JsonFields {
+                    writer: writer.by_ref(),
+                    first: true,
+                    result: Ok(()),
+                };
                 event.record(&mut fields);
-                let mut line = Map::new();
-                line.insert("timestamp".into(), Value::String(timestamp));
-                line.insert("level".into(), Value::String(meta.level().to_string()));
-                line.insert("target".into(), Value::String(meta.target().to_owned()));
-                line.insert("fields".into(), Value::Object(fields.0));
-                if let Some((trace_id, span_id)) = ids {
-                    line.insert("trace_id".into(), Value::String(trace_id));
-                    line.insert("span_id".into(), Value::String(span_id));
+                fields.result?;
+                write!(writer, "}},\"level\":\"{}\"", meta.level())?;
+                if let Some((_, span_id)) = ids {
+                    write!(writer, ",\"span_id\":\"{span_id}\"")?;
                 }
-                let json = serde_json::to_string(&line).map_err(|_| fmt::Error)?;
-                writeln!(writer, "{json}")
+                writer.write_str(",\"target\":")?;
+                write_json_str(&mut writer, meta.target())?;
+                writer.write_str(",\"timestamp\":\"")?;
+                SystemTime.format_time(&mut writer)?;
+                writer.write_char('"')?;
+                if let Some((trace_id, _)) = ids {
+                    write!(writer, ",\"trace_id\":\"{trace_id}\"")?;
+                }
+                writer.write_str("}\n")
             }
         }
     }
 }
 
-/// Collects an event's fields as JSON values.
-struct JsonFields(Map<String, Value>);
+/// Writes `s` as a JSON string, quotes included.
+fn write_json_str(w: &mut impl fmt::Write, s: &str) -> fmt::Result {
+    w.write_char('"')?;
+    JsonEscape(w).write_str(s)?;
+    w.write_char('"')
+}
 
-impl Visit for JsonFields {
+/// Escapes what passes through it for the inside of a JSON string.
+struct JsonEscape<'a, W: fmt::Write>(&'a mut W);
+
+impl<W: fmt::Write> fmt::Write for JsonEscape<'_, W> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let mut start = 0;
+        for (i, b) in s.bytes().enumerate() {
+            let escaped = match b {
+                b'"' => "\\\"",
+                b'\\' => "\\\\",
+                b'\n' => "\\n",
+                b'\r' => "\\r",
+                b'\t' => "\\t",
+                0..=0x1f => "",
+                _ => continue,
+            };
+            self.0.write_str(&s[start..i])?;
+            if escaped.is_empty() {
+                write!(self.0, "\\u{b:04x}")?;
+            } else {
+                self.0.write_str(escaped)?;
+            }
+            start = i + 1;
+        }
+        self.0.write_str(&s[start..])
+    }
+}
+
+/// Writes an event's fields as JSON members, in the order they were recorded.
+struct JsonFields<'a> {
+    writer: Writer<'a>,
+    first: bool,
+    result: fmt::Result,
+}
+
+impl JsonFields<'_> {
+    fn member(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
+        if self.result.is_err() {
+            return;
+        }
+        let w = &mut self.writer;
+        self.result = (|| {
+            if !std::mem::take(&mut self.first) {
+                w.write_char(',')?;
+            }
+            write_json_str(w, field.name())?;
+            w.write_char(':')?;
+            value(w)
+        })();
+    }
+}
+
+impl Visit for JsonFields<'_> {
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.insert(field.name().into(), Value::from(value));
+        // serde_json's rule: a number that JSON cannot hold is null.
+        self.member(field, |w| match value.is_finite() {
+            true => write!(w, "{value}"),
+            false => w.write_str("null"),
+        });
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.insert(field.name().into(), Value::from(value));
+        self.member(field, |w| write!(w, "{value}"));
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.insert(field.name().into(), Value::from(value));
+        self.member(field, |w| write!(w, "{value}"));
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.insert(field.name().into(), Value::from(value));
+        self.member(field, |w| write!(w, "{value}"));
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().into(), Value::from(value));
+        self.member(field, |w| write_json_str(w, value));
     }
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.0
-            .insert(field.name().into(), Value::String(value.to_string()));
+        self.member(field, |w| {
+            w.write_char('"')?;
+            write!(JsonEscape(w), "{value}")?;
+            w.write_char('"')
+        });
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0
-            .insert(field.name().into(), Value::String(format!("{value:?}")));
+        self.member(field, |w| {
+            w.write_char('"')?;
+            write!(JsonEscape(w), "{value:?}")?;
+            w.write_char('"')
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Mutex;
+
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::*;
+
+    /// Formats `log` with the JSON format (no OpenTelemetry layer, so no
+    /// ids) and returns the lines.
+    fn json_lines(log: impl FnOnce()) -> Vec<String> {
+        let out = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let writer = {
+            let out = out.clone();
+            move || WriteInto(out.clone())
+        };
+        let fmt = tracing_subscriber::fmt::layer()
+            .with_writer(writer)
+            .with_ansi(false)
+            .event_format(TraceLineFormat {
+                format: LogFormat::Json,
+                dispatch: DispatchSlot::default(),
+            });
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(fmt), log);
+        let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+        text.lines().map(str::to_owned).collect()
+    }
+
+    struct WriteInto(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for WriteInto {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn json_lines_are_valid_json_whatever_the_field_values_hold() {
+        let error = std::io::Error::other("disk \"full\"\n");
+        let lines = json_lines(|| {
+            tracing::warn!(
+                text = "quote \" backslash \\ newline \n tab \t bell \u{7} é ✓",
+                count = 42u64,
+                delta = -7i64,
+                ratio = 0.25f64,
+                nan = f64::NAN,
+                ok = true,
+                error = &error as &(dyn std::error::Error + 'static),
+                debug = ?("tuple", '\''),
+                "a \"message\" with {}", "arguments"
+            );
+        });
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let line: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+        let fields = &line["fields"];
+        assert_eq!(fields["message"], "a \"message\" with arguments");
+        assert_eq!(
+            fields["text"],
+            "quote \" backslash \\ newline \n tab \t bell \u{7} é ✓"
+        );
+        assert_eq!(fields["count"], 42);
+        assert_eq!(fields["delta"], -7);
+        assert_eq!(fields["ratio"], 0.25);
+        assert!(fields["nan"].is_null());
+        assert_eq!(fields["ok"], true);
+        assert_eq!(fields["error"], "disk \"full\"\n");
+        assert_eq!(fields["debug"], r#"("tuple", '\'')"#);
+        assert_eq!(line["level"], "WARN");
+        assert_eq!(line["target"], "telemetry::logs::tests");
+        assert!(line["timestamp"].as_str().unwrap().ends_with('Z'));
+        // No span, so no ids.
+        assert!(line.get("trace_id").is_none());
+        let keys: Vec<&str> = line
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys, ["fields", "level", "target", "timestamp"]);
     }
 }

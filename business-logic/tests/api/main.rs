@@ -5,4 +5,5 @@
 
 mod endpoints;
 mod helpers;
+mod logs;
 mod telemetry;

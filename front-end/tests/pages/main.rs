@@ -4,5 +4,6 @@
 
 mod browser;
 mod helpers;
+mod logs;
 mod pages;
 mod traces;
