@@ -71,9 +71,15 @@ pub fn tracing_middleware() -> TracingLogger<DemoRootSpan> {
 /// Prometheus middleware serving `/metrics`, with request counters and
 /// latency histograms labelled by `endpoint` (the route pattern; unmatched
 /// paths become `UNKNOWN` so scanners cannot blow up the label set),
-/// `method`, `status`, and a constant `service` label.
-pub fn metrics_middleware(service_name: &str) -> anyhow::Result<PrometheusMetrics> {
-    let const_labels = HashMap::from([("service".to_owned(), service_name.to_owned())]);
+/// `method`, `status`, and constant `service` and (when given) `version` labels.
+pub fn metrics_middleware(
+    service_name: &str,
+    service_version: Option<&str>,
+) -> anyhow::Result<PrometheusMetrics> {
+    let mut const_labels = HashMap::from([("service".to_owned(), service_name.to_owned())]);
+    if let Some(version) = service_version {
+        const_labels.insert("version".to_owned(), version.to_owned());
+    }
     PrometheusMetricsBuilder::new("")
         .endpoint("/metrics")
         .const_labels(const_labels)

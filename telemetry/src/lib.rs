@@ -15,6 +15,7 @@ mod http;
 mod logs;
 mod settings;
 mod traces;
+mod zipkin_resource;
 
 use std::io::IsTerminal;
 

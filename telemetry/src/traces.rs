@@ -47,9 +47,14 @@ pub fn propagator() -> TextMapCompositePropagator {
 /// Builds the tracer provider for the configured exporter. Sampling follows
 /// the caller's decision and samples every root trace (a demo wants them all).
 pub(crate) fn tracer_provider(settings: &TelemetrySettings) -> anyhow::Result<SdkTracerProvider> {
-    let resource = Resource::builder()
-        .with_service_name(settings.otel_service_name.clone())
-        .build();
+    let mut resource = Resource::builder().with_service_name(settings.otel_service_name.clone());
+    if let Some(version) = &settings.service_version {
+        resource = resource.with_attribute(opentelemetry::KeyValue::new(
+            "service.version",
+            version.clone(),
+        ));
+    }
+    let resource = resource.build();
     let builder = SdkTracerProvider::builder()
         .with_resource(resource)
         .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)));
@@ -73,7 +78,11 @@ pub(crate) fn tracer_provider(settings: &TelemetrySettings) -> anyhow::Result<Sd
                 .build()
                 .context("building the Zipkin exporter")?;
             builder
-                .with_span_processor(batch(Reporting::new(exporter, "zipkin", endpoint)))
+                .with_span_processor(batch(Reporting::new(
+                    crate::zipkin_resource::ResourceTags::new(exporter),
+                    "zipkin",
+                    endpoint,
+                )))
                 .build()
         }
         TracesExporter::Otlp => {
