@@ -8,6 +8,7 @@ use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
+use crate::canary::Regression;
 use crate::db::{CategoryStock, Database, Item};
 use crate::problem::{self, ApiError};
 use crate::settings::MAX_DELAY_MS;
@@ -18,6 +19,10 @@ pub struct AppState {
     pub db: Database,
     /// `SLOW_ENDPOINT_DELAY_MS`.
     pub slow_delay: Duration,
+    /// `SERVICE_VERSION`, in every answer.
+    pub version: String,
+    /// The canary regression's knobs (`crate::canary`), off by default.
+    pub regression: Regression,
 }
 
 impl AppState {
@@ -55,8 +60,9 @@ pub struct FastQuery {
 }
 
 #[derive(Debug, Serialize)]
-struct FastResponse {
+struct FastResponse<'a> {
     endpoint: &'static str,
+    version: &'a str,
     item: Item,
     elapsed_ms: f64,
     trace_id: Option<String>,
@@ -84,8 +90,13 @@ async fn fast_endpoint(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("item {sku:?}")))?;
     tracing::info!(sku = %item.sku, "fast lookup done");
+    state
+        .regression
+        .after_fast_lookup(&state.db, &item, &state.version)
+        .await?;
     Ok(HttpResponse::Ok().json(FastResponse {
         endpoint: "fast",
+        version: &state.version,
         item,
         elapsed_ms: millis(started.elapsed()),
         trace_id: telemetry::current_trace_id(),
@@ -111,8 +122,9 @@ pub struct CategorySummary {
 }
 
 #[derive(Debug, Serialize)]
-struct SlowResponse {
+struct SlowResponse<'a> {
     endpoint: &'static str,
+    version: &'a str,
     delay_ms: u64,
     items_processed: i64,
     categories: BTreeMap<String, CategorySummary>,
@@ -157,6 +169,7 @@ async fn slow_endpoint(
     .await?;
     Ok(HttpResponse::Ok().json(SlowResponse {
         endpoint: "slow",
+        version: &state.version,
         delay_ms: delay.as_millis() as u64,
         items_processed,
         categories,

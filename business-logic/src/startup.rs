@@ -50,8 +50,13 @@ impl Application {
         let state = web::Data::new(AppState {
             db,
             slow_delay: settings.slow_delay(),
+            version: settings.service_version.clone(),
+            regression: settings.regression(),
         });
-        let metrics = telemetry::metrics_middleware(&settings.telemetry.otel_service_name)?;
+        let metrics = telemetry::metrics_middleware(
+            &settings.telemetry.otel_service_name,
+            settings.telemetry.service_version.as_deref(),
+        )?;
         let metrics_enabled = settings.telemetry.metrics_enabled;
         let server = HttpServer::new(move || {
             App::new()
@@ -68,8 +73,18 @@ impl Application {
             port,
             slow_endpoint_delay_ms = settings.slow_endpoint_delay_ms,
             grace_period_s = settings.shutdown_grace_period_secs,
+            version = %settings.service_version,
             "business-logic listening"
         );
+        let regression = settings.regression();
+        if regression.is_active() {
+            tracing::warn!(
+                version = %settings.service_version,
+                regression_extra_query = regression.extra_query,
+                regression_error_rate = regression.error_rate,
+                "canary regression on: the fast endpoint runs an extra unindexed query and/or fails a share of requests on purpose"
+            );
+        }
         Ok(Self { port, server })
     }
 

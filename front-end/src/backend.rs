@@ -26,6 +26,9 @@ pub struct Item {
 /// `GET /fast-endpoint`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct FastAnswer {
+    /// The business-logic version that answered (`v1`, `v2`); absent from older ones.
+    #[serde(default)]
+    pub version: Option<String>,
     pub item: Item,
     pub elapsed_ms: f64,
 }
@@ -43,6 +46,9 @@ pub struct Category {
 /// `GET /slow-endpoint`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct SlowAnswer {
+    /// The business-logic version that answered (`v1`, `v2`); absent from older ones.
+    #[serde(default)]
+    pub version: Option<String>,
     pub delay_ms: u64,
     pub items_processed: i64,
     pub categories: BTreeMap<String, Category>,

@@ -53,7 +53,10 @@ impl Application {
             .with_context(|| format!("binding {}:{}", settings.host, settings.port))?;
         let port = listener.local_addr()?.port();
 
-        let metrics = telemetry::metrics_middleware(&settings.telemetry.otel_service_name)?;
+        let metrics = telemetry::metrics_middleware(
+            &settings.telemetry.otel_service_name,
+            settings.telemetry.service_version.as_deref(),
+        )?;
         let metrics_enabled = settings.telemetry.metrics_enabled;
         let server = HttpServer::new(move || {
             let headers = SECURITY_HEADERS
