@@ -5,16 +5,21 @@
 #   3. containerd on every node told to pull localhost:5001/* from the registry
 #      (hosts.toml), the registry joined to the `kind` network and published in
 #      the `local-registry-hosting` ConfigMap (https://kind.sigs.k8s.io/docs/user/local-registry/);
-#   4. Istio with the mesh configuration in istio-add-ons/istio-operator.yaml;
-#   5. the app namespace `demo-app`, labelled for sidecar injection;
-#   6. the add-ons in istio-system: Jaeger, Prometheus, Grafana, Kiali (manifests
-#      in istio-add-ons/), Loki and Alloy (Helm charts).
+#   4. the Kubernetes Gateway API CRDs (standard channel), which Istio's
+#      Gateway API ingress needs and neither kind nor Istio installs;
+#   5. Istio with the mesh configuration in istio-add-ons/istio-operator.yaml;
+#   6. the app namespace (APP_NAMESPACE, default `demo-app`), labelled for
+#      sidecar injection;
+#   7. the add-ons in istio-system: Jaeger, Prometheus, Grafana, Kiali (manifests
+#      in istio-add-ons/), Loki and Alloy (Helm charts). Grafana's queries select
+#      the app's logs by APP_NAMESPACE.
 # Every step checks first and skips what is already in place, so running the
-# script again finishes without error and changes nothing.
+# script again finishes without error and changes nothing; a run interrupted
+# anywhere is completed by the next one.
 #
 # Usage: ./create-cluster.sh        (or `make create-cluster`)
 # Settings (environment): CLUSTER_NAME, REG_NAME, REG_PORT, APP_NAMESPACE,
-# ISTIO_VERSION, LOKI_CHART_VERSION, ALLOY_CHART_VERSION, ROLLOUT_TIMEOUT, and the
+# ISTIO_VERSION, GATEWAY_API_VERSION, LOKI_CHART_VERSION, ALLOY_CHART_VERSION, ROLLOUT_TIMEOUT, and the
 # commands DOCKER, KIND, KUBECTL, HELM, ISTIOCTL.
 # Written for bash 3.2 or newer (macOS's /bin/bash included).
 set -euo pipefail
@@ -31,9 +36,16 @@ ROLLOUT_TIMEOUT="${ROLLOUT_TIMEOUT:-300s}"
 ADDONS_NAMESPACE=istio-system
 
 # Pinned versions, and where each comes from.
-# Istio: latest patch of the 1.30 line (https://istio.io/latest/news/releases/1.30.x/).
+# Istio: 1.31.1, the newest 1.31 patch with published release notes
+# (https://istio.io/latest/news/releases/1.31.x/announcing-1.31.1/, 2026-09-21).
 # istioctl installs its own version, so this is the version istioctl must have.
-ISTIO_VERSION="${ISTIO_VERSION:-1.30.4}"
+# From 1.31 on, images are published on Docker Hub only: istio-operator.yaml
+# sets `hub: docker.io/istio`.
+ISTIO_VERSION="${ISTIO_VERSION:-1.31.1}"
+# Gateway API: the standard-channel CRDs of the release Istio 1.31 is built
+# against (https://github.com/kubernetes-sigs/gateway-api/releases/tag/v1.6.0).
+GATEWAY_API_VERSION="${GATEWAY_API_VERSION:-v1.6.0}"
+GATEWAY_API_CRDS="https://github.com/kubernetes-sigs/gateway-api/releases/download/${GATEWAY_API_VERSION}/standard-install.yaml"
 # kind: v0.32.0, whose default node image (v1.36.1) kind-cluster-config.yaml pins
 # (https://github.com/kubernetes-sigs/kind/releases/tag/v0.32.0).
 KIND_VERSION=v0.32.0
@@ -49,6 +61,13 @@ LOKI_CHART_VERSION="${LOKI_CHART_VERSION:-18.13.4}"
 # 1.10.0 ships Alloy v1.17.0).
 ALLOY_CHART_REPO=https://grafana.github.io/helm-charts
 ALLOY_CHART_VERSION="${ALLOY_CHART_VERSION:-1.10.0}"
+
+# Grafana's queries and the chart's log links select the app's logs by namespace:
+# it must be a DNS label (it is also substituted into Grafana's provisioning).
+if [[ ! "$APP_NAMESPACE" =~ ^[a-z0-9]([-a-z0-9]*[a-z0-9])?$ || ${#APP_NAMESPACE} -gt 63 ]]; then
+  printf 'ERROR: APP_NAMESPACE=%s is not a Kubernetes namespace name (lower-case letters, digits, -)\n' "$APP_NAMESPACE" >&2
+  exit 1
+fi
 
 DOCKER="${DOCKER:-docker}"
 KIND="${KIND:-kind}"
@@ -217,8 +236,24 @@ EOF
 }
 
 # ---------------------------------------------------------------------------
-# Istio
+# Gateway API and Istio
 # ---------------------------------------------------------------------------
+# The CRDs carry their release in the annotation gateway.networking.k8s.io/bundle-version;
+# they are applied (server-side: the CRDs are too large for client-side apply's
+# annotation) only when it differs.
+install_gateway_api_crds() {
+  log "Gateway API ${GATEWAY_API_VERSION} CRDs (standard channel)"
+  local have
+  have="$(kc get crd gateways.gateway.networking.k8s.io \
+    -o jsonpath='{.metadata.annotations.gateway\.networking\.k8s\.io/bundle-version}' 2>/dev/null || true)"
+  if [[ "$have" == "$GATEWAY_API_VERSION" ]]; then
+    info "already installed"
+  else
+    kc apply --server-side --force-conflicts -f "$GATEWAY_API_CRDS" | sed 's/^/    /'
+    kc wait --for=condition=Established crd --all --timeout="$ROLLOUT_TIMEOUT" >/dev/null
+  fi
+}
+
 # The installed version and configuration are recorded in the ConfigMap
 # istio-system/demo-istio-install; istioctl runs again only when they change.
 install_istio() {
@@ -254,29 +289,45 @@ wait_rollout() {
   info "${kind}/${name} ready"
 }
 
-# apply_manifests FILE_OR_- [DEPLOYMENT]: kubectl apply; when a ConfigMap
-# changed and DEPLOYMENT already ran, restart it so it reads the new config.
+# apply_manifests FILE: kubectl apply, output indented.
 apply_manifests() {
-  local file=$1 restart=${2:-} out
-  out="$(kc apply -f "$file")"
-  printf '%s\n' "$out" | sed 's/^/    /'
-  if [[ -n "$restart" ]] && grep '^configmap/.* configured$' <<<"$out" >/dev/null; then
-    kc -n "$ADDONS_NAMESPACE" rollout restart "deployment/${restart}" | sed 's/^/    /'
-  fi
+  kc apply -f "$1" | sed 's/^/    /'
 }
 
-# The Grafana provisioning files are kept as plain files (the tests read them);
-# the ConfigMaps are generated from them here.
+# config_checksum DEPLOYMENT FILE...: records the checksum of the files a
+# Deployment reads its configuration from on its pod template (an annotation),
+# so a changed configuration rolls the pods and an unchanged one leaves them be.
+# Called after the Deployment is applied, it repairs whatever an interrupted
+# run left: the patch is a no-op when the annotation is already right.
+config_checksum() {
+  local deployment=$1 sum
+  shift
+  sum="$(cat "$@" | checksum /dev/stdin)"
+  kc -n "$ADDONS_NAMESPACE" patch "deployment/${deployment}" --type merge \
+    -p "{\"spec\":{\"template\":{\"metadata\":{\"annotations\":{\"demo.istio-add-ons/config-checksum\":\"${sum}\"}}}}}" |
+    sed 's/^/    /'
+}
+
+# The Grafana provisioning files are kept as plain files (the tests read them),
+# written for the namespace demo-app; the ConfigMaps are generated from copies
+# whose Loki/Prometheus selectors name APP_NAMESPACE instead.
 grafana_configmaps() {
-  local dir="${ADDONS_DIR}/grafana"
+  local dir="${ADDONS_DIR}/grafana" out="${WORK_DIR}/grafana" file
+  mkdir -p "${out}/dashboards"
+  for file in "${dir}/datasources.yaml" "${dir}/dashboard-provider.yaml" "${dir}"/dashboards/*.json; do
+    file="${file#"${dir}/"}"
+    sed -e "s/namespace=\"demo-app\"/namespace=\"${APP_NAMESPACE}\"/g" \
+      -e "s/namespace=\\\\\"demo-app\\\\\"/namespace=\\\\\"${APP_NAMESPACE}\\\\\"/g" \
+      "${dir}/${file}" >"${out}/${file}"
+  done
   kc -n "$ADDONS_NAMESPACE" create configmap grafana-datasources \
-    --from-file=datasources.yaml="${dir}/datasources.yaml" --dry-run=client -o yaml
+    --from-file=datasources.yaml="${out}/datasources.yaml" --dry-run=client -o yaml
   printf -- '---\n'
   kc -n "$ADDONS_NAMESPACE" create configmap grafana-dashboard-provider \
-    --from-file=dashboard-provider.yaml="${dir}/dashboard-provider.yaml" --dry-run=client -o yaml
+    --from-file=dashboard-provider.yaml="${out}/dashboard-provider.yaml" --dry-run=client -o yaml
   printf -- '---\n'
   kc -n "$ADDONS_NAMESPACE" create configmap grafana-dashboards \
-    --from-file="${dir}/dashboards" --dry-run=client -o yaml
+    --from-file="${out}/dashboards" --dry-run=client -o yaml
 }
 
 # helm_release NAME CHART REPO VERSION VALUES: installs or upgrades a chart,
@@ -299,13 +350,20 @@ helm_release() {
 
 install_addons() {
   log "Add-ons in ${ADDONS_NAMESPACE}: tracing settings, Jaeger, Prometheus, Grafana, Kiali"
+  # Each Deployment is applied together with (after) its ConfigMaps, then
+  # stamped with their checksum: never a restart of something not there yet.
   apply_manifests "${ADDONS_DIR}/telemetry.yaml"
-  apply_manifests "${ADDONS_DIR}/jaeger.yaml" jaeger
-  apply_manifests "${ADDONS_DIR}/prometheus.yaml" prometheus
+  apply_manifests "${ADDONS_DIR}/jaeger.yaml"
+  config_checksum jaeger "${ADDONS_DIR}/jaeger.yaml"
+  apply_manifests "${ADDONS_DIR}/prometheus.yaml"
+  config_checksum prometheus "${ADDONS_DIR}/prometheus.yaml"
   grafana_configmaps >"${WORK_DIR}/grafana-configmaps.yaml"
-  apply_manifests "${WORK_DIR}/grafana-configmaps.yaml" grafana
-  apply_manifests "${ADDONS_DIR}/grafana.yaml"
-  apply_manifests "${ADDONS_DIR}/kiali.yaml" kiali
+  printf -- '---\n' >>"${WORK_DIR}/grafana-configmaps.yaml"
+  cat "${WORK_DIR}/grafana-configmaps.yaml" "${ADDONS_DIR}/grafana.yaml" >"${WORK_DIR}/grafana-all.yaml"
+  apply_manifests "${WORK_DIR}/grafana-all.yaml"
+  config_checksum grafana "${WORK_DIR}/grafana-configmaps.yaml"
+  apply_manifests "${ADDONS_DIR}/kiali.yaml"
+  config_checksum kiali "${ADDONS_DIR}/kiali.yaml"
 
   log "Add-ons in ${ADDONS_NAMESPACE}: Loki and Alloy (Helm)"
   helm_release loki loki "$LOKI_CHART_REPO" "$LOKI_CHART_VERSION" "${ADDONS_DIR}/loki-values.yaml"
@@ -325,7 +383,7 @@ print_summary() {
   cat <<EOF
     Images:   docker push localhost:${REG_PORT}/<name>:<tag>   (make build-business-logic build-front-end push)
     App:      make helm-app          (Helm release into namespace ${APP_NAMESPACE})
-    Gateway:  make port-forward      (localhost:8080 -> istio-ingressgateway), then
+    Gateway:  make port-forward      (localhost:8080 -> the app's ingress gateway), then
               http://localhost:8080/demo-app/   http://localhost:8080/jaeger
               http://localhost:8080/grafana     http://localhost:8080/kiali
     Remove:   make clean-up
@@ -334,7 +392,7 @@ EOF
 
 main() {
   if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
-    sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     return 0
   fi
   check_prerequisites
@@ -345,6 +403,7 @@ main() {
   configure_registry_on_nodes
   connect_registry_to_kind_network
   publish_registry
+  install_gateway_api_crds
   install_istio
   label_app_namespace
   install_addons

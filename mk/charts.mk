@@ -20,8 +20,7 @@ HELM_SET_ARGS ?=
 HELM_TIMEOUT ?= 5m
 # Kubernetes version the rendered manifests are validated against.
 KUBE_VERSION ?= 1.36.0
-# Offline helm-render and validate-manifests (used when no helm is installed).
-SHARED_TOOLS ?= ../shared/tools
+HELP_VARIABLES += REGISTRY VERSION NAMESPACE RELEASE HELM HELM_VALUES KUBE_VERSION
 
 # The digest the registry gave REGISTRY/<service>:VERSION when `make push` pushed it from this
 # machine, empty otherwise. helm-app pins it, so a rebuild under the same tag still rolls out.
@@ -36,11 +35,11 @@ SUBCHARTS := $(sort $(wildcard $(CHART)/charts/*/Chart.yaml))
 
 .PHONY: build-business-logic
 build-business-logic: ## Build the business-logic image (this machine's architecture), tagged REGISTRY/business-logic:VERSION
-	$(DOCKER) build -f business-logic/Dockerfile -t $(REGISTRY)/business-logic:$(VERSION) .
+	$(DOCKER) build --build-arg PACKAGE=business-logic -t $(REGISTRY)/business-logic:$(VERSION) .
 
 .PHONY: build-front-end
 build-front-end: ## Build the front-end image (this machine's architecture), tagged REGISTRY/front-end:VERSION
-	$(DOCKER) build -f front-end/Dockerfile -t $(REGISTRY)/front-end:$(VERSION) .
+	$(DOCKER) build --build-arg PACKAGE=front-end -t $(REGISTRY)/front-end:$(VERSION) .
 
 .PHONY: build
 build: build-business-logic build-front-end ## Build both images
@@ -66,42 +65,49 @@ helm-app: ## helm upgrade --install helm/app as RELEASE in NAMESPACE (labelled f
 	  $(addprefix -f ,$(HELM_VALUES)) $(HELM_SET_ARGS)
 	$(KUBECTL_CTX) -n $(NAMESPACE) rollout status deployment/front-end --timeout $(HELM_TIMEOUT)
 	$(KUBECTL_CTX) -n $(NAMESPACE) rollout status deployment/business-logic --timeout $(HELM_TIMEOUT)
+	if [ "$(GATEWAY_API)" != istio ]; then \
+	  $(KUBECTL_CTX) -n $(NAMESPACE) rollout status deployment/$(GATEWAY_NAME)-istio --timeout $(HELM_TIMEOUT); \
+	fi
 	if $(KUBECTL_CTX) -n $(NAMESPACE) get statefulset/postgres >/dev/null 2>&1; then \
 	  $(KUBECTL_CTX) -n $(NAMESPACE) rollout status statefulset/postgres --timeout $(HELM_TIMEOUT); \
 	fi
 
+##@ Lint
+
+# helm lint and a render per values scenario, each validated against the
+# Kubernetes, Istio and Gateway API schemas. A real helm when one is on PATH,
+# else the Helm engine tools/ installs into VENV (HELM_RENDER). Only failures
+# and a summary are printed.
 .PHONY: lint-charts
-lint-charts: ## helm lint --strict; render and schema-check helm/app (defaults, every ci/*-values.yaml) and each subchart
+lint-charts: $(VENV)/.installed ## helm lint --strict; render and schema-check helm/app (defaults, every ci/*-values.yaml) and each subchart
 	@if command -v $(HELM) >/dev/null; then \
+	  engine="$$(command -v $(HELM))"; \
 	  render() { $(HELM) template $(RELEASE) -n $(NAMESPACE) --kube-version $(KUBE_VERSION) "$$@"; }; \
 	  lint() { $(HELM) lint --strict --with-subcharts $(CHART) "$$@"; }; \
-	elif [ -x $(SHARED_TOOLS)/helm-render ]; then \
-	  echo "helm not found: using the offline $(SHARED_TOOLS)/helm-render"; \
-	  render() { $(SHARED_TOOLS)/helm-render --release $(RELEASE) --namespace $(NAMESPACE) --kube-version v$(KUBE_VERSION) "$$@"; }; \
-	  lint() { $(SHARED_TOOLS)/helm-render --lint $(CHART) --strict "$$@"; }; \
 	else \
-	  echo "neither $(HELM) nor $(SHARED_TOOLS)/helm-render found: install Helm (https://helm.sh/docs/intro/install/)" >&2; exit 1; \
+	  engine="$(HELM_RENDER) (Helm's engine; no $(HELM) on PATH)"; \
+	  render() { $(HELM_RENDER) --release $(RELEASE) --namespace $(NAMESPACE) --kube-version v$(KUBE_VERSION) "$$@"; }; \
+	  lint() { $(HELM_RENDER) --lint $(CHART) --strict "$$@"; }; \
 	fi; \
-	if [ -x $(SHARED_TOOLS)/validate-manifests ]; then \
-	  validate() { $(SHARED_TOOLS)/validate-manifests -k $(KUBE_VERSION) -; }; \
-	elif command -v kubeconform >/dev/null; then \
-	  validate() { kubeconform -strict -summary -kubernetes-version $(KUBE_VERSION) -ignore-missing-schemas -; }; \
-	else \
-	  echo "neither $(SHARED_TOOLS)/validate-manifests nor kubeconform found: install kubeconform (https://github.com/yannh/kubeconform)" >&2; exit 1; \
-	fi; \
+	failed=0; runs=0; \
+	check() { \
+	  local what="$$1" out; shift; runs=$$((runs + 1)); \
+	  if [ "$$1" = lint ]; then out=$$("$$@" 2>&1) || { printf 'FAIL helm lint %s\n%s\n' "$$what" "$$out"; failed=$$((failed + 1)); }; \
+	  else out=$$({ render "$$@" | $(VALIDATE_MANIFESTS) -q -k $(KUBE_VERSION) -; } 2>&1) \
+	    || { printf 'FAIL render %s\n%s\n' "$$what" "$$out"; failed=$$((failed + 1)); }; fi; \
+	}; \
 	for values in "" $(CHART_CI_VALUES); do \
-	  echo "==> $(CHART) $${values:-(defaults)}"; \
-	  lint $${values:+-f "$$values"}; \
-	  render $(CHART) $${values:+-f "$$values"} | validate; \
+	  what="$(CHART) $${values:-(defaults)}"; \
+	  check "$$what" lint $${values:+-f "$$values"}; \
+	  check "$$what" $(CHART) $${values:+-f "$$values"}; \
 	done; \
-	for chart in $(dir $(SUBCHARTS)); do \
-	  echo "==> $$chart (alone, defaults)"; \
-	  render "$$chart" | validate; \
-	done
+	for chart in $(dir $(SUBCHARTS)); do check "$$chart (alone, defaults)" "$$chart"; done; \
+	echo "lint-charts: $$runs checks (helm lint and schema-checked renders) with $$engine, $$failed failed"; \
+	[ "$$failed" -eq 0 ]
 
 .PHONY: lint-docker
-lint-docker: $(VENV)/.installed ## hadolint on both Dockerfiles
-	$(VENV)/bin/hadolint front-end/Dockerfile business-logic/Dockerfile
+lint-docker: $(VENV)/.installed ## hadolint on the Dockerfile (one for both services)
+	$(VENV)/bin/hadolint Dockerfile
 
 .PHONY: lint-yaml
 lint-yaml: $(VENV)/.installed ## yamllint on the YAML that is not a Helm template (.yamllint.yaml)

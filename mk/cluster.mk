@@ -12,10 +12,15 @@ ISTIOCTL ?= istioctl
 REG_NAME ?= kind-registry
 # Local port of `make port-forward` (the URLs below assume 8080).
 GATEWAY_PORT ?= 8080
+# Which ingress helm/app was installed with (its value gateway.api): `gateway` (Gateway API:
+# Istio deploys the Gateway GATEWAY_NAME as Service GATEWAY_NAME-istio in NAMESPACE) or
+# `istio` (istio-system/istio-ingressgateway).
+GATEWAY_API ?= gateway
+GATEWAY_NAME ?= demo-gateway
+NAMESPACE ?= demo-app
 KUBE_CONTEXT ?= kind-$(CLUSTER_NAME)
-# Offline manifest checker (../shared/tools in the project's workspace).
-SHARED_TOOLS ?= ../shared/tools
 KUBE_VERSION ?= 1.36.0
+HELP_VARIABLES += CLUSTER_NAME KUBE_CONTEXT GATEWAY_PORT
 
 # Chart versions pinned in create-cluster.sh (one place to change them).
 LOKI_CHART_VERSION ?= $(shell sed -n 's/^LOKI_CHART_VERSION="$${LOKI_CHART_VERSION:-\(.*\)}"$$/\1/p' create-cluster.sh)
@@ -34,24 +39,31 @@ up: ## The whole walkthrough: cluster, images, app; waits, then prints the URLs
 
 .PHONY: create-cluster
 create-cluster: ## Registry, kind cluster, Istio and add-ons (idempotent: safe to re-run)
-	CLUSTER_NAME=$(CLUSTER_NAME) REG_NAME=$(REG_NAME) DOCKER=$(DOCKER) KIND=$(KIND) \
+	CLUSTER_NAME=$(CLUSTER_NAME) REG_NAME=$(REG_NAME) APP_NAMESPACE=$(NAMESPACE) DOCKER=$(DOCKER) KIND=$(KIND) \
 	  KUBECTL=$(KUBECTL) HELM=$(HELM) ISTIOCTL=$(ISTIOCTL) ./create-cluster.sh
 
 .PHONY: port-forward
-port-forward: ## Forward localhost:8080 to the Istio ingress gateway (Ctrl-C stops)
+port-forward: ## Forward localhost:8080 to the app's ingress gateway (GATEWAY_API=istio: istio-ingressgateway; Ctrl-C stops)
 	@echo "App: http://localhost:$(GATEWAY_PORT)/demo-app/  Jaeger: /jaeger  Grafana: /grafana  Kiali: /kiali"
+ifeq ($(GATEWAY_API),istio)
 	$(KUBECTL) --context $(KUBE_CONTEXT) -n istio-system port-forward svc/istio-ingressgateway $(GATEWAY_PORT):80
+else
+	$(KUBECTL) --context $(KUBE_CONTEXT) -n $(NAMESPACE) port-forward svc/$(GATEWAY_NAME)-istio $(GATEWAY_PORT):80
+endif
 
 .PHONY: urls
 urls: ## Print the URLs of the app and the dashboards
 	@echo ""
-	@echo "Everything is behind the Istio ingress gateway. In another terminal run"
+	@echo "Everything is behind the app's ingress gateway ($(GATEWAY_NAME)-istio in $(NAMESPACE)). In another terminal run"
 	@echo "    make port-forward"
 	@echo "then open:"
 	@echo "    App      http://localhost:$(GATEWAY_PORT)/demo-app/"
 	@echo "    Jaeger   http://localhost:$(GATEWAY_PORT)/jaeger"
 	@echo "    Grafana  http://localhost:$(GATEWAY_PORT)/grafana   (dashboard 'Demo app', uid demo-app)"
 	@echo "    Kiali    http://localhost:$(GATEWAY_PORT)/kiali"
+	@echo ""
+	@echo "Then check every link of the chain (page, trace, logs, metrics, mesh graph) in one go:"
+	@echo "    make verify      (it port-forwards by itself if nothing answers at localhost:$(GATEWAY_PORT))"
 
 .PHONY: clean-up
 clean-up: ## Delete the kind cluster and the local registry
@@ -62,20 +74,23 @@ clean-up: ## Delete the kind cluster and the local registry
 	  $(DOCKER) rm -f $(REG_NAME) >/dev/null && echo "registry $(REG_NAME): removed"; \
 	else echo "registry $(REG_NAME): not found (nothing to remove)"; fi
 
+##@ Lint
+
+# No network, no helm: the add-on manifests against the schemas. The Loki and
+# Alloy values files are checked by tests/cluster (the settings the demo relies
+# on); rendering them with their real charts needs helm and the network, so it
+# is the separate lint-addon-charts.
 .PHONY: lint-cluster
-lint-cluster: $(VENV)/.installed ## shellcheck, yamllint and schema checks of the cluster files
-	$(VENV)/bin/shellcheck create-cluster.sh
+lint-cluster: $(VENV)/.installed ## yamllint and schema checks of the cluster files (kind config, istio-add-ons/)
 	$(VENV)/bin/yamllint kind-cluster-config.yaml istio-add-ons
-	@if [ ! -x "$(SHARED_TOOLS)/validate-manifests" ]; then \
-	  echo "validate-manifests not found in SHARED_TOOLS=$(SHARED_TOOLS): set SHARED_TOOLS to the folder holding it" >&2; exit 1; fi
-	$(SHARED_TOOLS)/validate-manifests -k $(KUBE_VERSION) $(CLUSTER_MANIFESTS)
-	@# The Loki and Alloy charts are fetched from their repositories: only with a real helm and a network.
-	@if command -v $(HELM) >/dev/null 2>&1; then \
-	  set -x; \
-	  $(HELM) template loki loki --repo https://grafana-community.github.io/helm-charts \
-	    --version $(LOKI_CHART_VERSION) -n istio-system -f istio-add-ons/loki-values.yaml \
-	    | $(SHARED_TOOLS)/validate-manifests -k $(KUBE_VERSION) --ignore-missing-schemas -; \
-	  $(HELM) template alloy alloy --repo https://grafana.github.io/helm-charts \
-	    --version $(ALLOY_CHART_VERSION) -n istio-system -f istio-add-ons/alloy-values.yaml \
-	    | $(SHARED_TOOLS)/validate-manifests -k $(KUBE_VERSION) --ignore-missing-schemas -; \
-	else echo "helm not installed: Loki/Alloy values checked by tests/cluster only (keys, not a render)"; fi
+	@$(VALIDATE_MANIFESTS) -q -k $(KUBE_VERSION) $(CLUSTER_MANIFESTS) | sed 's/^/lint-cluster: /'
+
+.PHONY: lint-addon-charts
+lint-addon-charts: $(VENV)/.installed ## Render the Loki and Alloy charts (pinned versions, fetched: needs helm and the network) with istio-add-ons/*-values.yaml, schema-check the output
+	@command -v $(HELM) >/dev/null || { echo "lint-addon-charts needs helm (https://helm.sh/docs/intro/install/) and the network" >&2; exit 1; }
+	$(HELM) template loki loki --repo https://grafana-community.github.io/helm-charts \
+	  --version $(LOKI_CHART_VERSION) -n istio-system -f istio-add-ons/loki-values.yaml \
+	  | $(VALIDATE_MANIFESTS) -q -k $(KUBE_VERSION) --ignore-missing-schemas -
+	$(HELM) template alloy alloy --repo https://grafana.github.io/helm-charts \
+	  --version $(ALLOY_CHART_VERSION) -n istio-system -f istio-add-ons/alloy-values.yaml \
+	  | $(VALIDATE_MANIFESTS) -q -k $(KUBE_VERSION) --ignore-missing-schemas -

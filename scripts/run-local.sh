@@ -1,39 +1,120 @@
 #!/usr/bin/env bash
 # Runs business-logic and front-end together on this machine (SQLite, no
-# Docker, no cluster). Ctrl-C stops both, letting in-flight requests finish.
-# Settings come from the environment (see the README's table); the ports:
-#   FRONT_END_PORT (8080), BUSINESS_LOGIC_PORT (8081), BIN_DIR (target/debug).
+# Docker, no cluster), as `make run` does after building them.
+#
+# Ctrl-C (SIGINT) or SIGTERM stops both gracefully: each service gets one
+# SIGTERM, finishes its in-flight requests (up to SHUTDOWN_GRACE_PERIOD_SECS,
+# 20 s), flushes its spans and exits; a second Ctrl-C forces the stop at once
+# (SIGKILL). Exit status 0 when both stopped cleanly, else the first failing
+# service's status. The services run in process groups of their own, so a
+# terminal's Ctrl-C reaches them only through this script, exactly once.
+#
+# Settings come from the environment (see the README's table); the ports and
+# binaries: FRONT_END_PORT (8080), BUSINESS_LOGIC_PORT (8081), BIN_DIR
+# (target/debug, or $CARGO_TARGET_DIR/debug).
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-BIN_DIR="${BIN_DIR:-${SCRIPT_DIR}/../target/debug}"
+BIN_DIR="${BIN_DIR:-${CARGO_TARGET_DIR:-${SCRIPT_DIR}/../target}/debug}"
 FRONT_END_PORT="${FRONT_END_PORT:-8080}"
 BUSINESS_LOGIC_PORT="${BUSINESS_LOGIC_PORT:-8081}"
+HOST="${HOST:-127.0.0.1}"
+GRACE="${SHUTDOWN_GRACE_PERIOD_SECS:-20}"
 
+say() { printf '==> %s\n' "$*"; }
+
+for bin in business-logic front-end; do
+  if [ ! -x "$BIN_DIR/$bin" ]; then
+    echo "$BIN_DIR/$bin not found: build it first (make run does: cargo build -p business-logic -p front-end)" >&2
+    exit 1
+  fi
+done
+
+# Job control: each background service gets its own process group, so the
+# terminal's SIGINT goes to this script (and make) only.
+set -m
+
+names=()
 pids=()
+start() {  # NAME PORT [VAR=value ...]
+  local name="$1" port="$2"
+  shift 2
+  say "starting $name on http://$HOST:$port"
+  env HOST="$HOST" PORT="$port" "$@" "$BIN_DIR/$name" &
+  names+=("$name")
+  pids+=("$!")
+}
+
+stopping=0
 stop() {
-  trap - INT TERM EXIT
-  if [ ${#pids[@]} -gt 0 ]; then
-    echo "stopping (in-flight requests may finish first) ..."
+  if [ "$stopping" -eq 0 ]; then
+    stopping=1
+    echo
+    say "stopping: SIGTERM to business-logic and front-end; in-flight requests may finish" \
+      "(up to ${GRACE} s). Ctrl-C again forces the stop"
     kill -TERM "${pids[@]}" 2>/dev/null || true
-    wait "${pids[@]}" 2>/dev/null || true
+  else
+    say "forcing the stop: SIGKILL to whatever still runs"
+    kill -KILL "${pids[@]}" 2>/dev/null || true
   fi
 }
-trap stop INT TERM EXIT
+trap stop INT TERM
 
-HOST="${HOST:-127.0.0.1}" PORT="$BUSINESS_LOGIC_PORT" "$BIN_DIR/business-logic" &
-pids+=($!)
-HOST="${HOST:-127.0.0.1}" PORT="$FRONT_END_PORT" \
-  BUSINESS_LOGIC_URL="${BUSINESS_LOGIC_URL:-http://127.0.0.1:${BUSINESS_LOGIC_PORT}}" \
-  "$BIN_DIR/front-end" &
-pids+=($!)
+start business-logic "$BUSINESS_LOGIC_PORT"
+start front-end "$FRONT_END_PORT" \
+  BUSINESS_LOGIC_URL="${BUSINESS_LOGIC_URL:-http://127.0.0.1:${BUSINESS_LOGIC_PORT}}"
 
-# Wait until the front-end answers, then say where to go.
-for _ in $(seq 100); do
-  if (exec 3<>"/dev/tcp/127.0.0.1/${FRONT_END_PORT}") 2>/dev/null; then break; fi
+alive() { kill -0 "$1" 2>/dev/null; }
+
+# Wait until both answer 200 on /readyz (business-logic: its database is up),
+# then say where to go.
+ready_on() {
+  (
+    exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+    printf 'GET /readyz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
+    IFS= read -r -t 2 status_line <&3
+    [[ "$status_line" == *" 200 "* ]]
+  ) 2>/dev/null
+}
+say "waiting for both to answer on /readyz"
+ready=0
+for _ in $(seq 300); do
+  if ready_on "$BUSINESS_LOGIC_PORT" && ready_on "$FRONT_END_PORT"; then ready=1; break; fi
+  if ! alive "${pids[0]}" || ! alive "${pids[1]}"; then break; fi
+  [ "$stopping" -eq 0 ] || break
   sleep 0.1
 done
-printf '\n  Open http://localhost:%s/  (Ctrl-C stops both services)\n\n' "$FRONT_END_PORT"
+if [ "$ready" -eq 1 ] && [ "$stopping" -eq 0 ]; then
+  printf '\n  Open http://localhost:%s/  (Ctrl-C stops both services)\n\n' "$FRONT_END_PORT"
+elif [ "$stopping" -eq 0 ] && alive "${pids[0]}" && alive "${pids[1]}"; then
+  say "not ready after 30 s; still waiting (see the log above)"
+fi
 
-# Stop everything when either service exits on its own.
-wait -n "${pids[@]}"
+# Supervise: when one service ends on its own, stop the other; report each
+# exit as it happens. `sleep & wait` keeps the loop responsive to signals.
+status=0
+done_count=0
+reported=(0 0)
+while [ "$done_count" -lt 2 ]; do
+  for i in 0 1; do
+    [ "${reported[$i]}" -eq 0 ] || continue
+    alive "${pids[$i]}" && continue
+    code=0
+    wait "${pids[$i]}" || code=$?
+    reported[i]=1
+    done_count=$((done_count + 1))
+    if [ "$stopping" -eq 1 ] && [ "$code" -eq 0 ]; then
+      say "${names[$i]} stopped (exit 0)"
+    else
+      say "${names[$i]} exited with status $code"
+      [ "$status" -ne 0 ] || status="$code"
+      [ "$stopping" -eq 1 ] || { say "stopping the other service"; stop; }
+    fi
+  done
+  [ "$done_count" -lt 2 ] || break
+  sleep 0.2 &
+  wait $! 2>/dev/null || true
+done
+trap - INT TERM
+if [ "$status" -eq 0 ]; then say "both services stopped cleanly"; fi
+exit "$status"

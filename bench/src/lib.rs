@@ -1,11 +1,11 @@
 //! The benchmark harness behind `make bench` (binary `bench`), the ceiling
 //! it compares against (binary `ceiling`), and the walkthrough's traffic
-//! generator behind `make load` (binary `load`).
+//! generator behind `make load` (binary `load`). Processes, probes, memory
+//! and the stand-in collector come from the shared harness, `test-support`.
 
-pub mod collector;
 pub mod load_tool;
 pub mod machine;
-pub mod process;
+pub mod pinning;
 pub mod report;
 
 /// The median of `values` (the mean of the middle two for an even count);

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::process::Pinning;
+use crate::pinning::Pinning;
 
 /// Which tool to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

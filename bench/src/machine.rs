@@ -2,6 +2,7 @@
 
 use std::process::Command;
 
+use procfs::Current;
 use serde::Serialize;
 
 /// The machine, for the report.
@@ -20,32 +21,19 @@ pub struct Machine {
 
 impl Machine {
     pub fn describe() -> Self {
-        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpuinfo = procfs::CpuInfo::current().ok();
         let cpu_model = cpuinfo
-            .lines()
-            .find_map(|l| l.strip_prefix("model name"))
-            .and_then(|rest| rest.split_once(':'))
-            .map_or_else(|| "unknown".to_owned(), |(_, m)| m.trim().to_owned());
-        let memory_mib = std::fs::read_to_string("/proc/meminfo")
-            .ok()
-            .and_then(|m| {
-                m.lines()
-                    .find_map(|l| l.strip_prefix("MemTotal:"))?
-                    .split_whitespace()
-                    .next()?
-                    .parse::<u64>()
-                    .ok()
-            })
-            .map_or(0, |kib| kib / 1024);
-        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .map_or_else(|_| "unknown".to_owned(), |k| format!("Linux {}", k.trim()));
+            .as_ref()
+            .and_then(|c| c.model_name(0))
+            .map_or_else(|| "unknown".to_owned(), |m| m.trim().to_owned());
+        let memory_mib = procfs::Meminfo::current().map_or(0, |m| m.mem_total / (1024 * 1024));
+        let kernel = procfs::sys::kernel::Version::current().map_or_else(
+            |_| "unknown".to_owned(),
+            |v| format!("Linux {}.{}.{}", v.major, v.minor, v.patch),
+        );
         Self {
             cpu_model,
-            cpus: cpuinfo
-                .lines()
-                .filter(|l| l.starts_with("processor"))
-                .count()
-                .max(1),
+            cpus: cpuinfo.map_or(1, |c| c.num_cores().max(1)),
             memory_mib,
             kernel,
             date: command_output("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"])

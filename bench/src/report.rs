@@ -100,7 +100,8 @@ pub struct Spans {
 pub struct SlowPages {
     /// Sent over all rounds.
     pub sent: u64,
-    /// The fewest business-logic confirmed holding in any round before measuring.
+    /// The fewest, in any round, whose `data_transformation` span in
+    /// business-logic started before the measured run and ended after it.
     pub held_min: u64,
     /// How many finished with 200 (after the measurement).
     pub answered_200: u64,

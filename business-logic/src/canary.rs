@@ -15,7 +15,9 @@
 //! depend on it, so `v1` with the knobs on is just as bad (the chart sets the
 //! knobs on the v2 Deployment only).
 
-use crate::db::{Database, Item};
+use contract::Item;
+
+use crate::db::Database;
 use crate::problem::ApiError;
 
 /// The span name of the extra lookup, as Jaeger lists it.

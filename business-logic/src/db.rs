@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use serde::Serialize;
+use contract::Item;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
@@ -20,16 +20,6 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// How long a request waits for a pooled connection before it gets a 503.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// One catalog item.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
-pub struct Item {
-    pub sku: String,
-    pub name: String,
-    pub category: String,
-    pub price_cents: i64,
-    pub stock: i64,
-}
 
 /// Stock figures of one category, aggregated by the database.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -191,17 +181,6 @@ impl Database {
             FROM catalog_items GROUP BY category ORDER BY category";
         let query = async {
             on_pool!(&self.pool, p => sqlx::query_as::<_, CategoryStock>(SQL).fetch_all(p).await)
-        };
-        query
-            .instrument(self.client_span("SELECT catalog_items", SQL))
-            .await
-    }
-
-    /// How many items the catalog holds.
-    pub async fn item_count(&self) -> Result<i64, sqlx::Error> {
-        const SQL: &str = "SELECT COUNT(*) FROM catalog_items";
-        let query = async {
-            on_pool!(&self.pool, p => sqlx::query_scalar::<_, i64>(SQL).fetch_one(p).await)
         };
         query
             .instrument(self.client_span("SELECT catalog_items", SQL))

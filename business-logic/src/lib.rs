@@ -3,6 +3,7 @@
 //! the slowness easy to find.
 
 pub mod canary;
+pub mod catalog;
 pub mod db;
 pub mod problem;
 pub mod routes;

@@ -11,8 +11,11 @@ use serde::Serialize;
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// A query parameter is malformed, out of range, repeated or unknown.
-    #[error("invalid query: {0}")]
+    #[error("{0}")]
     InvalidQuery(String),
+    /// The request's header block is over the mesh's limit.
+    #[error("the request's header block is {0} bytes; allowed: up to {max} bytes", max = service_kit::MAX_HEADER_BYTES)]
+    HeadersTooLarge(usize),
     /// The thing asked for does not exist.
     #[error("{0} not found")]
     NotFound(String),
@@ -68,6 +71,7 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::InvalidQuery(_) => StatusCode::BAD_REQUEST,
+            Self::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::NotFound(_) | Self::NoRoute(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::DatabaseUnavailable(_) | Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
@@ -99,6 +103,18 @@ impl ResponseError for ApiError {
             response.insert_header((ALLOW, *allow));
         }
         response.json(body)
+    }
+}
+
+impl From<contract::QueryError> for ApiError {
+    fn from(error: contract::QueryError) -> Self {
+        Self::InvalidQuery(error.to_string())
+    }
+}
+
+impl service_kit::HeadersTooLarge for ApiError {
+    fn headers_too_large(bytes: usize) -> Self {
+        Self::HeadersTooLarge(bytes)
     }
 }
 

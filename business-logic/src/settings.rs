@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use figment::Figment;
-use figment::providers::{Env, Serialized};
+use contract::MAX_DELAY_MS;
 use serde::{Deserialize, Serialize};
+use service_kit::{ServerSettings, ServiceSettings};
 use telemetry::TelemetrySettings;
 
 use crate::canary::Regression;
@@ -16,25 +16,19 @@ pub const SERVICE_NAME: &str = "business-logic";
 /// The default `SERVICE_VERSION`.
 pub const DEFAULT_VERSION: &str = "v1";
 
-/// The upper bound for the slow endpoint's delay, from the setting or `?delay_ms=`.
-pub const MAX_DELAY_MS: u64 = 60_000;
+/// The default `PORT`.
+pub const DEFAULT_PORT: u16 = 8081;
 
 /// Everything the service can be told; field names are the environment
 /// variables, lower-cased.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Settings {
-    /// `HOST`: address to listen on.
-    pub host: String,
-    /// `PORT`: port to listen on (0 picks a free one).
-    pub port: u16,
     /// `DATABASE_URL`: `sqlite://FILE` (created if missing) or `postgres://…`.
     pub database_url: String,
     /// `DATABASE_MAX_CONNECTIONS`: connection pool size.
     pub database_max_connections: u32,
     /// `SLOW_ENDPOINT_DELAY_MS`: default delay of `/slow-endpoint`.
     pub slow_endpoint_delay_ms: u64,
-    /// `SHUTDOWN_GRACE_PERIOD_SECS`: how long in-flight requests may finish after SIGTERM.
-    pub shutdown_grace_period_secs: u64,
     /// `SERVICE_VERSION`: this deployment's version (`v1`, `v2`): in the
     /// answers, on the spans (`service.version`) and on the metrics (`version`).
     pub service_version: String,
@@ -42,6 +36,9 @@ pub struct Settings {
     pub regression_extra_query: bool,
     /// `REGRESSION_ERROR_RATE`: the canary regression's share of 500s, 0 to 1 (`crate::canary`).
     pub regression_error_rate: f64,
+    /// `HOST`, `PORT`, `SHUTDOWN_GRACE_PERIOD_SECS` (read by the service kit).
+    #[serde(skip, default = "default_server")]
+    pub server: ServerSettings,
     /// `OTEL_*`, `RUST_LOG`, `LOG_FORMAT`, `METRICS_ENABLED`, read by the
     /// telemetry crate (serde's `flatten` would lose the variable names in
     /// error messages).
@@ -52,27 +49,26 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            host: "0.0.0.0".into(),
-            port: 8081,
             database_url: "sqlite://business-logic.db".into(),
             database_max_connections: 10,
             slow_endpoint_delay_ms: 3000,
-            shutdown_grace_period_secs: 20,
             service_version: DEFAULT_VERSION.into(),
             regression_extra_query: false,
             regression_error_rate: 0.0,
+            server: default_server(),
             telemetry: TelemetrySettings::with_service_name(SERVICE_NAME),
         }
     }
 }
 
+fn default_server() -> ServerSettings {
+    ServerSettings::with_port(DEFAULT_PORT)
+}
+
 const ENV_VARS: &[&str] = &[
-    "HOST",
-    "PORT",
     "DATABASE_URL",
     "DATABASE_MAX_CONNECTIONS",
     "SLOW_ENDPOINT_DELAY_MS",
-    "SHUTDOWN_GRACE_PERIOD_SECS",
     "SERVICE_VERSION",
     "REGRESSION_EXTRA_QUERY",
     "REGRESSION_ERROR_RATE",
@@ -82,10 +78,8 @@ impl Settings {
     /// Reads the environment over the defaults and validates the result. The
     /// error names the variable, the value and what is allowed.
     pub fn from_env() -> anyhow::Result<Self> {
-        let mut settings: Self = Figment::from(Serialized::defaults(Self::default()))
-            .merge(Env::raw().only(ENV_VARS))
-            .extract()
-            .map_err(|e| anyhow::anyhow!("invalid setting: {e}"))?;
+        let mut settings = service_kit::read_env(Self::default(), ENV_VARS)?;
+        settings.server = ServerSettings::from_env(DEFAULT_PORT)?;
         settings.telemetry = TelemetrySettings::from_env(SERVICE_NAME)?;
         settings.telemetry.service_version = Some(settings.service_version.clone());
         settings.validate().map_err(anyhow::Error::msg)?;
@@ -112,12 +106,6 @@ impl Settings {
             return Err(format!(
                 "DATABASE_URL={:?} is not supported; allowed: sqlite://FILE or postgres://USER:PASSWORD@HOST:PORT/DB",
                 redact(&self.database_url)
-            ));
-        }
-        if self.shutdown_grace_period_secs > 3600 {
-            return Err(format!(
-                "SHUTDOWN_GRACE_PERIOD_SECS={} is out of range; allowed: 0 to 3600",
-                self.shutdown_grace_period_secs
             ));
         }
         let version = &self.service_version;
@@ -148,6 +136,16 @@ impl Settings {
     }
 }
 
+impl ServiceSettings for Settings {
+    fn server(&self) -> &ServerSettings {
+        &self.server
+    }
+
+    fn telemetry(&self) -> &TelemetrySettings {
+        &self.telemetry
+    }
+}
+
 /// A database URL with any password replaced, fit for logs and errors.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -165,26 +163,15 @@ pub fn redact(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use figment::Jail;
 
-    #[allow(clippy::result_large_err)] // figment::Jail's signature, not ours
     fn load(vars: &[(&str, &str)]) -> Result<Settings, String> {
-        let mut out = Err(String::new());
-        Jail::expect_with(|jail| {
-            jail.clear_env();
-            for (k, v) in vars {
-                jail.set_env(k, v);
-            }
-            out = Settings::from_env().map_err(|e| e.to_string());
-            Ok(())
-        });
-        out
+        service_kit::settings::with_env(vars, Settings::from_env)
     }
 
     #[test]
     fn defaults_need_no_configuration() {
         let s = load(&[]).expect("defaults are valid");
-        assert_eq!(s.port, 8081);
+        assert_eq!(s.server.port, 8081);
         assert_eq!(s.slow_endpoint_delay_ms, 3000);
         assert_eq!(s.database_url, "sqlite://business-logic.db");
         assert_eq!(s.telemetry.otel_service_name, "business-logic");
@@ -228,7 +215,7 @@ mod tests {
             ("METRICS_ENABLED", "false"),
         ])
         .expect("valid");
-        assert_eq!(s.port, 9000);
+        assert_eq!(s.server.port, 9000);
         assert_eq!(s.slow_endpoint_delay_ms, 250);
         assert_eq!(
             s.telemetry.otel_traces_exporter,

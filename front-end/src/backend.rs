@@ -3,57 +3,14 @@
 //! context (B3 and W3C headers, through the global propagator) plus the
 //! caller's `x-request-id`.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use contract::{FastAnswer, SlowAnswer, SlowQuery};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Extension};
 use reqwest_tracing::{OtelPathNames, TracingMiddleware};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::settings::Settings;
-
-/// One catalog item, as business-logic returns it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Item {
-    pub sku: String,
-    pub name: String,
-    pub category: String,
-    pub price_cents: i64,
-    pub stock: i64,
-}
-
-/// `GET /fast-endpoint`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct FastAnswer {
-    /// The business-logic version that answered (`v1`, `v2`); absent from older ones.
-    #[serde(default)]
-    pub version: Option<String>,
-    pub item: Item,
-    pub elapsed_ms: f64,
-}
-
-/// One category of `GET /slow-endpoint`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Category {
-    pub items: i64,
-    pub units_in_stock: i64,
-    pub inventory_value_cents: i64,
-    pub average_price_cents: i64,
-    pub share_of_value_pct: f64,
-}
-
-/// `GET /slow-endpoint`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct SlowAnswer {
-    /// The business-logic version that answered (`v1`, `v2`); absent from older ones.
-    #[serde(default)]
-    pub version: Option<String>,
-    pub delay_ms: u64,
-    pub items_processed: i64,
-    pub categories: BTreeMap<String, Category>,
-    pub elapsed_ms: f64,
-}
 
 /// Why a call to business-logic gave no answer.
 #[derive(Debug, thiserror::Error)]
@@ -106,13 +63,10 @@ impl Backend {
     /// The slow endpoint's answer (with `delay_ms` if given) and the round-trip time.
     pub async fn slow(
         &self,
-        delay_ms: Option<u64>,
+        query: SlowQuery,
         request_id: &str,
     ) -> Result<(SlowAnswer, Duration), BackendError> {
-        let path = match delay_ms {
-            Some(ms) => format!("/slow-endpoint?delay_ms={ms}"),
-            None => "/slow-endpoint".to_owned(),
-        };
+        let path = format!("/slow-endpoint{}", query.to_query_string());
         self.get(&path, self.slow_timeout, request_id).await
     }
 

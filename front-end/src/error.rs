@@ -1,14 +1,21 @@
 //! Everything a page can answer besides success, as a friendly HTML page
-//! with the trace id. Rendering has no side effects; the request middleware
-//! logs the error and its cause once.
+//! with the trace id and its links. A handler returns a [`PageError`]; the
+//! [`error_pages`] middleware renders it with what it needs from the
+//! request (the links in the application state, the way back to the top).
+//! Rendering has no side effects; the request middleware logs the error and
+//! its cause once.
 
+use actix_web::body::BoxBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{ALLOW, CONTENT_TYPE};
-use actix_web::{HttpResponse, ResponseError};
+use actix_web::middleware::Next;
+use actix_web::{HttpResponse, ResponseError, web};
 use askama::Template;
 
 use crate::backend::BackendError;
-use crate::pages::ErrorPage;
+use crate::links::Links;
+use crate::pages::{ErrorPage, TOP, root_of};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PageError {
@@ -20,6 +27,8 @@ pub enum PageError {
     NotFound(String),
     #[error("method {0} not allowed")]
     MethodNotAllowed(String),
+    #[error("the request's header block is {0} bytes; allowed: up to {max} bytes", max = service_kit::MAX_HEADER_BYTES)]
+    HeadersTooLarge(usize),
     #[error("rendering the page failed")]
     Render(#[from] askama::Error),
 }
@@ -32,11 +41,22 @@ impl ResponseError for PageError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::Render(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
+    /// The page without links, at the top level; [`error_pages`] renders
+    /// it in full.
     fn error_response(&self) -> HttpResponse {
+        self.page(&Links::default(), TOP)
+    }
+}
+
+impl PageError {
+    /// The error page, with `links` for the current trace and `root` as the
+    /// way back to the top.
+    pub fn page(&self, links: &Links, root: &str) -> HttpResponse {
         let status = self.status_code();
         let (message, hint) = match self {
             Self::Backend(BackendError::Timeout(_)) => (
@@ -57,17 +77,22 @@ impl ResponseError for PageError {
                 "Start again from the landing page.",
             ),
             Self::MethodNotAllowed(_) => (self.to_string(), "Pages here are read with GET."),
+            Self::HeadersTooLarge(_) => (
+                self.to_string(),
+                "Clear this site's cookies or shorten the request, then try again.",
+            ),
             Self::Render(_) => (
                 "Something went wrong while building the page.".to_owned(),
                 "The trace id finds the details in the logs.",
             ),
         };
         let page = ErrorPage {
+            root,
             status: status.as_u16(),
             title: status.canonical_reason().unwrap_or("Error"),
             message: &message,
             hint,
-            trace: crate::routes::trace_links(),
+            trace: links.for_current_trace(),
         };
         let mut response = HttpResponse::build(status);
         if let Self::MethodNotAllowed(_) = self {
@@ -82,4 +107,45 @@ impl ResponseError for PageError {
                 .body(message),
         }
     }
+}
+
+impl From<contract::QueryError> for PageError {
+    fn from(error: contract::QueryError) -> Self {
+        Self::BadRequest(error.to_string())
+    }
+}
+
+impl service_kit::HeadersTooLarge for PageError {
+    fn headers_too_large(bytes: usize) -> Self {
+        Self::HeadersTooLarge(bytes)
+    }
+}
+
+/// Middleware rendering every [`PageError`] response as the full error page:
+/// with the trace links from the application state, and with asset links
+/// that work from the request's address (`/a/b` too).
+pub async fn error_pages(
+    request: ServiceRequest,
+    next: Next<BoxBody>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let response = next.call(request).await?;
+    let Some(error) = response
+        .response()
+        .error()
+        .and_then(|e| e.as_error::<PageError>())
+    else {
+        return Ok(response);
+    };
+    let links = response.request().app_data::<web::Data<Links>>();
+    let page = error.page(
+        links.map_or(&Links::default(), |l| l.get_ref()),
+        &root_of(response.request().path()),
+    );
+    // Keep the original response, which carries the error for the request
+    // middleware's log line; take the page's headers and body.
+    let headers = page.headers().clone();
+    let (request, original) = response.into_parts();
+    let mut rendered = original.set_body(page.into_body());
+    *rendered.headers_mut() = headers;
+    Ok(ServiceResponse::new(request, rendered))
 }

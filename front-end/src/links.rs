@@ -1,57 +1,87 @@
 //! Links from a page to its trace in Jaeger and its log lines in Grafana.
+//! A link is shown only where it can work: the trace link while spans are
+//! exported and `JAEGER_UI_URL` is set, the logs link when `GRAFANA_URL` is.
 
 use serde_json::json;
+use telemetry::TracesExporter;
 
-/// Builds the observability links of a trace.
-#[derive(Debug, Clone)]
-pub struct Links {
-    jaeger_ui_url: String,
-    grafana_url: String,
-}
-
-/// The Loki query that finds a trace's log lines: every line of the app's
-/// namespace that mentions the trace id (both services log it on each line).
-pub const LOKI_SELECTOR: &str = r#"{namespace="demo-app"}"#;
+use crate::settings::Settings;
 
 /// The Grafana data source uid of Loki, as provisioned in `istio-add-ons/`.
 pub const LOKI_DATASOURCE_UID: &str = "loki";
 
+/// Builds the observability links of a trace; kept in the application state.
+#[derive(Debug, Clone, Default)]
+pub struct Links {
+    jaeger_ui_url: Option<String>,
+    grafana_url: Option<String>,
+    loki_selector: String,
+}
+
+/// The trace of a request and where to look at it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceLinks {
+    pub trace_id: String,
+    /// Jaeger's trace view, if spans go somewhere Jaeger reads.
+    pub jaeger_url: Option<String>,
+    /// Grafana Explore on the trace's log lines, if Grafana is configured.
+    pub logs_url: Option<String>,
+}
+
+fn non_empty(url: &str) -> Option<String> {
+    let url = url.trim_end_matches('/');
+    (!url.is_empty()).then(|| url.to_owned())
+}
+
 impl Links {
-    pub fn new(jaeger_ui_url: &str, grafana_url: &str) -> Self {
+    pub fn new(settings: &Settings) -> Self {
+        let exported = settings.telemetry.otel_traces_exporter != TracesExporter::None;
         Self {
-            jaeger_ui_url: jaeger_ui_url.trim_end_matches('/').to_owned(),
-            grafana_url: grafana_url.trim_end_matches('/').to_owned(),
+            jaeger_ui_url: non_empty(&settings.jaeger_ui_url).filter(|_| exported),
+            grafana_url: non_empty(&settings.grafana_url),
+            loki_selector: settings.loki_selector.trim().to_owned(),
         }
     }
 
-    /// Jaeger's trace view.
-    pub fn trace(&self, trace_id: &str) -> String {
-        format!("{}/trace/{trace_id}", self.jaeger_ui_url)
+    /// The current request's trace id with its links, if it has a valid trace.
+    pub fn for_current_trace(&self) -> Option<TraceLinks> {
+        let trace_id = telemetry::current_trace_id()?;
+        Some(TraceLinks {
+            jaeger_url: self.trace(&trace_id),
+            logs_url: self.logs(&trace_id),
+            trace_id,
+        })
     }
 
-    /// Grafana Explore on Loki, filtered to the trace's log lines.
-    pub fn logs(&self, trace_id: &str) -> String {
+    /// Jaeger's trace view.
+    pub fn trace(&self, trace_id: &str) -> Option<String> {
+        let base = self.jaeger_ui_url.as_ref()?;
+        Some(format!("{base}/trace/{trace_id}"))
+    }
+
+    /// Grafana Explore on Loki, filtered to the trace's log lines: every
+    /// line the selector finds that mentions the trace id (both services
+    /// log it on each line).
+    pub fn logs(&self, trace_id: &str) -> Option<String> {
+        let base = self.grafana_url.as_ref()?;
         let panes = json!({
             "logs": {
                 "datasource": LOKI_DATASOURCE_UID,
                 "queries": [{
                     "refId": "A",
                     "datasource": {"type": "loki", "uid": LOKI_DATASOURCE_UID},
-                    "expr": format!("{LOKI_SELECTOR} |= \"{trace_id}\""),
+                    "expr": format!("{} |= \"{trace_id}\"", self.loki_selector),
                 }],
                 "range": {"from": "now-1h", "to": "now"},
             }
         });
-        let mut url = match reqwest::Url::parse(&format!("{}/explore", self.grafana_url)) {
-            Ok(url) => url,
-            // Validated at start-up; unreachable in practice.
-            Err(_) => return format!("{}/explore", self.grafana_url),
-        };
+        // Validated at start-up, so the URL parses.
+        let mut url = reqwest::Url::parse(&format!("{base}/explore")).ok()?;
         url.query_pairs_mut()
             .append_pair("schemaVersion", "1")
             .append_pair("orgId", "1")
             .append_pair("panes", &panes.to_string());
-        url.into()
+        Some(url.into())
     }
 }
 
@@ -61,22 +91,57 @@ mod tests {
 
     const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
 
+    fn links(vars: &[(&str, &str)], exporter: TracesExporter) -> Links {
+        let mut settings = Settings::default();
+        settings.telemetry.otel_traces_exporter = exporter;
+        for (var, value) in vars {
+            match *var {
+                "JAEGER_UI_URL" => settings.jaeger_ui_url = (*value).into(),
+                "GRAFANA_URL" => settings.grafana_url = (*value).into(),
+                "LOKI_SELECTOR" => settings.loki_selector = (*value).into(),
+                other => panic!("{other}"),
+            }
+        }
+        Links::new(&settings)
+    }
+
     #[test]
     fn the_trace_link_opens_jaeger_under_its_sub_path() {
-        let links = Links::new(
-            "http://localhost:8080/jaeger/",
-            "http://localhost:8080/grafana",
+        let links = links(
+            &[("JAEGER_UI_URL", "http://localhost:8080/jaeger/")],
+            TracesExporter::Zipkin,
         );
         assert_eq!(
-            links.trace(TRACE),
-            format!("http://localhost:8080/jaeger/trace/{TRACE}")
+            links.trace(TRACE).as_deref(),
+            Some(format!("http://localhost:8080/jaeger/trace/{TRACE}").as_str())
         );
     }
 
     #[test]
-    fn the_logs_link_queries_loki_for_the_trace_id() {
-        let links = Links::new("http://j", "http://localhost:8080/grafana");
-        let url = reqwest::Url::parse(&links.logs(TRACE)).unwrap();
+    fn no_trace_link_without_export_or_without_a_jaeger_url() {
+        assert_eq!(links(&[], TracesExporter::None).trace(TRACE), None);
+        assert_eq!(
+            links(&[("JAEGER_UI_URL", "")], TracesExporter::Zipkin).trace(TRACE),
+            None
+        );
+        assert!(links(&[], TracesExporter::Otlp).trace(TRACE).is_some());
+    }
+
+    #[test]
+    fn no_logs_link_without_a_grafana_url() {
+        assert_eq!(links(&[], TracesExporter::Zipkin).logs(TRACE), None);
+    }
+
+    #[test]
+    fn the_logs_link_queries_loki_for_the_trace_id_with_the_configured_selector() {
+        let links = links(
+            &[
+                ("GRAFANA_URL", "http://localhost:8080/grafana"),
+                ("LOKI_SELECTOR", r#"{namespace="shop"}"#),
+            ],
+            TracesExporter::Zipkin,
+        );
+        let url = reqwest::Url::parse(&links.logs(TRACE).unwrap()).unwrap();
         assert_eq!(url.path(), "/grafana/explore");
         let panes = url.query_pairs().find(|(k, _)| k == "panes").unwrap().1;
         let panes: serde_json::Value = serde_json::from_str(&panes).unwrap();
@@ -84,7 +149,7 @@ mod tests {
         assert_eq!(query["datasource"]["uid"], "loki");
         assert_eq!(
             query["expr"],
-            format!("{{namespace=\"demo-app\"}} |= \"{TRACE}\"")
+            format!("{{namespace=\"shop\"}} |= \"{TRACE}\"")
         );
     }
 }

@@ -5,18 +5,15 @@ use std::time::Instant;
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
-use serde::Deserialize;
+use contract::SlowQuery;
 
 use crate::backend::Backend;
 use crate::error::PageError;
 use crate::links::Links;
-use crate::pages::{FastPage, Landing, SlowPage, Timing, TraceLinks};
+use crate::pages::{FastPage, Landing, SlowPage, TOP, Timing};
 
 /// The stylesheet, compiled into the binary.
 const STYLE_CSS: &str = include_str!("../static/style.css");
-
-/// The largest `?delay_ms=` the slow page passes on (business-logic's bound).
-const MAX_DELAY_MS: u64 = 60_000;
 
 /// Shared, read-only state of the handlers.
 #[derive(Debug, Clone)]
@@ -28,30 +25,13 @@ pub struct AppState {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     let get =
         |path: &str| web::resource(path.to_owned()).default_service(web::to(method_not_allowed));
-    cfg.app_data(web::QueryConfig::default().error_handler(|error, _| {
-        PageError::BadRequest(format!("The address has a bad query: {error}")).into()
-    }))
-    .service(get("/").route(web::get().to(landing)))
-    .service(get("/fast-page").route(web::get().to(fast_page)))
-    .service(get("/slow-page").route(web::get().to(slow_page)))
-    .service(get("/static/style.css").route(web::get().to(style)))
-    .service(get("/healthz").route(web::get().to(healthz)))
-    .service(get("/readyz").route(web::get().to(healthz)));
+    cfg.service(get("/").route(web::get().to(landing)))
+        .service(get("/fast-page").route(web::get().to(fast_page)))
+        .service(get("/slow-page").route(web::get().to(slow_page)))
+        .service(get("/static/style.css").route(web::get().to(style)))
+        .service(get("/healthz").route(web::get().to(healthz)))
+        .service(get("/readyz").route(web::get().to(healthz)));
 }
-
-/// The trace of the current request, with links, if it has a valid one.
-pub fn trace_links() -> Option<TraceLinks> {
-    let trace_id = telemetry::current_trace_id()?;
-    let links = LINKS.get()?;
-    Some(TraceLinks {
-        jaeger_url: links.trace(&trace_id),
-        logs_url: links.logs(&trace_id),
-        trace_id,
-    })
-}
-
-/// Set once at start-up so error pages, which have no request state, can link too.
-pub static LINKS: std::sync::OnceLock<Links> = std::sync::OnceLock::new();
 
 /// The caller's `x-request-id` (Istio's gateway sets one), or a new one.
 fn request_id(request: &HttpRequest) -> String {
@@ -75,60 +55,53 @@ fn millis(d: std::time::Duration) -> f64 {
 }
 
 async fn landing() -> Result<HttpResponse, PageError> {
-    html(Landing)
+    html(Landing { root: TOP })
 }
 
 async fn fast_page(
     request: HttpRequest,
     state: web::Data<AppState>,
+    links: web::Data<Links>,
 ) -> Result<HttpResponse, PageError> {
     let started = Instant::now();
     let (answer, round_trip) = state.backend.fast(&request_id(&request)).await?;
     tracing::info!(sku = %answer.item.sku, backend_ms = answer.elapsed_ms, "fast page rendered");
     html(FastPage {
+        root: TOP,
         timing: Timing {
             total_ms: millis(started.elapsed()),
             backend_round_trip_ms: millis(round_trip),
             backend_ms: answer.elapsed_ms,
         },
         answer,
-        trace: trace_links(),
+        trace: links.for_current_trace(),
     })
 }
 
-/// `?delay_ms=` of the slow page, passed on to business-logic.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SlowPageQuery {
-    delay_ms: Option<u64>,
-}
-
+/// The slow page passes `?delay_ms=` on to business-logic, checked here
+/// first by the same rule.
 async fn slow_page(
     request: HttpRequest,
     state: web::Data<AppState>,
-    query: web::Query<SlowPageQuery>,
+    links: web::Data<Links>,
 ) -> Result<HttpResponse, PageError> {
     let started = Instant::now();
-    let delay_ms = query.into_inner().delay_ms;
-    if let Some(ms) = delay_ms.filter(|ms| *ms > MAX_DELAY_MS) {
-        return Err(PageError::BadRequest(format!(
-            "delay_ms={ms} is out of range; allowed: 0 to {MAX_DELAY_MS}"
-        )));
-    }
-    let (answer, round_trip) = state.backend.slow(delay_ms, &request_id(&request)).await?;
+    let query = SlowQuery::parse(request.query_string())?;
+    let (answer, round_trip) = state.backend.slow(query, &request_id(&request)).await?;
     tracing::info!(
         delay_ms = answer.delay_ms,
         backend_ms = answer.elapsed_ms,
         "slow page rendered"
     );
     html(SlowPage {
+        root: TOP,
         timing: Timing {
             total_ms: millis(started.elapsed()),
             backend_round_trip_ms: millis(round_trip),
             backend_ms: answer.elapsed_ms,
         },
         answer,
-        trace: trace_links(),
+        trace: links.for_current_trace(),
     })
 }
 

@@ -3,34 +3,43 @@
 
 use std::time::Duration;
 
-use figment::Figment;
-use figment::providers::{Env, Serialized};
 use serde::{Deserialize, Serialize};
+use service_kit::{ServerSettings, ServiceSettings};
 use telemetry::TelemetrySettings;
 
 /// The default `OTEL_SERVICE_NAME`.
 pub const SERVICE_NAME: &str = "front-end";
 
+/// The default `PORT`.
+pub const DEFAULT_PORT: u16 = 8080;
+
+/// The longest page timeout, in milliseconds.
+pub const MAX_PAGE_TIMEOUT_MS: u64 = 300_000;
+
+/// The default `LOKI_SELECTOR`: the namespace the chart installs into.
+pub const DEFAULT_LOKI_SELECTOR: &str = r#"{namespace="demo-app"}"#;
+
 /// Everything the service can be told; field names are the environment
 /// variables, lower-cased.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Settings {
-    /// `HOST`: address to listen on.
-    pub host: String,
-    /// `PORT`: port to listen on (0 picks a free one).
-    pub port: u16,
     /// `BUSINESS_LOGIC_URL`: base URL of the business-logic service.
     pub business_logic_url: String,
     /// `FAST_PAGE_TIMEOUT_MS`: how long the fast page waits for business-logic.
     pub fast_page_timeout_ms: u64,
     /// `SLOW_PAGE_TIMEOUT_MS`: how long the slow page waits (longer than the slow delay).
     pub slow_page_timeout_ms: u64,
-    /// `JAEGER_UI_URL`: where the trace links point.
+    /// `JAEGER_UI_URL`: where the trace links point; empty: no trace link.
+    /// Shown only while spans are exported (`OTEL_TRACES_EXPORTER` not `none`).
     pub jaeger_ui_url: String,
-    /// `GRAFANA_URL`: where the log links point (Grafana Explore, Loki data source `loki`).
+    /// `GRAFANA_URL`: where the log links point (Grafana Explore, Loki data
+    /// source `loki`); unset or empty: no log link.
     pub grafana_url: String,
-    /// `SHUTDOWN_GRACE_PERIOD_SECS`: how long in-flight requests may finish after SIGTERM.
-    pub shutdown_grace_period_secs: u64,
+    /// `LOKI_SELECTOR`: the Loki stream selector of the services' log lines.
+    pub loki_selector: String,
+    /// `HOST`, `PORT`, `SHUTDOWN_GRACE_PERIOD_SECS` (read by the service kit).
+    #[serde(skip, default = "default_server")]
+    pub server: ServerSettings,
     /// `OTEL_*`, `RUST_LOG`, `LOG_FORMAT`, `METRICS_ENABLED` (read by the telemetry crate).
     #[serde(skip)]
     pub telemetry: TelemetrySettings,
@@ -39,38 +48,37 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            host: "0.0.0.0".into(),
-            port: 8080,
             business_logic_url: "http://127.0.0.1:8081".into(),
             fast_page_timeout_ms: 2_000,
             slow_page_timeout_ms: 10_000,
             jaeger_ui_url: "http://localhost:16686".into(),
-            grafana_url: "http://localhost:3000".into(),
-            shutdown_grace_period_secs: 20,
+            grafana_url: String::new(),
+            loki_selector: DEFAULT_LOKI_SELECTOR.into(),
+            server: default_server(),
             telemetry: TelemetrySettings::with_service_name(SERVICE_NAME),
         }
     }
 }
 
+fn default_server() -> ServerSettings {
+    ServerSettings::with_port(DEFAULT_PORT)
+}
+
 const ENV_VARS: &[&str] = &[
-    "HOST",
-    "PORT",
     "BUSINESS_LOGIC_URL",
     "FAST_PAGE_TIMEOUT_MS",
     "SLOW_PAGE_TIMEOUT_MS",
     "JAEGER_UI_URL",
     "GRAFANA_URL",
-    "SHUTDOWN_GRACE_PERIOD_SECS",
+    "LOKI_SELECTOR",
 ];
 
 impl Settings {
     /// Reads the environment over the defaults and validates the result. The
     /// error names the variable, the value and what is allowed.
     pub fn from_env() -> anyhow::Result<Self> {
-        let mut settings: Self = Figment::from(Serialized::defaults(Self::default()))
-            .merge(Env::raw().only(ENV_VARS))
-            .extract()
-            .map_err(|e| anyhow::anyhow!("invalid setting: {e}"))?;
+        let mut settings = service_kit::read_env(Self::default(), ENV_VARS)?;
+        settings.server = ServerSettings::from_env(DEFAULT_PORT)?;
         settings.telemetry = TelemetrySettings::from_env(SERVICE_NAME)?;
         settings.validate().map_err(anyhow::Error::msg)?;
         Ok(settings)
@@ -89,29 +97,31 @@ impl Settings {
             ("JAEGER_UI_URL", &self.jaeger_ui_url),
             ("GRAFANA_URL", &self.grafana_url),
         ] {
-            let ok = (value.starts_with("http://") || value.starts_with("https://"))
-                && reqwest::Url::parse(value).is_ok();
+            let ok = value.is_empty()
+                || ((value.starts_with("http://") || value.starts_with("https://"))
+                    && reqwest::Url::parse(value).is_ok());
             if !ok {
                 return Err(format!(
-                    "{var}={value:?} is not valid; allowed: an http:// or https:// URL"
+                    "{var}={value:?} is not valid; allowed: an http:// or https:// URL, or empty for no link"
                 ));
             }
+        }
+        let selector = self.loki_selector.trim();
+        if !(selector.starts_with('{') && selector.ends_with('}') && selector.len() > 2) {
+            return Err(format!(
+                "LOKI_SELECTOR={:?} is not valid; allowed: a Loki stream selector such as {DEFAULT_LOKI_SELECTOR}",
+                self.loki_selector
+            ));
         }
         for (var, value) in [
             ("FAST_PAGE_TIMEOUT_MS", self.fast_page_timeout_ms),
             ("SLOW_PAGE_TIMEOUT_MS", self.slow_page_timeout_ms),
         ] {
-            if !(1..=300_000).contains(&value) {
+            if !(1..=MAX_PAGE_TIMEOUT_MS).contains(&value) {
                 return Err(format!(
-                    "{var}={value} is out of range; allowed: 1 to 300000"
+                    "{var}={value} is out of range; allowed: 1 to {MAX_PAGE_TIMEOUT_MS}"
                 ));
             }
-        }
-        if self.shutdown_grace_period_secs > 3600 {
-            return Err(format!(
-                "SHUTDOWN_GRACE_PERIOD_SECS={} is out of range; allowed: 0 to 3600",
-                self.shutdown_grace_period_secs
-            ));
         }
         Ok(())
     }
@@ -125,29 +135,33 @@ impl Settings {
     }
 }
 
+impl ServiceSettings for Settings {
+    fn server(&self) -> &ServerSettings {
+        &self.server
+    }
+
+    fn telemetry(&self) -> &TelemetrySettings {
+        &self.telemetry
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use figment::Jail;
 
-    #[allow(clippy::result_large_err)] // figment::Jail's signature, not ours
     fn load(vars: &[(&str, &str)]) -> Result<Settings, String> {
-        let mut out = Err(String::new());
-        Jail::expect_with(|jail| {
-            jail.clear_env();
-            for (k, v) in vars {
-                jail.set_env(k, v);
-            }
-            out = Settings::from_env().map_err(|e| e.to_string());
-            Ok(())
-        });
-        out
+        service_kit::settings::with_env(vars, Settings::from_env)
     }
 
     #[test]
     fn defaults_need_no_configuration() {
         let s = load(&[]).expect("defaults are valid");
-        assert_eq!(s.port, 8080);
+        assert_eq!(s.server.port, 8080);
+        assert_eq!(
+            s.grafana_url, "",
+            "no Grafana link unless GRAFANA_URL is set"
+        );
+        assert_eq!(s.loki_selector, r#"{namespace="demo-app"}"#);
         assert_eq!(s.business_logic_url, "http://127.0.0.1:8081");
         assert_eq!(s.telemetry.otel_service_name, "front-end");
     }
@@ -171,5 +185,8 @@ mod tests {
         );
         let e = load(&[("JAEGER_UI_URL", "jaeger")]).unwrap_err();
         assert!(e.contains("JAEGER_UI_URL"), "{e}");
+        let e = load(&[("LOKI_SELECTOR", "namespace=demo")]).unwrap_err();
+        assert!(e.contains("LOKI_SELECTOR=\"namespace=demo\""), "{e}");
+        assert!(load(&[("JAEGER_UI_URL", ""), ("GRAFANA_URL", "")]).is_ok());
     }
 }

@@ -1,12 +1,9 @@
 //! Request instrumentation for actix-web: a trace span per request that
-//! continues the caller's B3 or W3C context, one log line per request, and
-//! Prometheus request metrics.
-
-use std::collections::HashMap;
+//! continues the caller's B3 or W3C context, and one log line per request.
+//! (Request metrics: [`crate::metrics`].)
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web_prom::{PrometheusMetrics, PrometheusMetricsBuilder};
 use tracing::Span;
 use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder, TracingLogger};
 
@@ -66,27 +63,4 @@ impl RootSpanBuilder for DemoRootSpan {
 /// The tracing middleware: wrap the app with it.
 pub fn tracing_middleware() -> TracingLogger<DemoRootSpan> {
     TracingLogger::<DemoRootSpan>::new()
-}
-
-/// Prometheus middleware serving `/metrics`, with request counters and
-/// latency histograms labelled by `endpoint` (the route pattern; unmatched
-/// paths become `UNKNOWN` so scanners cannot blow up the label set),
-/// `method`, `status`, and constant `service` and (when given) `version` labels.
-pub fn metrics_middleware(
-    service_name: &str,
-    service_version: Option<&str>,
-) -> anyhow::Result<PrometheusMetrics> {
-    let mut const_labels = HashMap::from([("service".to_owned(), service_name.to_owned())]);
-    if let Some(version) = service_version {
-        const_labels.insert("version".to_owned(), version.to_owned());
-    }
-    PrometheusMetricsBuilder::new("")
-        .endpoint("/metrics")
-        .const_labels(const_labels)
-        .mask_unmatched_patterns("UNKNOWN")
-        .buckets(&[
-            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-        ])
-        .build()
-        .map_err(|e| anyhow::anyhow!("building the Prometheus metrics middleware: {e}"))
 }

@@ -13,9 +13,10 @@
 
 mod http;
 mod logs;
+mod metrics;
 mod settings;
+mod traceresponse;
 mod traces;
-mod zipkin_resource;
 
 use std::io::IsTerminal;
 
@@ -27,8 +28,10 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-pub use http::{DemoRootSpan, REQUEST_ID_HEADER, metrics_middleware, tracing_middleware};
+pub use http::{DemoRootSpan, REQUEST_ID_HEADER, tracing_middleware};
+pub use metrics::{RequestMetrics, metrics_middleware};
 pub use settings::{LogFormat, TelemetrySettings, TracesExporter};
+pub use traceresponse::{TRACERESPONSE_HEADER, TraceResponse};
 pub use traces::propagator;
 
 /// Log targets whose events are noise or would report every failed export

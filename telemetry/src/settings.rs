@@ -1,6 +1,6 @@
 //! The telemetry part of each service's settings, read from the standard
-//! OpenTelemetry variables (`OTEL_*`) plus `RUST_LOG`, `LOG_FORMAT` and
-//! `METRICS_ENABLED`.
+//! OpenTelemetry variables (`OTEL_*`) plus `RUST_LOG`, `LOG_FORMAT`,
+//! `METRICS_ENABLED` and `METRICS_EXEMPLARS`.
 
 use figment::Figment;
 use figment::providers::{Env, Serialized};
@@ -53,6 +53,10 @@ pub struct TelemetrySettings {
     /// metrics. `None` adds neither.
     #[serde(default)]
     pub service_version: Option<String>,
+    /// `METRICS_EXEMPLARS`: attach the trace id of a recent sampled request
+    /// to each request-duration bucket, served as OpenMetrics to scrapers
+    /// that ask for it; `false` serves plain Prometheus text only.
+    pub metrics_exemplars: bool,
 }
 
 impl Default for TelemetrySettings {
@@ -73,6 +77,7 @@ impl TelemetrySettings {
             log_format: LogFormat::Text,
             metrics_enabled: true,
             service_version: None,
+            metrics_exemplars: true,
         }
     }
 
@@ -97,6 +102,7 @@ impl TelemetrySettings {
         "RUST_LOG",
         "LOG_FORMAT",
         "METRICS_ENABLED",
+        "METRICS_EXEMPLARS",
     ];
 
     /// Checks what serde cannot: endpoints must be http(s) URLs, the name non-empty.

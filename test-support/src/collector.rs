@@ -1,15 +1,26 @@
 //! A stand-in for Jaeger's span receivers: `POST /api/v2/spans` (Zipkin v2
-//! JSON) and `POST /v1/traces` (OTLP/HTTP protobuf). Every span is checked
-//! against the published format; a span that does not conform is recorded as
-//! an error and the request gets a 400, as a real collector would answer.
+//! JSON) and `POST /v1/traces` (OTLP/HTTP protobuf), in one of two modes.
+//!
+//! - [`Collector::start`], for tests: every span is checked against the
+//!   published format and kept; a span that does not conform is recorded as
+//!   an error and the request gets a 400, as a real collector would answer.
+//! - [`Collector::counting`], for the bench: Zipkin batches are counted, not
+//!   checked or kept, so the services pay the full cost of exporting and the
+//!   receiver almost none; only the timing of spans with a watched name is
+//!   kept (the bench watches `data_transformation` to prove that slow
+//!   requests were held in business-logic while it measured).
 
+use std::borrow::Cow;
 use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_web::{App, HttpResponse, HttpServer, web};
+use anyhow::Context;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
+use serde::Deserialize;
 use serde_json::Value;
 
 /// One received span, in Zipkin terms (OTLP spans are converted).
@@ -31,10 +42,43 @@ pub struct Span {
     pub protocol: &'static str,
 }
 
-#[derive(Debug, Default)]
+/// When a watched span ran, in microseconds since the Unix epoch (the
+/// counting mode keeps only this).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    pub start_us: u64,
+    pub end_us: u64,
+}
+
+impl Timing {
+    /// Whether the span started at or before `from` and ended at or after `to`.
+    pub fn covers(&self, from_us: u64, to_us: u64) -> bool {
+        self.start_us <= from_us && self.end_us >= to_us
+    }
+}
+
+/// Microseconds since the Unix epoch now, on the clock span timestamps use.
+pub fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+#[derive(Debug)]
+enum Mode {
+    Check,
+    Count { watch: Vec<String> },
+}
+
+#[derive(Debug)]
 struct State {
+    mode: Mode,
     spans: Mutex<Vec<Span>>,
     errors: Mutex<Vec<String>>,
+    timings: Mutex<Vec<(String, Timing)>>,
+    span_count: AtomicU64,
+    batches: AtomicU64,
+    rejected: AtomicU64,
 }
 
 /// The collector; stops when dropped.
@@ -46,38 +90,68 @@ pub struct Collector {
 }
 
 impl Collector {
-    /// Starts on a free loopback port, on its own thread and runtime.
+    /// The checking collector, on a free loopback port, on its own thread
+    /// and runtime.
     pub fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let state = Arc::new(State::default());
+        Self::serve(Mode::Check).unwrap()
+    }
+
+    /// The counting collector, keeping the timing of spans named in `watch`.
+    pub fn counting(watch: &[&str]) -> anyhow::Result<Self> {
+        Self::serve(Mode::Count {
+            watch: watch.iter().map(|w| (*w).to_owned()).collect(),
+        })
+    }
+
+    fn serve(mode: Mode) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").context("binding the collector")?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(State {
+            mode,
+            spans: Mutex::default(),
+            errors: Mutex::default(),
+            timings: Mutex::default(),
+            span_count: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+        });
         let (tx, rx) = std::sync::mpsc::channel();
         let server_state = state.clone();
-        std::thread::spawn(move || {
-            actix_web::rt::System::new().block_on(async move {
-                let data = web::Data::from(server_state);
-                let server = HttpServer::new(move || {
-                    App::new()
-                        .app_data(data.clone())
-                        .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
-                        .route("/api/v2/spans", web::post().to(zipkin))
-                        .route("/v1/traces", web::post().to(otlp))
-                })
-                .workers(1)
-                .disable_signals()
-                .listen(listener)
-                .unwrap()
-                .run();
-                tx.send(server.handle()).unwrap();
-                server.await
-            })
-        });
-        let handle = rx.recv_timeout(Duration::from_secs(10)).unwrap();
-        Self {
+        std::thread::Builder::new()
+            .name("collector".into())
+            .spawn(move || {
+                actix_web::rt::System::new().block_on(async move {
+                    let data = web::Data::from(server_state);
+                    let server = HttpServer::new(move || {
+                        App::new()
+                            .app_data(data.clone())
+                            .app_data(web::PayloadConfig::new(32 * 1024 * 1024))
+                            .route("/api/v2/spans", web::post().to(zipkin))
+                            .route("/v1/traces", web::post().to(otlp))
+                    })
+                    .workers(1)
+                    .disable_signals()
+                    .listen(listener)
+                    .map(|server| server.run());
+                    match server {
+                        Ok(server) => {
+                            let _ = tx.send(Ok(server.handle()));
+                            let _ = server.await;
+                        }
+                        Err(error) => {
+                            let _ = tx.send(Err(error));
+                        }
+                    }
+                });
+            })?;
+        let handle = rx
+            .recv_timeout(Duration::from_secs(10))
+            .context("the collector did not start")??;
+        Ok(Self {
             addr,
             state,
             handle,
-        }
+        })
     }
 
     /// The URL to give `OTEL_EXPORTER_ZIPKIN_ENDPOINT`.
@@ -90,7 +164,7 @@ impl Collector {
         format!("http://{}", self.addr)
     }
 
-    /// Every span received so far.
+    /// Every span received so far (checking mode; empty when counting).
     pub fn spans(&self) -> Vec<Span> {
         self.state.spans.lock().unwrap().clone()
     }
@@ -98,6 +172,33 @@ impl Collector {
     /// Format violations seen so far (should stay empty).
     pub fn errors(&self) -> Vec<String> {
         self.state.errors.lock().unwrap().clone()
+    }
+
+    /// Spans accepted so far, in either mode.
+    pub fn span_count(&self) -> u64 {
+        self.state.span_count.load(Ordering::Relaxed)
+    }
+
+    /// Export requests accepted so far.
+    pub fn batches(&self) -> u64 {
+        self.state.batches.load(Ordering::Relaxed)
+    }
+
+    /// Export requests answered 400.
+    pub fn rejected(&self) -> u64 {
+        self.state.rejected.load(Ordering::Relaxed)
+    }
+
+    /// When each span called `name` ran (counting mode, watched names).
+    pub fn timings(&self, name: &str) -> Vec<Timing> {
+        self.state
+            .timings
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, t)| *t)
+            .collect()
     }
 
     /// Waits (bounded) until the spans of `trace_id` satisfy `done`, and
@@ -213,13 +314,49 @@ fn zipkin_span(value: &Value) -> Result<Span, String> {
 }
 
 async fn zipkin(state: web::Data<State>, body: web::Bytes) -> HttpResponse {
-    let parsed: Result<Vec<Span>, String> = serde_json::from_slice::<Value>(&body)
-        .map_err(|e| format!("body is not JSON: {e}"))
-        .and_then(|v| match v {
-            Value::Array(spans) => spans.iter().map(zipkin_span).collect(),
-            other => Err(format!("body is not a JSON array of spans: {other}")),
-        });
+    let parsed = match &state.mode {
+        Mode::Check => serde_json::from_slice::<Value>(&body)
+            .map_err(|e| format!("body is not JSON: {e}"))
+            .and_then(|v| match v {
+                Value::Array(spans) => spans.iter().map(zipkin_span).collect(),
+                other => Err(format!("body is not a JSON array of spans: {other}")),
+            }),
+        Mode::Count { watch } => count(&state, watch, &body),
+    };
     record(&state, parsed)
+}
+
+/// The little of a Zipkin span the counting mode reads.
+#[derive(Deserialize)]
+struct Glance<'a> {
+    #[serde(borrow)]
+    name: Option<Cow<'a, str>>,
+    timestamp: Option<u64>,
+    duration: Option<u64>,
+}
+
+/// Counts a batch and keeps the timing of watched spans; the spans are
+/// returned empty-handed (nothing else is kept).
+fn count(state: &State, watch: &[String], body: &[u8]) -> Result<Vec<Span>, String> {
+    let batch: Vec<Glance> =
+        serde_json::from_slice(body).map_err(|e| format!("not a JSON array of spans: {e}"))?;
+    state
+        .span_count
+        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+    let watched = batch.into_iter().filter_map(|span| {
+        let name = span.name?;
+        let start_us = span.timestamp?;
+        let timing = Timing {
+            start_us,
+            end_us: start_us + span.duration.unwrap_or(0),
+        };
+        watch
+            .iter()
+            .any(|w| *w == name)
+            .then(|| (name.into_owned(), timing))
+    });
+    state.timings.lock().unwrap().extend(watched);
+    Ok(Vec::new())
 }
 
 async fn otlp(
@@ -307,10 +444,17 @@ fn otlp_spans(request: ExportTraceServiceRequest) -> Result<Vec<Span>, String> {
 fn record(state: &State, parsed: Result<Vec<Span>, String>) -> HttpResponse {
     match parsed {
         Ok(spans) => {
-            state.spans.lock().unwrap().extend(spans);
+            state.batches.fetch_add(1, Ordering::Relaxed);
+            if !spans.is_empty() {
+                state
+                    .span_count
+                    .fetch_add(spans.len() as u64, Ordering::Relaxed);
+                state.spans.lock().unwrap().extend(spans);
+            }
             HttpResponse::Accepted().finish()
         }
         Err(error) => {
+            state.rejected.fetch_add(1, Ordering::Relaxed);
             state.errors.lock().unwrap().push(error.clone());
             HttpResponse::BadRequest().body(error)
         }
@@ -358,5 +502,41 @@ mod tests {
             span[field] = value;
             assert!(zipkin_span(&span).is_err(), "{field} should be rejected");
         }
+    }
+
+    /// The counting mode over real HTTP: every span counted, only the
+    /// watched one's timing kept, a batch that is not an array rejected.
+    #[tokio::test]
+    async fn the_counting_mode_counts_and_times_watched_spans() {
+        let collector = Collector::counting(&["data_transformation"]).unwrap();
+        let mut watched = good();
+        watched["name"] = json!("data_transformation");
+        let client = reqwest::Client::new();
+        let post = |body: String| {
+            client
+                .post(collector.zipkin_endpoint())
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+        };
+        let batch = json!([good(), watched, {"name": "no timestamp"}]).to_string();
+        assert_eq!(post(batch).await.unwrap().status(), 202);
+        assert_eq!(post("{}".into()).await.unwrap().status(), 400);
+
+        assert_eq!(collector.span_count(), 3);
+        assert_eq!((collector.batches(), collector.rejected()), (1, 1));
+        assert!(
+            collector.spans().is_empty(),
+            "the counting mode keeps no spans"
+        );
+        let start = 1_764_000_000_000_000;
+        let timing = Timing {
+            start_us: start,
+            end_us: start + 3_000_123,
+        };
+        assert_eq!(collector.timings("data_transformation"), vec![timing]);
+        assert!(timing.covers(start + 1, start + 3_000_000));
+        assert!(!timing.covers(start - 1, start + 3_000_000));
+        assert!(!timing.covers(start, start + 3_000_124));
     }
 }

@@ -1,11 +1,18 @@
-//! Helpers for the integration tests: the real service binaries started as
-//! processes on port 0, a stand-in trace collector that checks what arrives
-//! against the published formats, and throw-away SQLite/PostgreSQL databases.
+//! The one harness for the integration tests, the reliability suite and the
+//! bench: the real service binaries started as processes on port 0
+//! (`service`), what the kernel says about them (`os`: memory, sockets),
+//! HTTP probes (`http`), a stand-in trace collector that checks what arrives
+//! against the published formats or, for the bench, only counts it
+//! (`collector`), network stand-ins for fault tests (`net`), throw-away
+//! SQLite/PostgreSQL databases (`database`) and both services wired together
+//! (`stack`).
 #![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
 
 pub mod collector;
 pub mod database;
+pub mod http;
 pub mod net;
+pub mod os;
 pub mod service;
 pub mod stack;
 

@@ -45,8 +45,8 @@ impl Stack {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string())),
         );
-        let backend = start_backend(&backend_vars, 0);
-        backend.wait_ready(Duration::from_secs(30)).await;
+        let mut backend = start_backend(&backend_vars, 0);
+        backend.wait_ready(Duration::from_secs(30)).await.unwrap();
         let backend_port = backend.port();
         let mut env = vec![
             (
@@ -81,8 +81,8 @@ impl Stack {
 
     /// Starts business-logic again on the port the front-end calls.
     pub async fn restart_backend(&mut self) {
-        let backend = start_backend(&self.backend_env, self.backend_port);
-        backend.wait_ready(Duration::from_secs(30)).await;
+        let mut backend = start_backend(&self.backend_env, self.backend_port);
+        backend.wait_ready(Duration::from_secs(30)).await.unwrap();
         self.backend = Some(backend);
     }
 

@@ -1,5 +1,5 @@
-"""The repository's chart, the offline Helm tools from shared/tools, and
-helm-render runs (cached for the session)."""
+"""The repository's chart, the offline Helm tools (tools/, installed into the
+.venv by tests/requirements.txt), and helm-render runs (cached for the session)."""
 
 from __future__ import annotations
 
@@ -24,18 +24,15 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 SCENARIOS = ["defaults"] + [p.name.removesuffix("-values.yaml") for p in CI_VALUES]
 
 
-def shared_tools() -> Path:
-    return Path(os.environ.get("SHARED_TOOLS") or REPO.parent / "shared" / "tools")
-
-
 def require_tool(name: str) -> Path:
-    """Path of an offline tool from shared/tools; missing: fail in CI, skip elsewhere."""
-    tool = shared_tools() / name
+    """helm-render or validate-manifests: from SHARED_TOOLS when that is set,
+    else the repository's own (tools/), installed next to this Python."""
+    folder = os.environ.get("SHARED_TOOLS")
+    tool = Path(folder) / name if folder else Path(sys.executable).parent / name
     if not os.access(tool, os.X_OK):
-        message = f"{tool} not found (set SHARED_TOOLS to the folder holding helm-render and validate-manifests)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        where = f"SHARED_TOOLS={folder}" if folder else "this Python's environment (make test-deploy installs " \
+            "tests/requirements.txt, which installs tools/)"
+        pytest.fail(f"{name} not found in {where}")
     return tool
 
 

@@ -174,6 +174,184 @@ def virtualservice_problems(docs: list[dict], default_ns: str, known_services: d
 
 
 # --------------------------------------------------------------------------
+# Kubernetes Gateway API routing
+# --------------------------------------------------------------------------
+GATEWAY_API = "gateway.networking.k8s.io"
+ISTIO_API = "networking.istio.io"
+# The ingress gateway of Istio's default profile (istio-system/istio-ingressgateway) and its identity.
+ISTIO_DEFAULT_INGRESS = ({"istio": "ingressgateway"},
+                         "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account")
+
+
+def api_group(doc: dict) -> str:
+    return doc.get("apiVersion", "").partition("/")[0]
+
+
+def selector_matches(selector: dict, labels: dict[str, str]) -> bool:
+    """A Kubernetes LabelSelector (matchLabels and matchExpressions) against labels."""
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for e in selector.get("matchExpressions") or []:
+        key, op, values = e.get("key"), e.get("operator"), e.get("values") or []
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def listener_admits(gateway_ns: str, listener: dict, route_ns: str, route_kind: str = "HTTPRoute") -> bool:
+    """Whether a Gateway listener accepts a route of this kind from route_ns. Only the
+    `kubernetes.io/metadata.name` label is known of a namespace (Kubernetes sets it on every one)."""
+    allowed = listener.get("allowedRoutes") or {}
+    kinds = [k.get("kind") for k in allowed.get("kinds") or []]
+    if kinds and route_kind not in kinds:
+        return False
+    if not kinds and route_kind == "HTTPRoute" and listener.get("protocol") not in ("HTTP", "HTTPS"):
+        return False
+    namespaces = allowed.get("namespaces") or {}
+    source = namespaces.get("from", "Same")
+    if source == "All":
+        return True
+    if source == "Same":
+        return route_ns == gateway_ns
+    if source == "Selector":
+        return selector_matches(namespaces.get("selector") or {}, {"kubernetes.io/metadata.name": route_ns})
+    return False
+
+
+def reference_granted(grants: list[dict], from_ns: str, to_ns: str, service: str) -> bool:
+    """A ReferenceGrant in to_ns lets HTTPRoutes of from_ns reference the Service."""
+    for grant in grants:
+        if ns_of(grant, "") != to_ns:
+            continue
+        spec = grant.get("spec", {})
+        sources = any(f.get("group") == GATEWAY_API and f.get("kind") == "HTTPRoute" and f.get("namespace") == from_ns
+                      for f in spec.get("from") or [])
+        targets = any(t.get("group", "") == "" and t.get("kind") == "Service" and t.get("name", service) == service
+                      for t in spec.get("to") or [])
+        if sources and targets:
+            return True
+    return False
+
+
+def httproute_problems(docs: list[dict], default_ns: str, known_services: dict) -> list[str]:
+    """Every HTTPRoute's parentRefs name an existing Gateway and a listener of it that admits
+    the route's namespace; every backendRef names an existing Service and one of its ports,
+    across namespaces only with a ReferenceGrant."""
+    problems = []
+    gateways = {(ns_of(g, default_ns), name_of(g)): g for g in of_kind(docs, "Gateway") if api_group(g) == GATEWAY_API}
+    grants = of_kind(docs, "ReferenceGrant")
+    for route in of_kind(docs, "HTTPRoute"):
+        ns = ns_of(route, default_ns)
+        spec = route.get("spec", {})
+        if not spec.get("parentRefs"):
+            problems.append(f"{ref(route)}: no parentRefs")
+        for parent in spec.get("parentRefs") or []:
+            if parent.get("group", GATEWAY_API) != GATEWAY_API or parent.get("kind", "Gateway") != "Gateway":
+                problems.append(f"{ref(route)}: parent {parent} is not a Gateway")
+                continue
+            gw_ns = parent.get("namespace", ns)
+            gateway = gateways.get((gw_ns, parent.get("name")))
+            if gateway is None:
+                problems.append(f"{ref(route)}: Gateway {gw_ns}/{parent.get('name')} does not exist")
+                continue
+            listeners = gateway.get("spec", {}).get("listeners") or []
+            if parent.get("sectionName"):
+                listeners = [ln for ln in listeners if ln.get("name") == parent["sectionName"]]
+                if not listeners:
+                    problems.append(f"{ref(route)}: Gateway {gw_ns}/{name_of(gateway)} has no listener "
+                                    f"{parent['sectionName']!r}")
+                    continue
+            if not any(listener_admits(gw_ns, ln, ns) for ln in listeners):
+                problems.append(f"{ref(route)}: no listener of Gateway {gw_ns}/{name_of(gateway)} "
+                                f"admits HTTPRoutes from namespace {ns}")
+        for rule in spec.get("rules") or []:
+            for backend in rule.get("backendRefs") or []:
+                if backend.get("group", "") != "" or backend.get("kind", "Service") != "Service":
+                    problems.append(f"{ref(route)}: backend {backend} is not a Service")
+                    continue
+                key = (backend.get("namespace", ns), backend.get("name"))
+                service = known_services.get(key)
+                if service is None:
+                    problems.append(f"{ref(route)}: backend {key[0]}/{key[1]} is no known Service")
+                    continue
+                ports = [p.get("port") for p in service.get("spec", {}).get("ports") or []]
+                if backend.get("port") not in ports:
+                    problems.append(f"{ref(route)}: backend {key[0]}/{key[1]}:{backend.get('port')} "
+                                    f"is not a port of the Service {ports}")
+                if key[0] != ns and not reference_granted(grants, ns, key[0], key[1]):
+                    problems.append(f"{ref(route)}: backend {key[0]}/{key[1]} is in another namespace "
+                                    "and no ReferenceGrant allows it")
+    return problems
+
+
+def ingress_principals(docs: list[dict], default_ns: str) -> set[str]:
+    """Identities of the ingress gateways the manifests use: a Gateway API Gateway of class
+    `istio` runs as ServiceAccount <name>-istio in its namespace (Istio deploys it); Istio's own
+    Gateway on the default profile's selector runs as istio-ingressgateway-service-account."""
+    out = set()
+    for gateway in of_kind(docs, "Gateway"):
+        spec = gateway.get("spec", {})
+        if api_group(gateway) == GATEWAY_API and spec.get("gatewayClassName") == "istio":
+            out.add(f"cluster.local/ns/{ns_of(gateway, default_ns)}/sa/{name_of(gateway)}-istio")
+        elif api_group(gateway) == ISTIO_API and spec.get("selector") == ISTIO_DEFAULT_INGRESS[0]:
+            out.add(ISTIO_DEFAULT_INGRESS[1])
+    return out
+
+
+def prefix_matches(prefix: str, path: str) -> bool:
+    """Gateway API PathPrefix: element-wise, a trailing slash in the prefix ignored."""
+    base = prefix.rstrip("/")
+    return base == "" or path == base or path.startswith(base + "/")
+
+
+def replace_prefix(prefix: str, replacement: str, path: str) -> str:
+    """Gateway API URLRewrite ReplacePrefixMatch (the HTTPPathModifier table of the spec)."""
+    rest = path[len(prefix.rstrip("/")):]
+    return (replacement.rstrip("/") + rest) or "/"
+
+
+def resolve_route(routes: list[dict], path: str) -> tuple | None:
+    """What the gateway does with a request path: ("redirect", path), ("backend", (ns, name,
+    port), rewritten path) or None (404). Exact matches win over prefixes, longer prefixes first."""
+    candidates = []
+    for route in routes:
+        for rule in route.get("spec", {}).get("rules") or []:
+            for match in rule.get("matches") or [{"path": {"type": "PathPrefix", "value": "/"}}]:
+                p = match.get("path") or {"type": "PathPrefix", "value": "/"}
+                if p.get("type") == "Exact" and path == p["value"]:
+                    candidates.append(((0, 0), route, rule, p))
+                elif p.get("type", "PathPrefix") == "PathPrefix" and prefix_matches(p["value"], path):
+                    candidates.append(((1, -len(p["value"].rstrip("/"))), route, rule, p))
+    if not candidates:
+        return None
+    _, route, rule, p = min(candidates, key=lambda c: c[0])
+    new_path = path
+    for f in rule.get("filters") or []:
+        if f.get("type") == "RequestRedirect":
+            modifier = f["requestRedirect"].get("path") or {}
+            if modifier.get("type") == "ReplaceFullPath":
+                return ("redirect", modifier["replaceFullPath"])
+            if modifier.get("type") == "ReplacePrefixMatch":
+                return ("redirect", replace_prefix(p["value"], modifier["replacePrefixMatch"], path))
+            return ("redirect", path)
+        if f.get("type") == "URLRewrite":
+            modifier = f["urlRewrite"].get("path") or {}
+            if modifier.get("type") == "ReplacePrefixMatch":
+                new_path = replace_prefix(p["value"], modifier["replacePrefixMatch"], path)
+            elif modifier.get("type") == "ReplaceFullPath":
+                new_path = modifier["replaceFullPath"]
+    [backend] = rule.get("backendRefs")
+    key = (backend.get("namespace", ns_of(route, "")), backend["name"], backend["port"])
+    return ("backend", key, new_path)
+
+
+# --------------------------------------------------------------------------
 # images, tracing, identities, security context
 # --------------------------------------------------------------------------
 def image_problems(docs: list[dict], default_ns: str, third_party: dict[str, str]) -> list[str]:

@@ -68,6 +68,10 @@ spec:
     ("business-logic.slowEndpointDelayMs=70000", "slowEndpointDelayMs"),
     ("faultInjection.abort.percentage=150", "percentage"),
     ("mesh.mtlsMode=DISABLE", "mtlsMode"),
+    ("gateway.api=nginx", "api"),
+    ("global.tracing.zipkinEndpoint=https://zipkin.istio-system:9411/api/v2/spans", "zipkinEndpoint"),
+    ("front-end.businessLogicUrl=https://business-logic:8443", "businessLogicUrl"),
+    ("front-end.slowPageTimeoutMs=300001", "slowPageTimeoutMs"),
     ("front-end.image.digest=latest", "digest"),
 ])
 def test_schemas_reject_typos_and_out_of_range_values(setting, message):
@@ -167,7 +171,9 @@ def rendered_notes(tmp_path, values=None) -> str:
 
 def test_notes_print_the_port_forward_and_every_url(tmp_path):
     notes = rendered_notes(tmp_path)
-    assert "kubectl -n istio-system port-forward svc/istio-ingressgateway 8080:80" in notes
+    assert "kubectl -n demo-app port-forward svc/demo-gateway-istio 8080:80" in notes
+    istio = rendered_notes(tmp_path / "istio", CHART / "ci" / "istio-gateway-values.yaml")
+    assert "kubectl -n istio-system port-forward svc/istio-ingressgateway 8080:80" in istio
     for url in ("/demo-app/", "/jaeger", "/grafana", "/kiali"):
         assert f"http://localhost:8080{url}" in notes
     assert "Fault injection" not in notes

@@ -10,15 +10,19 @@ import warnings
 from urllib.parse import urlsplit
 
 import pytest
-from chart_wiring import (allowed_callers, authorization_problems, env_map, image_problems, load_dir,
-                          load_docs, mesh_zipkin_provider, of_kind, pod_hygiene_problems, pod_templates,
-                          security_context_problems, service_index, service_port_problems,
-                          service_selector_problems, tracing_endpoint_problems, virtualservice_problems)
-from chart_render import CHART, IN_CI, NAMESPACE, REPO, render_ok
+from chart_wiring import (allowed_callers, authorization_problems, env_map, httproute_problems, image_problems,
+                          ingress_principals, load_dir, load_docs, mesh_zipkin_provider, of_kind,
+                          pod_hygiene_problems, pod_templates, resolve_route, security_context_problems,
+                          service_index, service_port_problems, service_selector_problems,
+                          tracing_endpoint_problems, virtualservice_problems)
+from chart_render import CHART, IN_CI, NAMESPACE, REPO, render, render_ok
 
 ADDONS = REPO / "istio-add-ons"
 MESH_CONFIG = ADDONS / "istio-operator.yaml"
 INGRESS_GATEWAY = "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"
+# The Gateway API gateway Istio deploys for the chart's Gateway `demo-gateway`.
+GATEWAY_API_GATEWAY = f"cluster.local/ns/{NAMESPACE}/sa/demo-gateway-istio"
+ISTIO_MODE = CHART / "ci" / "istio-gateway-values.yaml"
 # Third-party images the chart may run, with a pinned tag.
 THIRD_PARTY_IMAGES = {"postgres": "the official PostgreSQL image"}
 # The add-on Services the chart routes to, as the project contract names them.
@@ -97,8 +101,26 @@ def test_tracing_endpoint_is_the_meshs_zipkin_service(manifests):
     assert sorted(set(with_endpoint)) == ["business-logic", "front-end"]  # v2 of the canary too
 
 
+def test_every_httproute_is_attached_to_the_gateway_and_reaches_services(manifests):
+    assert httproute_problems(manifests, NAMESPACE, known_services(manifests)) == []
+
+
 def test_authorization_principals_are_the_workloads_service_accounts(manifests):
-    assert authorization_problems(manifests, NAMESPACE, {INGRESS_GATEWAY}) == []
+    gateways = ingress_principals(manifests, NAMESPACE)
+    assert len(gateways) == 1, gateways
+    assert authorization_problems(manifests, NAMESPACE, gateways) == []
+
+
+def test_exports_bypass_the_sidecar_on_the_collector_ports(manifests):
+    """Both pods exclude the ports of the collector endpoints they are given (and no other)
+    from sidecar interception, so span exports become no traces or Kiali edges of their own."""
+    for name in ("front-end", "business-logic"):
+        [(_, _, pod)] = [(o, n, t) for o, n, t in pod_templates(manifests, NAMESPACE) if o["metadata"]["name"] == name]
+        env = env_map(pod["spec"]["containers"][0])
+        want = {urlsplit(env[var]["value"]).port
+                for var in ("OTEL_EXPORTER_ZIPKIN_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")}
+        annotation = pod["metadata"]["annotations"]["traffic.sidecar.istio.io/excludeOutboundPorts"]
+        assert {int(p) for p in annotation.split(",")} == want, name
 
 
 def test_every_container_has_the_restricted_security_context(manifests):
@@ -120,11 +142,31 @@ def env_value(container: dict, name: str) -> str:
     return env_map(container)[name]["value"]
 
 
+@pytest.mark.parametrize("values, gateway", [(None, GATEWAY_API_GATEWAY), (ISTIO_MODE, INGRESS_GATEWAY)],
+                         ids=["gateway-api", "istio-gateway"])
+def test_front_end_admits_exactly_the_gateway_of_the_chosen_ingress(values, gateway):
+    docs = load_docs(render_ok(CHART, values))
+    assert ingress_principals(docs, NAMESPACE) == {gateway}
+    assert allowed_callers(docs, NAMESPACE)["front-end"] == {gateway}
+
+
+def test_collector_ports_follow_the_endpoints():
+    docs = load_docs(render_ok(CHART, None, "--set-string", "global.tracing.zipkinEndpoint=http://zipkin.obs:19411/api/v2/spans",
+                               "--set-string", "global.tracing.exporter=otlp"))
+    for _, _, pod in pod_templates(docs, NAMESPACE):
+        annotations = pod["metadata"].get("annotations") or {}
+        if pod["spec"]["containers"][0]["name"] in ("front-end", "business-logic"):
+            assert annotations["traffic.sidecar.istio.io/excludeOutboundPorts"] == "19411,4318"
+            assert env_map(pod["spec"]["containers"][0])["OTEL_TRACES_EXPORTER"]["value"] == "otlp"
+    result = render(CHART, None, "--set-string", "global.tracing.zipkinEndpoint=http://zipkin.obs/api/v2/spans")
+    assert result.returncode != 0 and "zipkinEndpoint" in result.stderr
+
+
 def test_only_the_gateway_reaches_front_end_only_front_end_reaches_business_logic():
     docs = load_docs(render_ok(CHART))
     callers = allowed_callers(docs, NAMESPACE)
     assert callers == {
-        "front-end": {INGRESS_GATEWAY},
+        "front-end": {GATEWAY_API_GATEWAY},
         "business-logic": {f"cluster.local/ns/{NAMESPACE}/sa/front-end"},
         "postgres": {f"cluster.local/ns/{NAMESPACE}/sa/business-logic"},
     }
@@ -145,12 +187,44 @@ def test_services_have_the_contract_names_and_ports():
     assert accounts == ["business-logic", "front-end", "postgres"]
 
 
-def test_ingress_routes_match_the_contract():
+def test_gateway_api_ingress_matches_the_contract():
     docs = load_docs(render_ok(CHART))
     [gateway] = of_kind(docs, "Gateway")
+    assert gateway["apiVersion"] == "gateway.networking.k8s.io/v1"
+    assert gateway["spec"]["gatewayClassName"] == "istio"
+    assert [(ln["name"], ln["port"], ln["protocol"]) for ln in gateway["spec"]["listeners"]] == [("http", 80, "HTTP")]
+    assert not [v for v in of_kind(docs, "VirtualService") if v["spec"].get("gateways")]
+    routes = of_kind(docs, "HTTPRoute")
+    assert {(r["metadata"]["namespace"], r["metadata"]["name"]) for r in routes} == {
+        (NAMESPACE, "front-end"), ("istio-system", f"{NAMESPACE}-dashboards")}
+    assert resolve_route(routes, "/demo-app") == ("redirect", "/demo-app/")
+    assert resolve_route(routes, "/demo-app/") == ("backend", (NAMESPACE, "front-end", 8080), "/")
+    assert resolve_route(routes, "/demo-app/slow-page") == ("backend", (NAMESPACE, "front-end", 8080), "/slow-page")
+    assert resolve_route(routes, "/jaeger/search") == ("backend", ("istio-system", "tracing", 80), "/jaeger/search")
+    assert resolve_route(routes, "/grafana") == ("backend", ("istio-system", "grafana", 3000), "/grafana")
+    assert resolve_route(routes, "/kiali/") == ("backend", ("istio-system", "kiali", 20001), "/kiali/")
+    assert resolve_route(routes, "/demo-apps") is None and resolve_route(routes, "/") is None
+
+
+def test_gateway_api_routes_follow_hosts_prefix_and_dashboards():
+    docs = load_docs(render_ok(CHART, CHART / "ci" / "custom-values.yaml"))
+    [route] = of_kind(docs, "HTTPRoute")
+    assert route["spec"]["hostnames"] == ["demo.example.test"]
+    assert resolve_route([route], "/shop/fast-page") == ("backend", (NAMESPACE, "front-end", 8080), "/fast-page")
+    [gateway] = of_kind(docs, "Gateway")
+    [expr] = gateway["spec"]["listeners"][0]["allowedRoutes"]["namespaces"]["selector"]["matchExpressions"]
+    assert expr["values"] == [NAMESPACE]
+
+
+def test_istio_ingress_matches_the_contract():
+    docs = load_docs(render_ok(CHART, ISTIO_MODE))
+    [gateway] = of_kind(docs, "Gateway")
+    assert gateway["apiVersion"] == "networking.istio.io/v1"
     assert gateway["spec"]["selector"] == {"istio": "ingressgateway"}
     assert gateway["spec"]["servers"][0]["port"]["number"] == 80
+    assert of_kind(docs, "HTTPRoute") == []
     [vs] = [v for v in of_kind(docs, "VirtualService") if v["spec"].get("gateways")]
+    assert vs["spec"]["gateways"] == [gateway["metadata"]["name"]]
     routes = {}
     for http in vs["spec"]["http"]:
         uri = http["match"][0]["uri"]
@@ -169,6 +243,13 @@ def test_ingress_routes_match_the_contract():
     }
 
 
+def test_mesh_internal_routing_and_faults_stay_in_a_virtualservice_in_both_modes():
+    for values in (None, ISTIO_MODE):
+        docs = load_docs(render_ok(CHART, values))
+        [vs] = [v for v in of_kind(docs, "VirtualService") if v["metadata"]["name"] == "business-logic"]
+        assert "gateways" not in vs["spec"]  # the mesh: the callers' sidecars
+
+
 def test_front_end_env_points_at_business_logic_and_the_dashboards():
     docs = load_docs(render_ok(CHART))
     fe = containers(docs)["front-end"]
@@ -176,6 +257,11 @@ def test_front_end_env_points_at_business_logic_and_the_dashboards():
     assert (url.hostname, url.port) == ("business-logic", 8080)
     assert env_value(fe, "JAEGER_UI_URL") == "http://localhost:8080/jaeger"
     assert env_value(fe, "GRAFANA_URL") == "http://localhost:8080/grafana"
+    # The log links select this release's namespace, wherever it is installed.
+    assert env_value(fe, "LOKI_SELECTOR") == f'{{namespace="{NAMESPACE}"}}'
+    other = load_docs(render_ok(CHART, None, "--namespace", "shop", "--set-string", "front-end.grafanaUrl="))
+    assert env_value(containers(other)["front-end"], "LOKI_SELECTOR") == '{namespace="shop"}'
+    assert "GRAFANA_URL" not in env_map(containers(other)["front-end"])
     assert int(env_value(fe, "SLOW_PAGE_TIMEOUT_MS")) > int(env_value(containers(docs)["business-logic"],
                                                                       "SLOW_ENDPOINT_DELAY_MS"))
 
@@ -348,3 +434,82 @@ def test_hygiene_check_finds_missing_labels_identity_probes_and_limits():
                       container={"livenessProbe": None, "resources": {"requests": {"cpu": "1m"}}})
     problems = pod_hygiene_problems([bare, account()], NAMESPACE)
     assert len(problems) == 6, problems
+
+
+def gateway_api_fixture():
+    gateway = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+               "metadata": {"name": "gw", "namespace": NAMESPACE},
+               "spec": {"gatewayClassName": "istio", "listeners": [
+                   {"name": "http", "port": 80, "protocol": "HTTP", "allowedRoutes": {"namespaces": {"from": "Same"}}}]}}
+
+    def route(name, ns=NAMESPACE, parent=None, backend=None):
+        return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+                "metadata": {"name": name, "namespace": ns},
+                "spec": {"parentRefs": [parent or {"name": "gw", "namespace": NAMESPACE, "sectionName": "http"}],
+                         "rules": [{"backendRefs": [backend or {"name": "web", "port": 8080}]}]}}
+    return gateway, route
+
+
+def test_httproute_check_finds_detached_routes_and_missing_backends():
+    gateway, route = gateway_api_fixture()
+    good = route("ok")
+    docs = [gateway, service(), good,
+            route("no-gateway", parent={"name": "nope"}),
+            route("no-listener", parent={"name": "gw", "sectionName": "https"}),
+            route("other-ns", ns="istio-system", parent={"name": "gw", "namespace": NAMESPACE},
+                  backend={"name": "grafana", "port": 3000}),
+            route("no-service", backend={"name": "wbe", "port": 8080}),
+            route("no-port", backend={"name": "web", "port": 80}),
+            route("cross-ns", backend={"name": "grafana", "namespace": "istio-system", "port": 3000})]
+    grafana = {"kind": "Service", "metadata": {"name": "grafana", "namespace": "istio-system"},
+               "spec": {"ports": [{"port": 3000}]}}
+    known = {**service_index(docs, NAMESPACE), ("istio-system", "grafana"): grafana}
+    problems = httproute_problems(docs, NAMESPACE, known)
+    assert [p.split(":")[0] for p in problems] == [
+        "HTTPRoute/no-gateway", "HTTPRoute/no-listener", "HTTPRoute/other-ns", "HTTPRoute/no-service",
+        "HTTPRoute/no-port", "HTTPRoute/cross-ns"], problems
+    assert httproute_problems([gateway, service(), good], NAMESPACE, known) == []
+
+
+def test_httproute_check_accepts_a_selected_namespace_or_a_reference_grant():
+    gateway, route = gateway_api_fixture()
+    gateway["spec"]["listeners"][0]["allowedRoutes"]["namespaces"] = {"from": "Selector", "selector": {
+        "matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["istio-system"]}]}}
+    grafana = {"kind": "Service", "metadata": {"name": "grafana", "namespace": "istio-system"},
+               "spec": {"ports": [{"port": 3000}]}}
+    there = route("there", ns="istio-system", parent={"name": "gw", "namespace": NAMESPACE},
+                  backend={"name": "grafana", "port": 3000})
+    known = {("istio-system", "grafana"): grafana}
+    assert httproute_problems([gateway, there], NAMESPACE, known) == []
+    here = route("here", backend={"name": "grafana", "namespace": "istio-system", "port": 3000})
+    grant = {"kind": "ReferenceGrant", "metadata": {"name": "g", "namespace": "istio-system"},
+             "spec": {"from": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "namespace": NAMESPACE}],
+                      "to": [{"group": "", "kind": "Service"}]}}
+    problems = httproute_problems([gateway, here], NAMESPACE, known)
+    assert any("admits" in p for p in problems) and any("ReferenceGrant" in p for p in problems)
+    gateway["spec"]["listeners"][0]["allowedRoutes"]["namespaces"] = {"from": "All"}
+    assert httproute_problems([gateway, here, grant], NAMESPACE, known) == []
+
+
+def test_ingress_identity_follows_the_gateway_kind():
+    gateway, _ = gateway_api_fixture()
+    assert ingress_principals([gateway], NAMESPACE) == {f"cluster.local/ns/{NAMESPACE}/sa/gw-istio"}
+    gateway["spec"]["gatewayClassName"] = "envoy"
+    assert ingress_principals([gateway], NAMESPACE) == set()
+    istio = {"apiVersion": "networking.istio.io/v1", "kind": "Gateway", "metadata": {"name": "g"},
+             "spec": {"selector": {"istio": "ingressgateway"}}}
+    assert ingress_principals([istio], NAMESPACE) == {INGRESS_GATEWAY}
+
+
+@pytest.mark.parametrize("prefix, replacement, path, want", [
+    ("/foo", "/xyz", "/foo/bar", "/xyz/bar"), ("/foo/", "/xyz/", "/foo/bar", "/xyz/bar"),
+    ("/foo", "/xyz", "/foo", "/xyz"), ("/foo", "/xyz", "/foo/", "/xyz/"), ("/foo/", "", "/foo", "/"),
+    ("/foo", "/", "/foo/bar", "/bar"), ("/foo", "/", "/foo", "/"), ("/foo", "", "/foo/bar", "/bar"),
+])
+def test_prefix_rewrite_follows_the_gateway_api_table(prefix, replacement, path, want):
+    route = {"metadata": {"namespace": "ns"}, "spec": {"rules": [{
+        "matches": [{"path": {"type": "PathPrefix", "value": prefix}}],
+        "filters": [{"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplacePrefixMatch",
+                                                                  "replacePrefixMatch": replacement}}}],
+        "backendRefs": [{"name": "b", "port": 1}]}]}}
+    assert resolve_route([route], path) == ("backend", ("ns", "b", 1), want)

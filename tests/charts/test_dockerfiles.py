@@ -1,6 +1,7 @@
-"""The two Dockerfiles pass hadolint and keep the properties the chart relies on:
-pinned bases, a cached dependency layer, a non-root shell-less runtime, port 8080.
-The .dockerignore keeps the workspace in the build context and the rest out."""
+"""The one Dockerfile (the service chosen with --build-arg PACKAGE) passes hadolint and
+keeps the properties the chart relies on: pinned bases, a cached dependency layer, a
+non-root shell-less runtime, port 8080. The .dockerignore keeps the workspace in the
+build context and the rest out."""
 
 from __future__ import annotations
 
@@ -17,9 +18,17 @@ def hadolint(*args: str, stdin: str | None = None) -> subprocess.CompletedProces
     return subprocess.run([venv_tool("hadolint"), *args], input=stdin, capture_output=True, text=True, timeout=60)
 
 
-def test_hadolint_passes_on_both_dockerfiles():
-    result = hadolint(*(str(REPO / s / "Dockerfile") for s in SERVICES))
+DOCKERFILE = REPO / "Dockerfile"
+
+
+def test_hadolint_passes_on_the_dockerfile():
+    result = hadolint(str(DOCKERFILE))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_one_dockerfile_serves_both_services():
+    assert [p.relative_to(REPO) for p in REPO.glob("*/Dockerfile")] == []
+    assert set(SERVICES) <= set(workspace_members())
 
 
 def test_hadolint_flags_a_careless_dockerfile():
@@ -33,9 +42,8 @@ def stages(dockerfile: str) -> list[str]:
     return re.findall(r"^FROM\s+(\S+)", dockerfile, re.M)
 
 
-@pytest.mark.parametrize("service", SERVICES)
-def test_dockerfile_builds_a_pinned_non_root_shell_less_image(service):
-    text = (REPO / service / "Dockerfile").read_text()
+def test_dockerfile_builds_a_pinned_non_root_shell_less_image():
+    text = DOCKERFILE.read_text()
     bases = stages(text)
     external = [b for b in bases if ":" in b]
     # Pinned toolchain and runtime (no floating `latest`, a Rust version in the builder tag).
@@ -44,7 +52,7 @@ def test_dockerfile_builds_a_pinned_non_root_shell_less_image(service):
     assert re.search(r"cargo install --locked cargo-chef --version \"?\$\{CARGO_CHEF_VERSION\}", text)
     assert re.search(r"^ARG CARGO_CHEF_VERSION=\d+\.\d+\.\d+$", text, re.M)
     # Dependency layer before the sources, with the cargo registry cached.
-    assert text.index("cargo chef cook") < text.index("COPY . .\nRUN --mount")
+    assert text.index("cargo chef cook") < text.index("COPY . .\n# The binary")
     assert "--mount=type=cache,target=/usr/local/cargo/registry" in text  # shared by both images
     # Architecture-neutral, no shell needed at run time.
     assert "--target" not in text and "x86_64" not in text and "aarch64" not in text
@@ -52,8 +60,26 @@ def test_dockerfile_builds_a_pinned_non_root_shell_less_image(service):
     final = text[text.rindex("FROM "):]
     assert re.search(r"^USER 65532(:65532)?$", final, re.M)
     assert re.search(r"^EXPOSE 8080$", final, re.M) and re.search(r"^ENV PORT=8080$", final, re.M)
-    assert re.search(rf'^ENTRYPOINT \["/usr/local/bin/{service}"\]$', final, re.M)
-    assert f"ARG PACKAGE={service}" in text
+    assert re.search(r'^ENTRYPOINT \["/usr/local/bin/service"\]$', final, re.M)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_package_argument_builds_and_names_each_service(service):
+    """What `docker build --build-arg PACKAGE=<service>` does with the argument: the builder
+    stage builds that package's binary under its own name, `service` links to it, and the
+    runtime stage labels the image with it (no default: a build without it stops)."""
+    text = DOCKERFILE.read_text()
+    builder = text[text.index("AS builder"):text.rindex("FROM ")]
+    assert re.search(r"^ARG PACKAGE$", builder, re.M) and 'if [ -z "${PACKAGE}" ]' in builder
+    commands = builder.replace("${PACKAGE}", service)
+    assert f'--package "{service}" --bin "{service}"' in commands
+    assert f'cp "target/release/{service}" "/out/usr/local/bin/{service}"' in commands
+    assert f'ln -s "{service}" /out/usr/local/bin/service' in commands
+    final = text[text.rindex("FROM "):]
+    assert 'org.opencontainers.image.title="${PACKAGE}"' in final and re.search(r"^ARG PACKAGE$", final, re.M)
+    make = subprocess.run(["make", "--no-print-directory", "-n", f"build-{service}"], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert f"--build-arg PACKAGE={service} " in make.stdout, make.stdout + make.stderr
 
 
 def dockerignore_patterns() -> list[str]:
@@ -101,7 +127,7 @@ def test_dockerignore_keeps_the_workspace_and_drops_the_rest():
     needed += [f"{m}/Cargo.toml" for m in workspace_members()] + [f"{m}/src/lib.rs" for m in workspace_members()]
     assert [p for p in needed if ignored(p, patterns)] == []
     dropped = ["target/release/front-end", ".git/HEAD", ".venv/bin/python", "helm/app/Chart.yaml",
-               "front-end/tests/pages.rs", "business-logic.db", "README.md", "front-end/Dockerfile"]
+               "front-end/tests/pages.rs", "business-logic.db", "README.md", "Dockerfile"]
     assert [p for p in dropped if not ignored(p, patterns)] == []
 
 

@@ -29,7 +29,7 @@ def test_images_are_built_and_pushed_with_the_chart_version():
     version = re.search(r'^appVersion:\s*"?([^"\s]+)', (REPO / "helm/app/Chart.yaml").read_text(), re.M)[1]
     commands = make("-n", "build", "push")
     for service in ("business-logic", "front-end"):
-        assert f"docker build -f {service}/Dockerfile -t localhost:5001/{service}:{version} ." in commands
+        assert f"docker build --build-arg PACKAGE={service} -t localhost:5001/{service}:{version} ." in commands
         assert f"docker push localhost:5001/{service}:{version}" in commands
 
 

@@ -8,6 +8,8 @@ run: the registry container exists and is on the kind network, the cluster
 exists, hosts.toml is on the nodes, objects were applied, Helm releases are
 deployed, Istio is installed. Version strings can be overridden with
 FAKE_<TOOL>_VERSION; FAKE_DOCKER_DOWN=1 makes `docker info` fail.
+FAKE_FAIL_AT=N interrupts the run at its Nth state-changing call (that call
+fails before it changes anything), as a Ctrl-C or a dropped connection would.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -58,7 +61,10 @@ class State:
 
     def set(self, key: str, value) -> None:
         self.data[key] = value
-        self.file.write_text(json.dumps(self.data, indent=1, sort_keys=True))
+        # Atomic: a pipeline runs two stand-ins at once (`kubectl create ... | kubectl apply -f -`).
+        tmp = self.file.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
+        tmp.replace(self.file)
 
 
 def log(tool: str, args: list[str], **extra) -> None:
@@ -253,14 +259,21 @@ def kubectl(args: list[str], state: State) -> int:
     objects = state.get("objects", {})
     if rest[:1] == ["apply"]:
         source = option(rest, "-f")
-        text = sys.stdin.read() if source == "-" else Path(source).read_text()
+        if re.match(r"https?://", source or ""):
+            text = downloaded(source)
+            if text is None:
+                return fail(f'error: unable to read URL "{source}", server reported 404 Not Found')
+        else:
+            text = sys.stdin.read() if source == "-" else Path(source).read_text()
         applied = []
         for doc in manifest_docs(text):
             ns = doc["metadata"].get("namespace", namespace)
             key = f"{doc['kind'].lower()}/{ns}/{doc['metadata']['name']}"
             digest = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
             verb = "created" if key not in objects else "unchanged" if objects[key]["digest"] == digest else "configured"
-            objects[key] = {"digest": digest, "data": doc.get("data", {})}
+            objects[key] = {"digest": digest, "data": doc.get("data", {}),
+                            "annotations": doc["metadata"].get("annotations", {}),
+                            "template_annotations": objects.get(key, {}).get("template_annotations", {})}
             print(f"{doc['kind'].lower()}/{doc['metadata']['name']} {verb}")
             applied.append(f"{key} {verb}")
         state.set("objects", objects)
@@ -271,6 +284,8 @@ def kubectl(args: list[str], state: State) -> int:
         name = name or (rest[2] if len(rest) > 2 and not rest[2].startswith("-") else "")
         if kind_ == "deployment" and namespace == "istio-system" and name in ("istiod", "istio-ingressgateway"):
             return 0 if state.get("istio") else fail(f'Error from server (NotFound): deployments.apps "{name}" not found')
+        if kind_ == "crd":
+            namespace = "default"  # cluster-scoped
         obj = objects.get(f"{kind_}/{namespace}/{name}")
         if obj is None and (kind_, name) == ("deployment", "business-logic-v2") and any(
                 r.get("set", {}).get("business-logic.canary.enabled") == "true"
@@ -281,9 +296,70 @@ def kubectl(args: list[str], state: State) -> int:
         jsonpath = option(rest, "-o") or ""
         if jsonpath.startswith("jsonpath={.data."):
             print(obj["data"].get(jsonpath[len("jsonpath={.data."):-1], ""), end="")
+        elif jsonpath.startswith("jsonpath={.metadata.annotations."):
+            key = jsonpath[len("jsonpath={.metadata.annotations."):-1].replace("\\.", ".")
+            print(obj.get("annotations", {}).get(key, ""), end="")
         return 0
+    if rest[:1] == ["patch"]:
+        kind_, _, name = rest[1].partition("/")
+        key = f"{kind_}/{namespace}/{name}"
+        if key not in objects:
+            return fail(f'Error from server (NotFound): {kind_}s.apps "{name}" not found')
+        patch = json.loads(option(rest, "-p"))
+        wanted = patch.get("spec", {}).get("template", {}).get("metadata", {}).get("annotations", {})
+        have = objects[key].setdefault("template_annotations", {})
+        changed = any(have.get(k) != v for k, v in wanted.items())
+        have.update(wanted)
+        state.set("objects", objects)
+        print(f"{kind_}.apps/{name} patched" + ("" if changed else " (no change)"))
+        log("applied", [f"{key} {'configured' if changed else 'unchanged'}"])
+        return 0
+    if rest[:2] in (["rollout", "restart"], ["rollout", "status"]) and namespace == "istio-system":
+        kind_, _, name = rest[2].partition("/")
+        known = f"{kind_}/{namespace}/{name}" in objects or (state.get("istio") and name.startswith("istio")) \
+            or (kind_ in ("statefulset", "daemonset") and f"{namespace}/{name}" in state.get("releases", {}))
+        if not known:
+            return fail(f'Error from server (NotFound): {kind_}s.apps "{name}" not found')
     print(f"fake kubectl {' '.join(rest[:2])}")
     return 0
+
+
+def downloaded(url: str) -> str | None:
+    """What a release URL the script applies would hold: the Gateway API CRD bundle."""
+    import yaml
+
+    m = re.fullmatch(r"https://github.com/kubernetes-sigs/gateway-api/releases/download/(v[0-9.]+)/standard-install.yaml",
+                     url)
+    if not m:
+        return None
+    crds = ["gatewayclasses", "gateways", "httproutes", "grpcroutes", "referencegrants", "backendtlspolicies",
+            "listenersets", "tlsroutes"]
+    return yaml.safe_dump_all([
+        {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+         "metadata": {"name": f"{crd}.gateway.networking.k8s.io",
+                      "annotations": {"gateway.networking.k8s.io/bundle-version": m.group(1),
+                                      "gateway.networking.k8s.io/channel": "standard"}}}
+        for crd in crds])
+
+
+MUTATING = {
+    "docker": lambda a: a[:1] in (["run"], ["start"], ["rm"]) or a[:2] == ["network", "connect"]
+    or (a[:1] == ["exec"] and ("cp" in a or "mkdir" in a)),
+    "kind": lambda a: a[:1] in (["create"], ["delete"]),
+    "kubectl": lambda a: "--dry-run=client" not in a and bool(
+        {"apply", "label", "patch", "create", "delete"} & set(a[:6]) or "restart" in a),
+    "helm": lambda a: "upgrade" in a or "uninstall" in a,
+    "istioctl": lambda a: a[:1] == ["install"],
+}
+
+
+def interrupted(tool: str, args: list[str], state: State) -> bool:
+    """FAKE_FAIL_AT=N: the Nth state-changing call of the sandbox fails before doing anything."""
+    if not MUTATING[tool](args):
+        return False
+    count = state.get("mutations", 0) + 1
+    state.set("mutations", count)
+    return str(count) == os.environ.get("FAKE_FAIL_AT")
 
 
 # --- helm ----------------------------------------------------------------------------------------------
@@ -328,7 +404,7 @@ def helm(args: list[str], state: State) -> int:
 
 def istioctl(args: list[str], state: State) -> int:
     if args[:1] == ["version"]:
-        print(f"client version: {os.environ.get('FAKE_ISTIOCTL_VERSION', '1.30.4')}")
+        print(f"client version: {os.environ.get('FAKE_ISTIOCTL_VERSION', '1.31.1')}")
         return 0
     if args[:1] == ["install"]:
         if not state.get("clusters"):
@@ -344,5 +420,8 @@ def istioctl(args: list[str], state: State) -> int:
 def main(tool: str) -> int:
     args = sys.argv[1:]
     log(tool, args)
+    state = State()
+    if interrupted(tool, args, state):
+        return fail(f"fake {tool}: interrupted (FAKE_FAIL_AT)", 130)
     return {"docker": docker, "kind": kind, "kubectl": kubectl, "helm": helm, "istioctl": istioctl}[tool](
-        args, State())
+        args, state)

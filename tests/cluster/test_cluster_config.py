@@ -31,6 +31,7 @@ from cluster_support import (
     script_setting,
     service_port,
     shared_tool,
+    unavailable,
     unescape_provisioning,
     venv_tool,
 )
@@ -100,7 +101,7 @@ def test_the_generated_grafana_configmaps_pass_the_schemas(tmp_path):
 def test_prometheus_config_passes_promtool(tmp_path):
     promtool = shutil.which("promtool") or ("/usr/bin/promtool" if os.path.exists("/usr/bin/promtool") else None)
     if not promtool:
-        pytest.skip("promtool not installed (Debian package prometheus)")
+        unavailable("promtool not installed (Debian package prometheus)")
     parsed = yaml.safe_load(find(addon_objects(), "ConfigMap", "prometheus")["data"]["prometheus.yml"])
     jobs = {job["job_name"]: job for job in parsed["scrape_configs"]}
     assert jobs["kubernetes-pods"]["kubernetes_sd_configs"] == [{"role": "pod"}]
@@ -109,11 +110,39 @@ def test_prometheus_config_passes_promtool(tmp_path):
     for job in jobs.values():
         if job.pop("kubernetes_sd_configs", None):
             job["static_configs"] = [{"targets": ["127.0.0.1:9"]}]
+        # scrape_protocols came with Prometheus 2.49; an older promtool (Debian
+        # 12 has 2.42) would reject the field, so it is checked on its own in
+        # test_prometheus_keeps_exemplars_and_asks_for_openmetrics_first.
+        if promtool_version(promtool) < (2, 49):
+            job.pop("scrape_protocols", None)
     config = tmp_path / "prometheus.yml"
     config.write_text(yaml.safe_dump(parsed))
     result = subprocess.run([promtool, "check", "config", "--syntax-only", str(config)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def promtool_version(promtool: str) -> tuple[int, int]:
+    out = subprocess.run([promtool, "--version"], capture_output=True, text=True, timeout=30).stdout
+    m = re.search(r"version (\d+)\.(\d+)", out)
+    assert m, f"no version in {out!r}"
+    return int(m.group(1)), int(m.group(2))
+
+
+def test_prometheus_keeps_exemplars_and_asks_for_openmetrics_first():
+    deployment = find(addon_objects(), "Deployment", "prometheus")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    features = {f for arg in container["args"] if arg.startswith("--enable-feature=")
+                for f in arg.split("=", 1)[1].split(",")}
+    assert "exemplar-storage" in features
+    parsed = yaml.safe_load(find(addon_objects(), "ConfigMap", "prometheus")["data"]["prometheus.yml"])
+    (pods,) = [job for job in parsed["scrape_configs"] if job["job_name"] == "kubernetes-pods"]
+    protocols = pods["scrape_protocols"]
+    # Exemplars travel only in OpenMetrics; protobuf would break Istio's metrics merging.
+    assert protocols[0] == "OpenMetricsText1.0.0"
+    assert "PrometheusProto" not in protocols
+    known = {"OpenMetricsText1.0.0", "OpenMetricsText0.0.1", "PrometheusText1.0.0", "PrometheusText0.0.4"}
+    assert set(protocols) <= known and len(protocols) == len(set(protocols))
 
 
 # --- kind --------------------------------------------------------------------------------------------
@@ -148,8 +177,19 @@ def test_every_image_is_pinned_and_its_version_explained_in_a_comment():
                 assert image in comments, f"{path.name}: say in a comment where {image} comes from"
 
 
+def test_grafana_is_past_its_known_security_fixes():
+    """CVE-2026-76154 affects Grafana up to 12.4.10, 13.0.8, 13.1.5 and 13.2.1."""
+    [image] = [c["image"] for obj in load_docs(ADDONS / "grafana.yaml") if obj.get("kind") == "Deployment"
+               for c in obj["spec"]["template"]["spec"]["containers"]]
+    version = tuple(int(p) for p in image.rpartition(":")[2].split("."))
+    fixed = {(12, 4): (12, 4, 11), (13, 0): (13, 0, 9), (13, 1): (13, 1, 6), (13, 2): (13, 2, 2)}
+    assert version[:2] >= (13, 2) and version >= fixed.get(version[:2], (0,)), image
+
+
 def test_chart_and_istio_versions_are_pinned_in_the_script():
-    assert re.fullmatch(r"1\.30\.\d+", script_setting("ISTIO_VERSION"))
+    assert re.fullmatch(r"1\.31\.\d+", script_setting("ISTIO_VERSION"))
+    # The Gateway API release Istio 1.31 is built against (v1.6.x).
+    assert re.fullmatch(r"v1\.6\.\d+", script_setting("GATEWAY_API_VERSION"))
     assert re.fullmatch(r"v0\.32\.0", script_setting("KIND_VERSION"))
     for chart in ("LOKI", "ALLOY"):
         assert re.fullmatch(r"\d+\.\d+\.\d+", script_setting(f"{chart}_CHART_VERSION"))
@@ -300,6 +340,16 @@ def test_loki_link_goes_to_jaeger_and_jaeger_links_back_to_loki():
     assert "${__trace.traceId}" in unescape_provisioning(logs["query"])
 
 
+def test_prometheus_exemplars_link_to_the_jaeger_data_source():
+    sources = grafana_datasources()
+    (destination,) = sources["prometheus"]["jsonData"]["exemplarTraceIdDestinations"]
+    # The label the services put on their exemplars (telemetry/src/metrics.rs;
+    # test_cluster_observability reads it back from their OpenMetrics).
+    assert destination["name"] == "trace_id"
+    assert sources[destination["datasourceUid"]]["type"] == "jaeger"
+    assert "url" not in destination, "an internal link needs no URL"
+
+
 def test_provisioning_files_escape_every_grafana_variable():
     """An unescaped ${__value.raw} would be replaced by an empty environment variable."""
     text = (GRAFANA / "datasources.yaml").read_text()
@@ -332,6 +382,19 @@ def test_dashboard_shows_rate_errors_percentiles_slow_versus_fast_and_logs():
     (logs,) = [p for p in panels if p["type"] == "logs"]
     assert logs["datasource"]["uid"] == "loki"
     assert f'namespace="{APP_NAMESPACE}"' in logs["targets"][0]["expr"]
+
+
+def test_the_latency_panels_show_exemplars():
+    latency = [p for p in dashboard_panels() if p["type"] == "timeseries"
+               and any("http_requests_duration_seconds_bucket" in t["expr"] for t in p["targets"])]
+    assert len(latency) >= 2
+    for panel in latency:
+        with_exemplars = [t for t in panel["targets"] if t.get("exemplar") is True]
+        # One query per panel: its siblings share the selector, so more would draw every dot twice.
+        assert len(with_exemplars) == 1, panel["title"]
+        assert with_exemplars[0]["datasource"]["uid"] == "prometheus"
+    others = [p for p in dashboard_panels() if p not in latency]
+    assert not any(t.get("exemplar") for p in others for t in p["targets"])
 
 
 def test_only_panels_marked_as_needing_the_mesh_use_istio_metrics():
@@ -368,7 +431,8 @@ def render_if_chart_available(env_var: str, values: Path) -> None:
 def test_loki_values_ask_for_a_single_binary_on_the_filesystem_without_extras():
     path = ADDONS / "loki-values.yaml"
     values = yaml.safe_load(path.read_text())
-    assert values["deploymentMode"] == "SingleBinary"
+    # `Monolithic`: the chart's name for one binary; `SingleBinary` is deprecated.
+    assert values["deploymentMode"] == "Monolithic"
     loki = values["loki"]
     assert loki["auth_enabled"] is False
     assert loki["commonConfig"]["replication_factor"] == 1

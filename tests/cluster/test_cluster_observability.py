@@ -9,7 +9,13 @@ logging text) and export spans to a stand-in Zipkin collector. Then:
     substituted, finds that trace's lines from both services;
   - a real Prometheus (Debian package `prometheus`) scrapes both services every
     second, and every PromQL expression of the provisioned dashboard that does
-    not need the mesh returns data.
+    not need the mesh returns data;
+  - exemplars: /metrics asked for OpenMetrics is valid OpenMetrics (the
+    `prometheus_client` parser) whose slow-endpoint bucket holds the trace id
+    the slow page printed and the collector received; asked for nothing, it is
+    the plain text format with the same series; unsampled requests leave no
+    exemplar; and Prometheus, with exemplar storage on, returns that trace id
+    from /api/v1/query_exemplars for both services.
 Every wait is bounded; every process is stopped at the end.
 """
 
@@ -31,21 +37,23 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cluster_support import APP_NAMESPACE, GRAFANA, REPO, grafana_datasources, unavailable, unescape_provisioning
+from cluster_support import (
+    ADDONS,
+    APP_NAMESPACE,
+    GRAFANA,
+    REPO,
+    grafana_datasources,
+    load_docs,
+    unavailable,
+    unescape_provisioning,
+)
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
+from prometheus_client.parser import text_string_to_metric_families as parse_prometheus_text
+from service_process import Service, http_get, service_binaries, wait_until
 
 MESH_MARK = "Needs the mesh"
 # Grafana's interval variables, for instant queries over the test's short window.
 GRAFANA_INTERVALS = {"$__rate_interval": "30s", "$__interval": "5s", "$__range": "1m"}
-
-
-def wait_until(condition, timeout: float, what: str, step: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def free_port() -> int:
@@ -54,14 +62,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def http_get(url: str, timeout: float = 10.0) -> tuple[int, str]:
+def http_get_with(url: str, headers: dict[str, str], timeout: float = 10.0) -> tuple[int, str, str]:
+    """(status, Content-Type, body) of a GET with these request headers."""
+    request = urllib.request.Request(url, headers=headers)
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status, response.read().decode()
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.headers.get("Content-Type", ""), response.read().decode()
     except urllib.error.HTTPError as e:
-        return e.code, e.read().decode(errors="replace")
+        return e.code, e.headers.get("Content-Type", ""), e.read().decode(errors="replace")
     except OSError:
-        return 0, ""
+        return 0, "", ""
 
 
 # --- a stand-in Zipkin collector --------------------------------------------------------------------
@@ -105,71 +115,22 @@ class Collector:
         with self.lock:
             return {s.get("localEndpoint", {}).get("serviceName") for s in self.spans if s["traceId"] == trace_id}
 
+    def server_spans_of(self, trace_id: str) -> set[str]:
+        """The services whose SERVER span of this trace arrived (a request's last span to end)."""
+        with self.lock:
+            return {s.get("localEndpoint", {}).get("serviceName") for s in self.spans
+                    if s["traceId"] == trace_id and s.get("kind") == "SERVER"}
+
+    def span(self, trace_id: str, span_id: str) -> dict | None:
+        with self.lock:
+            return next((s for s in self.spans if s["traceId"] == trace_id and s["id"] == span_id), None)
+
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
 
 
 # --- the services -------------------------------------------------------------------------------------
-
-class Service:
-    """A service binary on a free loopback port; its stdout lines are kept."""
-
-    def __init__(self, binary: Path, env: dict[str, str]) -> None:
-        self.name = binary.name
-        self.lines: list[str] = []
-        self.proc = subprocess.Popen([str(binary)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, cwd=env.get("WORK_DIR"))
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-        try:
-            port = wait_until(self._port, 30, f"{self.name} to listen")
-            self.url = f"http://127.0.0.1:{port}"
-            wait_until(lambda: http_get(self.url + "/readyz", 2)[0] == 200, 30, f"{self.name} to be ready")
-        except AssertionError as e:
-            self.stop()
-            raise AssertionError(f"{e}; its output:\n" + "\n".join(self.lines[-20:])) from None
-
-    def _port(self) -> str | None:
-        """The port of the start-up line: `... listening port=N` (text) or `"port":N` (JSON)."""
-        for line in self.lines:
-            if "listening" in line and (m := re.search(r'(?:port=|"port":)(\d+)', line)):
-                return m.group(1)
-        if self.proc.poll() is not None:
-            raise AssertionError(f"{self.name} exited with {self.proc.returncode}")
-        return None
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-
-
-def service_binaries() -> Path:
-    """target/debug with fresh business-logic and front-end binaries
-    (SERVICE_BIN_DIR overrides; otherwise `cargo build` brings them up to date)."""
-    if os.environ.get("SERVICE_BIN_DIR"):
-        bin_dir = Path(os.environ["SERVICE_BIN_DIR"])
-    else:
-        bin_dir = Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target") / "debug"
-        cargo = shutil.which("cargo")
-        if cargo:
-            build = subprocess.run([cargo, "build", "--quiet", "-p", "business-logic", "-p", "front-end"],
-                                   cwd=REPO, capture_output=True, text=True, timeout=1800)
-            assert build.returncode == 0, build.stderr[-4000:]
-    for name in ("business-logic", "front-end"):
-        if not (bin_dir / name).is_file():
-            unavailable(f"{bin_dir / name} not built (run cargo build -p business-logic -p front-end)")
-    return bin_dir
-
 
 class Stack:
     def __init__(self, tmp: Path) -> None:
@@ -327,13 +288,17 @@ def prometheus(stack, tmp_path_factory):
     binary = prometheus_binary()
     tmp = tmp_path_factory.mktemp("prometheus")
     targets = {s.name: urllib.parse.urlparse(s.url).netloc for s in stack.services}
-    config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-              "scrape_configs": [{"job_name": name, "static_configs": [{"targets": [target]}]}
-                                 for name, target in targets.items()]}
+    jobs = [{"job_name": name, "static_configs": [{"targets": [target]}]} for name, target in targets.items()]
+    # As in the cluster (istio-add-ons/prometheus.yaml): OpenMetrics first. Prometheus
+    # before 2.49 has no scrape_protocols and asks for OpenMetrics first by itself.
+    if prometheus_version(binary) >= (2, 49):
+        for job in jobs:
+            job["scrape_protocols"] = cluster_scrape_protocols()
+    config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"}, "scrape_configs": jobs}
     (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = free_port()
     proc = subprocess.Popen([binary, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'data'}",
-                             f"--web.listen-address=127.0.0.1:{port}"],
+                             f"--web.listen-address=127.0.0.1:{port}", "--enable-feature=exemplar-storage"],
                             stdout=subprocess.DEVNULL, stderr=(tmp / "prometheus.log").open("w"))
     url = f"http://127.0.0.1:{port}"
     try:
@@ -352,6 +317,20 @@ def prometheus(stack, tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+
+def prometheus_version(binary: str) -> tuple[int, int]:
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30)
+    m = re.search(r"version (\d+)\.(\d+)", out.stdout + out.stderr)
+    assert m, f"no version in {out.stdout!r}"
+    return int(m.group(1)), int(m.group(2))
+
+
+def cluster_scrape_protocols() -> list[str]:
+    (config_map,) = [d for d in load_docs(ADDONS / "prometheus.yaml") if d["kind"] == "ConfigMap"]
+    parsed = yaml.safe_load(config_map["data"]["prometheus.yml"])
+    (pods,) = [job for job in parsed["scrape_configs"] if job["job_name"] == "kubernetes-pods"]
+    return pods["scrape_protocols"]
 
 
 def query(url: str, expr: str) -> list[dict]:
@@ -389,3 +368,140 @@ def test_the_service_variable_lists_both_services(prometheus):
                             urllib.parse.urlencode({"match[]": "http_requests_total"}))
     assert status == 200
     assert {"front-end", "business-logic"} <= set(json.loads(body)["data"])
+
+
+# --- exemplars: from a latency spike to its trace ------------------------------------------------------
+
+# A duration bucket, (0.5 s, 1 s], that no other request of this module falls in, so the
+# slow page's exemplar stays the latest there.
+SLOW_DELAY_MS = 700
+SLOW_ENDPOINTS = {"front-end": "/slow-page", "business-logic": "/slow-endpoint"}
+# What Prometheus 2.x sends when it scrapes.
+PROMETHEUS_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+                     "text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
+PLAIN_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def exemplar_label() -> str:
+    """The exemplar label Grafana opens in Jaeger (istio-add-ons/grafana/datasources.yaml)."""
+    (destination,) = grafana_datasources()["prometheus"]["jsonData"]["exemplarTraceIdDestinations"]
+    return destination["name"]
+
+
+@pytest.fixture(scope="module")
+def slow_page(stack) -> str:
+    """A slow page's trace id, as the page printed it, once both services exported it."""
+    status, body = http_get(f"{stack.frontend.url}/slow-page?delay_ms={SLOW_DELAY_MS}", 20)
+    assert status == 200, body[:500]
+    trace_id = re.search(r'id="trace-id">([0-9a-f]{32})<', body).group(1)
+    wait_until(lambda: set(SLOW_ENDPOINTS) <= stack.collector.server_spans_of(trace_id), 20,
+               f"the server spans of trace {trace_id} from both services at the collector", step=0.2)
+    return trace_id
+
+
+def scrape_openmetrics(service: Service) -> str:
+    status, content_type, body = http_get_with(service.url + "/metrics", {"Accept": PROMETHEUS_ACCEPT})
+    assert status == 200
+    assert content_type == "application/openmetrics-text; version=1.0.0; charset=utf-8", content_type
+    return body
+
+
+def series(samples) -> set[tuple]:
+    """(sample name, labels) of each sample, `le` as a number (text writes 1, OpenMetrics 1.0)."""
+    return {(s.name, tuple(sorted((k, str(float(v)) if k == "le" else v) for k, v in s.labels.items())))
+            for s in samples}
+
+
+@pytest.mark.parametrize("name", SLOW_ENDPOINTS)
+def test_openmetrics_is_valid_and_the_slow_bucket_holds_the_slow_page_trace(stack, slow_page, name):
+    service = {s.name: s for s in stack.services}[name]
+    body = scrape_openmetrics(service)
+    assert body.endswith("\n# EOF\n")
+    families = {f.name: f for f in parse_openmetrics(body)}  # raises on anything that is not OpenMetrics
+    label = exemplar_label()
+
+    buckets = [s for s in families["http_requests_duration_seconds"].samples
+               if s.name.endswith("_bucket") and s.labels["endpoint"] == SLOW_ENDPOINTS[name] and s.exemplar]
+    slow = [s for s in buckets if s.exemplar.labels.get(label) == slow_page]
+    assert len(slow) == 1, f"no {SLOW_ENDPOINTS[name]} bucket of {name} holds trace {slow_page}: {buckets}"
+    (bucket,) = slow
+    assert SLOW_DELAY_MS / 1000 <= bucket.exemplar.value <= float(bucket.labels["le"])
+    assert bucket.labels["service"] == name and bucket.value >= 1
+    # The exemplar's span is this service's span of that trace, as the collector received it.
+    span = stack.collector.span(slow_page, bucket.exemplar.labels["span_id"])
+    assert span and span["localEndpoint"]["serviceName"] == name, span
+    assert span.get("kind") == "SERVER"
+
+    # The request counter carries an exemplar too: the series' latest request, a received trace.
+    (counter,) = [s for s in families["http_requests"].samples
+                  if s.name == "http_requests_total" and s.labels["endpoint"] == SLOW_ENDPOINTS[name]]
+    assert counter.exemplar and counter.exemplar.value == 1
+    assert counter.exemplar.labels[label] in stack.collector.trace_ids()
+
+
+@pytest.mark.parametrize("accept", [None, "text/plain", "*/*", "text/plain;q=0.9,application/openmetrics-text;q=0.5"])
+def test_without_asking_for_openmetrics_metrics_stay_plain_text_with_the_same_series(stack, accept):
+    for service in stack.services:
+        headers = {"Accept": accept} if accept else {}
+        http_get_with(service.url + "/metrics", headers)  # the scrape series exists in both answers below
+        status, content_type, plain = http_get_with(service.url + "/metrics", headers)
+        assert status == 200 and content_type == PLAIN_TEXT, content_type
+        assert "# EOF" not in plain and " # {" not in plain
+        assert f'http_requests_total{{endpoint="/metrics",method="GET",service="{service.name}",status="200"}}' in plain
+        assert "# TYPE http_requests_duration_seconds histogram" in plain
+        plain_series = series(s for f in parse_prometheus_text(plain) for s in f.samples)
+        openmetrics_series = series(s for f in parse_openmetrics(scrape_openmetrics(service)) for s in f.samples)
+        assert plain_series == openmetrics_series
+
+
+def test_unsampled_requests_leave_no_exemplar(stack):
+    backend = stack.backend
+    ids = {flags: (os.urandom(16).hex(), os.urandom(8).hex()) for flags in ("01", "00")}
+    for flags, (trace_id, parent) in ids.items():
+        status, _, body = http_get_with(backend.url + "/fast-endpoint",
+                                        {"traceparent": f"00-{trace_id}-{parent}-{flags}"})
+        assert status == 200 and json.loads(body)["trace_id"] == trace_id
+    exemplars = {s.exemplar.labels.get(exemplar_label())
+                 for f in parse_openmetrics(scrape_openmetrics(backend)) for s in f.samples if s.exemplar}
+    assert ids["01"][0] in exemplars, "the sampled request left no exemplar"
+    assert ids["00"][0] not in exemplars, "an unsampled request left an exemplar"
+
+
+def test_exemplars_can_be_turned_off(tmp_path):
+    bin_dir = service_binaries()
+    service = Service(bin_dir / "business-logic", {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOST": "127.0.0.1", "PORT": "0", "RUST_LOG": "info",
+        "OTEL_TRACES_EXPORTER": "none", "METRICS_EXEMPLARS": "false", "WORK_DIR": str(tmp_path),
+        "DATABASE_URL": f"sqlite://{tmp_path / 'business-logic.db'}", "SHUTDOWN_GRACE_PERIOD_SECS": "2"})
+    try:
+        assert http_get(service.url + "/fast-endpoint")[0] == 200
+        status, content_type, body = http_get_with(service.url + "/metrics", {"Accept": PROMETHEUS_ACCEPT})
+        assert status == 200 and content_type == PLAIN_TEXT
+        assert 'endpoint="/fast-endpoint"' in body and " # {" not in body
+    finally:
+        service.stop()
+
+
+def query_exemplars(url: str, selector: str, start: float, end: float) -> list[dict]:
+    status, body = http_get(f"{url}/api/v1/query_exemplars?" +
+                            urllib.parse.urlencode({"query": selector, "start": start, "end": end}))
+    assert status == 200, f"{selector}: HTTP {status} {body[:500]}"
+    answer = json.loads(body)
+    assert answer["status"] == "success", answer
+    return answer["data"]
+
+
+@pytest.mark.parametrize("name", SLOW_ENDPOINTS)
+def test_prometheus_returns_the_slow_page_trace_as_an_exemplar(prometheus, stack, slow_page, name):
+    label = exemplar_label()
+    selector = f'http_requests_duration_seconds_bucket{{service="{name}", endpoint="{SLOW_ENDPOINTS[name]}"}}'
+
+    def found() -> list[dict]:
+        now = time.time()
+        return [e for group in query_exemplars(prometheus, selector, now - 600, now + 60)
+                for e in group["exemplars"] if e["labels"].get(label) == slow_page]
+
+    (exemplar,) = wait_until(found, 20, f"Prometheus to store {name}'s exemplar of trace {slow_page}", step=0.5)
+    assert float(exemplar["value"]) >= SLOW_DELAY_MS / 1000
+    span = stack.collector.span(slow_page, exemplar["labels"]["span_id"])
+    assert span and span["localEndpoint"]["serviceName"] == name

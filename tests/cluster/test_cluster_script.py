@@ -5,6 +5,7 @@ leaves the five real tools out, so a real installation cannot leak in."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import fake_tools
 import pytest
+import yaml
 from cluster_support import IN_CI, KIND_CONFIG, REPO, SCRIPT, script_setting
 
 HOSTS_TOML = "/etc/containerd/certs.d/localhost:5001/hosts.toml"
@@ -92,9 +94,10 @@ def count(calls: list[dict], tool: str, *prefix: str) -> int:
 
 
 def applied(calls: list[dict], key: str) -> int:
-    """Index of the first `kubectl apply` that applied the object `kind/namespace/name`."""
+    """Index of the first `kubectl apply` (or patch) that applied the object `kind/namespace/name`
+    (`key` may end in the verb: `... configured`)."""
     for i, call in enumerate(calls):
-        if call["tool"] == "applied" and any(a.startswith(key + " ") for a in call["args"]):
+        if call["tool"] == "applied" and any(a == key or a.startswith(key + " ") for a in call["args"]):
             return i
     raise AssertionError(f"{key} was never applied")
 
@@ -124,6 +127,7 @@ def test_first_run_creates_registry_cluster_istio_and_addons_in_order(sandbox):
     hosts = [first(calls, "docker", "exec", "-i", node) for node in NODES]
     network = first(calls, "docker", "network", "connect", "kind", "kind-registry")
     hosting = applied(calls, "configmap/kube-public/local-registry-hosting")
+    gateway_api = applied(calls, "customresourcedefinition/default/httproutes.gateway.networking.k8s.io")
     istio = first(calls, "istioctl", "install")
     label = first(calls, "kubectl", "label", "namespace", "demo-app", "istio-injection=enabled")
     telemetry = applied(calls, "telemetry/istio-system/mesh-default")
@@ -135,7 +139,7 @@ def test_first_run_creates_registry_cluster_istio_and_addons_in_order(sandbox):
                                 ("deployment", "jaeger"), ("deployment", "grafana"), ("statefulset", "loki"),
                                 ("daemonset", "alloy"))]
 
-    assert registry < cluster < min(hosts) and max(hosts) < network < hosting < istio
+    assert registry < cluster < min(hosts) and max(hosts) < network < hosting < gateway_api < istio
     assert istio < label < telemetry < min(addons) and max(addons) < loki < alloy
     assert istio < waits[0] and max(addons + [alloy]) < min(waits[2:])
     assert "Cluster demo is ready" in result.stdout
@@ -148,6 +152,11 @@ def test_first_run_creates_registry_cluster_istio_and_addons_in_order(sandbox):
         assert sandbox.node_file(node, HOSTS_TOML) == '[host."http://kind-registry:5000"]\n'
     # Istio from the repository's operator file; charts pinned, from their repositories.
     assert str(REPO / "istio-add-ons" / "istio-operator.yaml") in calls[istio]["args"]
+    # The Gateway API release Istio 1.31 is built against, its standard channel, server-side.
+    crds = calls[first(calls, "kubectl", "apply", "--server-side")]["args"]
+    assert crds[crds.index("-f") + 1] == ("https://github.com/kubernetes-sigs/gateway-api/releases/download/"
+                                          f"{script_setting('GATEWAY_API_VERSION')}/standard-install.yaml")
+    assert script_setting("GATEWAY_API_VERSION").startswith("v1.6.")
     for index, chart in ((loki, "LOKI"), (alloy, "ALLOY")):
         args = calls[index]["args"]
         assert args[args.index("--version") + 1] == script_setting(f"{chart}_CHART_VERSION")
@@ -186,8 +195,12 @@ def test_changed_files_are_applied_again_and_the_reader_restarted(sandbox, tmp_p
     sandbox.clear_log()
     ok(sandbox.script(repo / "create-cluster.sh"))
     calls = sandbox.calls()
-    assert first(calls, "kubectl", "rollout", "restart", "deployment/grafana") > \
-        applied(calls, "configmap/istio-system/grafana-dashboards")
+    # The new checksum lands on Grafana's pod template (a rollout), after the ConfigMap.
+    assert applied(calls, "deployment/istio-system/grafana configured") > \
+        applied(calls, "configmap/istio-system/grafana-dashboards configured")
+    assert not [c for c in calls if c["tool"] == "applied" and any(
+        a.startswith(("deployment/istio-system/jaeger ", "deployment/istio-system/kiali ")) and
+        not a.endswith(" unchanged") for a in c["args"])]
     assert count(calls, "istioctl", "install") == 0 and count(calls, "helm", "upgrade") == 0
 
     operator = repo / "istio-add-ons" / "istio-operator.yaml"
@@ -255,8 +268,8 @@ def test_make_up_creates_the_cluster_then_builds_pushes_and_deploys(sandbox):
     calls = sandbox.calls()
     cluster = first(calls, "kind", "create", "cluster")
     addons = first(calls, "helm", "upgrade", "--install", "alloy")
-    build_bl = first(calls, "docker", "build", contains="business-logic/Dockerfile")
-    build_fe = first(calls, "docker", "build", contains="front-end/Dockerfile")
+    build_bl = first(calls, "docker", "build", contains="PACKAGE=business-logic")
+    build_fe = first(calls, "docker", "build", contains="PACKAGE=front-end")
     push_bl = first(calls, "docker", "push", contains="localhost:5001/business-logic:")
     push_fe = first(calls, "docker", "push", contains="localhost:5001/front-end:")
     app = first(calls, "helm", "upgrade", "--install", "app")
@@ -264,6 +277,7 @@ def test_make_up_creates_the_cluster_then_builds_pushes_and_deploys(sandbox):
     assert cluster < addons < build_bl < build_fe < push_bl < push_fe < app < app_ready
     for url in ("/demo-app/", "/jaeger", "/grafana", "/kiali"):
         assert f"http://localhost:8080{url}" in result.stdout
+    assert "make verify" in result.stdout.splitlines()[-1], "make up ends by pointing at make verify"
 
     sandbox.clear_log()
     ok(sandbox.run(["make", "up"]))
@@ -285,10 +299,95 @@ def test_make_clean_up_deletes_cluster_and_registry_and_tolerates_their_absence(
     assert count(sandbox.calls(), "kind", "delete") == 0 and count(sandbox.calls(), "docker", "rm") == 0
 
 
-def test_make_port_forward_targets_the_ingress_gateway(sandbox):
+def test_make_port_forward_targets_the_gateway_istio_deploys(sandbox):
     ok(sandbox.script())
     sandbox.clear_log()
     ok(sandbox.run(["make", "port-forward"]))
     call = sandbox.calls()[first(sandbox.calls(), "kubectl", "port-forward")]
+    # helm/app's Gateway `demo-gateway` in the app's namespace: Istio names its Service demo-gateway-istio.
+    assert call["args"][-2:] == ["svc/demo-gateway-istio", "8080:80"]
+    assert "demo-app" in call["args"] and "kind-demo" in call["args"]
+
+
+def test_make_port_forward_targets_istio_ingressgateway_for_the_istio_variant(sandbox):
+    ok(sandbox.script())
+    sandbox.clear_log()
+    ok(sandbox.run(["make", "port-forward", "GATEWAY_API=istio", "NAMESPACE=shop"]))
+    call = sandbox.calls()[first(sandbox.calls(), "kubectl", "port-forward")]
     assert call["args"][-2:] == ["svc/istio-ingressgateway", "8080:80"]
-    assert "istio-system" in call["args"] and "kind-demo" in call["args"]
+    assert "istio-system" in call["args"]
+
+
+def test_the_istio_image_hub_is_explicit():
+    [operator] = [d for d in yaml.safe_load_all((REPO / "istio-add-ons" / "istio-operator.yaml").read_text()) if d]
+    assert operator["spec"]["hub"] == "docker.io/istio"
+    assert script_setting("ISTIO_VERSION").startswith("1.31.")
+
+
+def test_grafana_queries_follow_the_app_namespace(sandbox):
+    ok(sandbox.run(["make", "create-cluster", "NAMESPACE=shop"]))
+    calls = sandbox.calls()
+    first(calls, "kubectl", "label", "namespace", "shop", "istio-injection=enabled")
+    state = json.loads((sandbox.state / "state.json").read_text())
+    datasources = state["objects"]["configmap/istio-system/grafana-datasources"]["data"]["datasources.yaml"]
+    assert '{namespace="shop"} |= "$${__trace.traceId}"' in datasources
+    board = state["objects"]["configmap/istio-system/grafana-dashboards"]["data"]["demo-app.json"]
+    assert 'namespace=\\"shop\\"' in board and "demo-app\\\"" not in board
+    assert json.loads(board)  # still valid JSON
+
+
+def test_an_invalid_namespace_is_refused_before_anything_runs(sandbox):
+    result = sandbox.script(APP_NAMESPACE="Demo_App")
+    assert result.returncode == 1 and "APP_NAMESPACE=Demo_App" in result.stderr
+    assert sandbox.calls() == []
+
+
+def mutations(sandbox: Sandbox) -> int:
+    return json.loads((sandbox.state / "state.json").read_text())["mutations"]
+
+
+def cluster_state(sandbox: Sandbox) -> dict:
+    state = json.loads((sandbox.state / "state.json").read_text())
+    state.pop("mutations", None)
+    return state
+
+
+def test_a_run_interrupted_between_any_two_steps_is_completed_by_the_next(tmp_path):
+    """Every state-changing call of a first run is, in turn, the one that fails (the run
+    dies there, as after Ctrl-C). The next run must finish and leave the cluster exactly as
+    an uninterrupted run does."""
+    reference = Sandbox(tmp_path / "reference")
+    ok(reference.script())
+    want, steps = cluster_state(reference), mutations(reference)
+    assert steps >= 15, steps
+    for step in range(1, steps + 1):
+        sandbox = Sandbox(tmp_path / f"step-{step}")
+        died = sandbox.script(FAKE_FAIL_AT=str(step))
+        assert died.returncode != 0, f"step {step}: the interruption went unnoticed"
+        ok(sandbox.script())
+        # The same cluster as an uninterrupted run, so a further run changes nothing
+        # (test_second_run_finishes_and_changes_nothing).
+        assert cluster_state(sandbox) == want, f"interrupted at step {step}"
+
+
+def test_a_config_changed_after_an_interrupted_grafana_step_is_rolled_out(sandbox, tmp_path):
+    """The old failure: Grafana's ConfigMaps applied, the run died before grafana.yaml, a
+    dashboard changed, and the next run restarted a Deployment that was not there (NotFound).
+    Now the ConfigMaps and the Deployment go in one apply and the pods carry the checksum."""
+    repo = copy_of_the_repo_files(tmp_path)
+    reference = Sandbox(tmp_path / "reference")
+    ok(reference.script(repo / "create-cluster.sh"))
+    calls = reference.calls()
+    grafana_apply = applied(calls, "deployment/istio-system/grafana") - 1  # the kubectl call before its log
+    step = sum(1 for c in calls[:grafana_apply + 1]
+               if c["tool"] in fake_tools.MUTATING and fake_tools.MUTATING[c["tool"]](c["args"]))
+    died = sandbox.script(repo / "create-cluster.sh", FAKE_FAIL_AT=str(step))
+    assert died.returncode != 0 and "configmap/istio-system/grafana-dashboards" not in cluster_state(sandbox)["objects"]
+    dashboard = repo / "istio-add-ons" / "grafana" / "dashboards" / "demo-app.json"
+    dashboard.write_text(dashboard.read_text().replace('"refresh": "10s"', '"refresh": "30s"'))
+    ok(sandbox.script(repo / "create-cluster.sh"))
+    state = cluster_state(sandbox)["objects"]
+    assert '"refresh": "30s"' in state["configmap/istio-system/grafana-dashboards"]["data"]["demo-app.json"]
+    assert state["deployment/istio-system/grafana"]["template_annotations"]["demo.istio-add-ons/config-checksum"] != \
+        cluster_state(reference)["objects"]["deployment/istio-system/grafana"]["template_annotations"][
+            "demo.istio-add-ons/config-checksum"]

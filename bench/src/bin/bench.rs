@@ -11,13 +11,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use bench::collector::SpanCounter;
 use bench::load_tool::{self, LoadTool};
 use bench::machine::Machine;
 use bench::median;
-use bench::process::{Pinning, Server};
+use bench::pinning::Pinning;
 use bench::report::{Figure, MemoryFigure, Ratios, Results, Run, Settings, SlowPages, Spans};
 use clap::Parser;
+use test_support::collector::{Collector, now_us};
+use test_support::service::{Launch, Service};
 use tokio::task::JoinSet;
 
 /// Benchmarks the fast page against a ceiling, measures the cost of
@@ -85,8 +86,10 @@ const ORDER: [Config; 4] = [
     Config::InstrumentedWithSlow,
 ];
 
-/// The log line business-logic writes once a slow request holds its delay.
-const SLOW_HELD_LOG: &str = "applying the deliberate delay";
+/// The span in which business-logic holds a slow request (the trace's
+/// documented shape, which the tests check): one that started before a
+/// measured run and ended after it proves a slow page was held throughout.
+const SLOW_HELD_SPAN: &str = "data_transformation";
 
 #[derive(Debug)]
 struct Plan {
@@ -108,8 +111,8 @@ impl Plan {
         let warmup = args.warmup.unwrap_or(warmup);
         let duration = args.duration.unwrap_or(duration).max(1);
         // The slow pages must outlive warm-up plus run, with room for
-        // confirming they are in flight. business-logic allows up to 60 s.
-        let slow_delay_ms = ((warmup + duration + 6) * 1000).min(60_000);
+        // confirming they are in flight, within the delay business-logic allows.
+        let slow_delay_ms = ((warmup + duration + 6) * 1000).min(contract::MAX_DELAY_MS);
         Self {
             warmup: Duration::from_secs(warmup),
             duration: Duration::from_secs(duration),
@@ -199,8 +202,8 @@ fn describe_env(env: &[(&str, String)]) -> Vec<String> {
 /// A front and a back, started together.
 #[derive(Debug)]
 struct Pair {
-    front: Server,
-    back: Server,
+    front: Service,
+    back: Service,
 }
 
 struct Harness {
@@ -208,11 +211,16 @@ struct Harness {
     binaries: Binaries,
     logs: PathBuf,
     scratch: PathBuf,
-    collector: SpanCounter,
+    collector: Collector,
     plan: Plan,
 }
 
 impl Harness {
+    /// A server process on the servers' CPU.
+    fn launch(&self, name: &str, binary: &Path) -> Launch {
+        Launch::program(name, binary).cpu(self.pinning.servers_cpu())
+    }
+
     /// business-logic on a fresh SQLite file in `scratch/<tag>`, then the
     /// front-end calling it; both ready. Returns the pair and both start-up times.
     async fn start_stack(
@@ -228,14 +236,11 @@ impl Harness {
             "DATABASE_URL",
             format!("sqlite://{}/business-logic.db", dir.display()),
         ));
-        let mut back = Server::start(
-            "business-logic",
-            &self.binaries.business_logic,
-            &self.pinning,
-            &back_env,
-            &[],
-            &self.logs.join(format!("{tag}-business-logic.log")),
-        )?;
+        let mut back = self
+            .launch("business-logic", &self.binaries.business_logic)
+            .envs(&back_env)
+            .log_file(&self.logs.join(format!("{tag}-business-logic.log")))
+            .start(Duration::from_secs(60))?;
         let back_startup = back.wait_ready(Duration::from_secs(60)).await?;
         env.push(("BUSINESS_LOGIC_URL", back.url("")));
         // The held slow pages must not time out in the front-end.
@@ -245,56 +250,58 @@ impl Harness {
         ));
         env.push(("JAEGER_UI_URL", "http://localhost:8080/jaeger".to_owned()));
         env.push(("GRAFANA_URL", "http://localhost:8080/grafana".to_owned()));
-        let mut front = Server::start(
-            "front-end",
-            &self.binaries.front_end,
-            &self.pinning,
-            &env,
-            &[],
-            &self.logs.join(format!("{tag}-front-end.log")),
-        )?;
+        let mut front = self
+            .launch("front-end", &self.binaries.front_end)
+            .envs(&env)
+            .log_file(&self.logs.join(format!("{tag}-front-end.log")))
+            .start(Duration::from_secs(60))?;
         let front_startup = front.wait_ready(Duration::from_secs(60)).await?;
         Ok((Pair { front, back }, front_startup, back_startup))
     }
 
     async fn start_ceiling(&self) -> anyhow::Result<Pair> {
-        let mut back = Server::start(
-            "ceiling-back",
-            &self.binaries.ceiling,
-            &self.pinning,
-            &[],
-            &["back"],
-            &self.logs.join("ceiling-back.log"),
-        )?;
+        let mut back = self
+            .launch("ceiling-back", &self.binaries.ceiling)
+            .args(&["back"])
+            .log_file(&self.logs.join("ceiling-back.log"))
+            .start(Duration::from_secs(30))?;
         back.wait_ready(Duration::from_secs(30)).await?;
         let backend_url = back.url("");
-        let mut front = Server::start(
-            "ceiling-front",
-            &self.binaries.ceiling,
-            &self.pinning,
-            &[],
-            &["front", "--backend-url", &backend_url],
-            &self.logs.join("ceiling-front.log"),
-        )?;
+        let mut front = self
+            .launch("ceiling-front", &self.binaries.ceiling)
+            .args(&["front", "--backend-url", &backend_url])
+            .log_file(&self.logs.join("ceiling-front.log"))
+            .start(Duration::from_secs(30))?;
         front.wait_ready(Duration::from_secs(30)).await?;
         Ok(Pair { front, back })
     }
 }
 
-/// Per-CPU jiffies (busy, total) from /proc/stat.
+/// Per-CPU jiffies (busy, total) from /proc/stat: `cpu` for the whole
+/// machine, `cpu0`, `cpu1`, ... for each CPU.
 fn cpu_times() -> BTreeMap<String, (u64, u64)> {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    stat.lines()
-        .filter(|l| l.starts_with("cpu"))
-        .filter_map(|l| {
-            let mut parts = l.split_whitespace();
-            let name = parts.next()?.to_owned();
-            let values: Vec<u64> = parts.filter_map(|v| v.parse().ok()).collect();
-            let total: u64 = values.iter().take(8).sum();
-            // idle + iowait
-            let idle = values.get(3).copied().unwrap_or(0) + values.get(4).copied().unwrap_or(0);
-            Some((name, (total - idle, total)))
-        })
+    use procfs::CurrentSI;
+    let Ok(stats) = procfs::KernelStats::current() else {
+        return BTreeMap::new();
+    };
+    let jiffies = |t: &procfs::CpuTime| {
+        let idle = t.idle + t.iowait.unwrap_or(0);
+        let busy = t.user
+            + t.nice
+            + t.system
+            + t.irq.unwrap_or(0)
+            + t.softirq.unwrap_or(0)
+            + t.steal.unwrap_or(0);
+        (busy, busy + idle)
+    };
+    std::iter::once(("cpu".to_owned(), jiffies(&stats.total)))
+        .chain(
+            stats
+                .cpu_time
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (format!("cpu{i}"), jiffies(t))),
+        )
         .collect()
 }
 
@@ -315,7 +322,7 @@ fn sample_memory(pids: Vec<u32>, maxima: Vec<Arc<AtomicU64>>) -> tokio::task::Jo
     tokio::spawn(async move {
         loop {
             for (pid, max) in pids.iter().zip(&maxima) {
-                if let Some(m) = bench::process::memory_of(*pid) {
+                if let Some(m) = test_support::os::memory_of(*pid) {
                     max.fetch_max(m.rss_kib, Ordering::Relaxed);
                 }
             }
@@ -325,7 +332,9 @@ fn sample_memory(pids: Vec<u32>, maxima: Vec<Arc<AtomicU64>>) -> tokio::task::Jo
 }
 
 /// Sends `n` slow-page requests that each hold for `delay_ms` and waits
-/// (bounded) until business-logic has logged every one as holding.
+/// (bounded) until business-logic holds `n` connections from the front-end:
+/// HTTP/1.1 carries one request per connection at a time, so fewer would
+/// mean not all have reached it. Returns the requests and that count.
 async fn hold_slow_pages(
     stack: &Pair,
     n: u32,
@@ -347,10 +356,10 @@ async fn hold_slow_pages(
         });
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    let mut held = 0;
+    let mut connections = 0;
     while tokio::time::Instant::now() < deadline {
-        held = stack.back.count_log_lines(SLOW_HELD_LOG);
-        if held >= n as usize {
+        connections = stack.back.connections();
+        if connections >= n as usize {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -358,7 +367,25 @@ async fn hold_slow_pages(
     if let Some(done) = set.try_join_next() {
         bail!("a slow page finished before the measurement: {done:?}");
     }
-    Ok((set, held))
+    Ok((set, connections))
+}
+
+/// How many `data_transformation` spans ran through the whole window
+/// `from_us..to_us`, waiting (bounded) for `n` of them: their batches leave
+/// business-logic within a second of the slow pages' end.
+async fn held_through(collector: &Collector, from_us: u64, to_us: u64, n: usize) -> usize {
+    let count = || {
+        collector
+            .timings(SLOW_HELD_SPAN)
+            .iter()
+            .filter(|t| t.covers(from_us, to_us))
+            .count()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while count() < n && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    count()
 }
 
 async fn run(args: Args, pinning: Pinning) -> anyhow::Result<()> {
@@ -384,7 +411,7 @@ async fn run(args: Args, pinning: Pinning) -> anyhow::Result<()> {
         binaries,
         logs,
         scratch: scratch.clone(),
-        collector: SpanCounter::start()?,
+        collector: Collector::counting(&[SLOW_HELD_SPAN])?,
         plan,
     };
     let result = measure(&args, &cx, &tool, tool_version, machine).await;
@@ -434,12 +461,12 @@ async fn measure(
         ("uninstrumented", &off),
         ("ceiling", &ceiling),
     ] {
-        let status = bench::process::http_status(&pair.front.url("/fast-page")).await;
+        let status = test_support::http::status(&pair.front.url("/fast-page")).await;
         if status != Some(200) {
             bail!(
                 "{name} fast page answered {status:?}:\n{}\n{}",
-                pair.front.log_tail(2000),
-                pair.back.log_tail(2000)
+                pair.front.log_tail(40),
+                pair.back.log_tail(40)
             );
         }
     }
@@ -464,17 +491,16 @@ async fn measure(
                 Config::Instrumented | Config::InstrumentedWithSlow => &on,
                 Config::Uninstrumented => &off,
             };
-            stack.front.truncate_log()?;
-            stack.back.truncate_log()?;
+            stack.front.clear_logs()?;
+            stack.back.clear_logs()?;
             let slow = if config == Config::InstrumentedWithSlow {
-                let (set, held) =
+                let (set, connections) =
                     hold_slow_pages(stack, plan.slow_requests, plan.slow_delay_ms).await?;
                 say(format!(
-                    "round {}: {held} of {} slow pages held in business-logic",
+                    "round {}: {} slow pages sent, business-logic holds {connections} connections",
                     round + 1,
                     plan.slow_requests
                 ));
-                slow_held.push(held as u64);
                 Some(set)
             } else {
                 None
@@ -488,9 +514,11 @@ async fn measure(
             let sampler = instrumented
                 .then(|| sample_memory(vec![on.front.pid(), on.back.pid()], load_max.to_vec()));
             let before = cpu_times();
+            let measured_from = now_us();
             let stats = tool
                 .run(&cx.pinning, &url, args.concurrency, plan.duration)
                 .await?;
+            let measured_to = now_us();
             let after = cpu_times();
             if let Some(sampler) = sampler {
                 sampler.abort();
@@ -528,6 +556,13 @@ async fn measure(
                 .await
                 .context("slow pages did not finish")?;
                 slow_ok += joined;
+                let n = plan.slow_requests as usize;
+                let held = held_through(&cx.collector, measured_from, measured_to, n).await;
+                say(format!(
+                    "round {}: {held} of {n} slow pages were held in business-logic through the measured run",
+                    round + 1,
+                ));
+                slow_held.push(held as u64);
                 instrumented_requests += u64::from(plan.slow_requests);
             }
             runs.entry(config.label()).or_default().push(Run {
@@ -586,7 +621,7 @@ async fn measure(
             size(&cx.binaries.business_logic),
         ),
     ]);
-    let received = cx.collector.spans();
+    let received = cx.collector.span_count();
     let spans = Spans {
         received,
         batches: cx.collector.batches(),

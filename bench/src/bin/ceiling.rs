@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use actix_web::{App, HttpResponse, HttpServer, web};
 use clap::{Parser, ValueEnum};
-use serde::{Deserialize, Serialize};
+use contract::{FastAnswer, Item};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Mode {
@@ -37,22 +37,6 @@ struct Args {
     port: u16,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct Item {
-    sku: String,
-    name: String,
-    category: String,
-    price_cents: i64,
-    stock: i64,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct Answer {
-    endpoint: String,
-    item: Item,
-    elapsed_ms: f64,
-}
-
 #[derive(Debug)]
 struct Front {
     client: reqwest::Client,
@@ -61,8 +45,9 @@ struct Front {
 
 async fn fast_endpoint() -> HttpResponse {
     let n = fastrand::u32(1..=5000);
-    HttpResponse::Ok().json(Answer {
+    HttpResponse::Ok().json(FastAnswer {
         endpoint: "fast".into(),
+        version: None,
         item: Item {
             sku: format!("SKU-{n:05}"),
             name: format!("Item {n}"),
@@ -71,19 +56,20 @@ async fn fast_endpoint() -> HttpResponse {
             stock: i64::from(n % 100),
         },
         elapsed_ms: 0.0,
+        trace_id: None,
     })
 }
 
 async fn fast_page(front: web::Data<Front>) -> HttpResponse {
     let answer = match front.client.get(&front.fast_url).send().await {
-        Ok(response) if response.status().is_success() => response.json::<Answer>().await,
+        Ok(response) if response.status().is_success() => response.json::<FastAnswer>().await,
         Ok(response) => {
             return HttpResponse::BadGateway().body(format!("back answered {}", response.status()));
         }
         Err(error) => Err(error),
     };
     match answer {
-        Ok(Answer { item, .. }) => HttpResponse::Ok()
+        Ok(FastAnswer { item, .. }) => HttpResponse::Ok()
             .content_type("text/html; charset=utf-8")
             .body(format!(
                 "<!doctype html><title>Fast page</title><h1>{}</h1><p>{} · {} · {}.{:02} · {} in stock</p>",

@@ -40,7 +40,7 @@ struct Args {
     #[arg(long, default_value_t = 0.2, value_parser = share)]
     slow_share: f64,
     /// `?delay_ms=` for the slow page (0 to 60000); default: the service's own delay.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=contract::MAX_DELAY_MS))]
     slow_delay_ms: Option<u64>,
     /// Most requests in flight at once; past it, sending waits.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
@@ -77,25 +77,22 @@ fn share(value: &str) -> Result<f64, String> {
     number_in(value, 0.0..=1.0)
 }
 
-/// `90`, `90s`, `1500ms`, `2m`, `1h`; between 1 ms and 1 h.
+/// `90` (seconds), `90s`, `1500ms`, `2m`, `1m 30s`, `1h` (humantime's
+/// syntax); between 1 ms and 1 h.
 fn duration(value: &str) -> Result<Duration, String> {
     let value = value.trim();
-    let split = value
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(value.len());
-    let (number, unit) = value.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("{value:?} is not a duration like 60s, 500ms, 2m"))?;
-    let seconds = match unit {
-        "" | "s" => number,
-        "ms" => number / 1000.0,
-        "m" => number * 60.0,
-        "h" => number * 3600.0,
-        _ => return Err(format!("{value:?} has an unknown unit; use ms, s, m or h")),
+    let parsed = if value.bytes().all(|b| b.is_ascii_digit()) && !value.is_empty() {
+        value
+            .parse()
+            .map(Duration::from_secs)
+            .map_err(|e| e.to_string())
+    } else {
+        humantime::parse_duration(value).map_err(|e| e.to_string())
     };
-    if (0.001..=3600.0).contains(&seconds) {
-        Ok(Duration::from_secs_f64(seconds))
+    let duration =
+        parsed.map_err(|e| format!("{value:?} is not a duration like 60s, 500ms, 2m: {e}"))?;
+    if (Duration::from_millis(1)..=Duration::from_secs(3600)).contains(&duration) {
+        Ok(duration)
     } else {
         Err(format!("{value:?} is out of range; allowed: 1ms to 1h"))
     }
@@ -326,16 +323,18 @@ async fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let elapsed = started.elapsed();
 
     let totals = totals.lock().unwrap_or_else(|p| p.into_inner());
+    let summary = Summary {
+        base: &base,
+        planned,
+        sent,
+        sending,
+        elapsed,
+        totals: &totals,
+    };
     if args.json {
-        println!(
-            "{}",
-            summary_json(args, &base, planned, sent, sending, elapsed, &totals)
-        );
+        println!("{}", summary.json(args.rate));
     } else {
-        println!(
-            "{}",
-            summary_text(&base, planned, sent, sending, elapsed, &totals)
-        );
+        println!("{}", summary.text());
     }
     Ok(if totals.responses() == 0 {
         eprintln!("load: no request got an answer from {base}");
@@ -352,105 +351,109 @@ fn latency_json(tally: &Tally) -> serde_json::Value {
     }
 }
 
-fn summary_json(
-    args: &Args,
-    base: &reqwest::Url,
+/// What a run did, for the closing report.
+struct Summary<'a> {
+    base: &'a reqwest::Url,
     planned: u64,
     sent: u64,
+    /// From the first request sent to the last.
     sending: Duration,
+    /// From the first request sent to the last answer.
     elapsed: Duration,
-    totals: &Totals,
-) -> serde_json::Value {
-    let all = totals.all();
-    let pages: serde_json::Map<String, serde_json::Value> = totals
-        .pages
-        .iter()
-        .map(|(page, tally)| {
-            (
-                page.name().to_owned(),
-                json!({
-                    "sent": tally.total(),
-                    "by_status": tally.outcomes,
-                    "latency_ms": latency_json(tally),
-                }),
-            )
-        })
-        .collect();
-    json!({
-        "url": base.as_str(),
-        "rate": args.rate,
-        "planned": planned,
-        "sent": sent,
-        "completed": all.total(),
-        "sending_s": sending.as_secs_f64(),
-        "elapsed_s": elapsed.as_secs_f64(),
-        "by_status": all.outcomes,
-        "latency_ms": latency_json(&all),
-        "pages": pages,
-    })
+    totals: &'a Totals,
 }
 
-fn summary_text(
-    base: &reqwest::Url,
-    planned: u64,
-    sent: u64,
-    sending: Duration,
-    elapsed: Duration,
-    totals: &Totals,
-) -> String {
-    use std::fmt::Write as _;
-    let all = totals.all();
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "\n{sent} of {planned} planned requests sent to {base} over {:.1} s ({:.1} req/s); \
-         the last answer came {:.1} s after the start\n",
-        sending.as_secs_f64(),
-        sent as f64 / sending.as_secs_f64().max(1e-9),
-        elapsed.as_secs_f64(),
-    );
-    let pages: Vec<(&str, &Tally)> = totals
-        .pages
-        .iter()
-        .map(|(p, t)| (p.name(), t))
-        .chain([("total", &all)])
-        .collect();
-    let _ = write!(out, "{:<36}", "status");
-    for (name, _) in &pages {
-        let _ = write!(out, "{name:>11}");
+impl Summary<'_> {
+    fn json(&self, rate: f64) -> serde_json::Value {
+        let all = self.totals.all();
+        let pages: serde_json::Map<String, serde_json::Value> = self
+            .totals
+            .pages
+            .iter()
+            .map(|(page, tally)| {
+                (
+                    page.name().to_owned(),
+                    json!({
+                        "sent": tally.total(),
+                        "by_status": tally.outcomes,
+                        "latency_ms": latency_json(tally),
+                    }),
+                )
+            })
+            .collect();
+        json!({
+            "url": self.base.as_str(),
+            "rate": rate,
+            "planned": self.planned,
+            "sent": self.sent,
+            "completed": all.total(),
+            "sending_s": self.sending.as_secs_f64(),
+            "elapsed_s": self.elapsed.as_secs_f64(),
+            "by_status": all.outcomes,
+            "latency_ms": latency_json(&all),
+            "pages": pages,
+        })
     }
-    out.push('\n');
-    for outcome in all.outcomes.keys() {
-        let _ = write!(out, "{outcome:<36}");
-        for (_, tally) in &pages {
-            let _ = write!(out, "{:>11}", tally.outcomes.get(outcome).unwrap_or(&0));
+
+    fn text(&self) -> String {
+        use std::fmt::Write as _;
+        let all = self.totals.all();
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "\n{} of {} planned requests sent to {} over {:.1} s ({:.1} req/s); \
+         the last answer came {:.1} s after the start\n",
+            self.sent,
+            self.planned,
+            self.base,
+            self.sending.as_secs_f64(),
+            self.sent as f64 / self.sending.as_secs_f64().max(1e-9),
+            self.elapsed.as_secs_f64(),
+        );
+        let pages: Vec<(&str, &Tally)> = self
+            .totals
+            .pages
+            .iter()
+            .map(|(p, t)| (p.name(), t))
+            .chain([("total", &all)])
+            .collect();
+        let _ = write!(out, "{:<36}", "status");
+        for (name, _) in &pages {
+            let _ = write!(out, "{name:>11}");
         }
         out.push('\n');
-    }
-    let _ = write!(out, "{:<36}", "all");
-    for (_, tally) in &pages {
-        let _ = write!(out, "{:>11}", tally.total());
-    }
-    let _ = writeln!(
-        out,
-        "\n\n{:<12}{:>11}{:>11}{:>11}{:>11}",
-        "latency", "p50", "p90", "p99", "max"
-    );
-    for (name, tally) in &pages {
-        let _ = write!(out, "{name:<12}");
-        match tally.percentiles_ms() {
-            Some(values) => {
-                for ms in values {
-                    let _ = write!(out, "{:>11}", bench::format_ms(ms));
+        for outcome in all.outcomes.keys() {
+            let _ = write!(out, "{outcome:<36}");
+            for (_, tally) in &pages {
+                let _ = write!(out, "{:>11}", tally.outcomes.get(outcome).unwrap_or(&0));
+            }
+            out.push('\n');
+        }
+        let _ = write!(out, "{:<36}", "all");
+        for (_, tally) in &pages {
+            let _ = write!(out, "{:>11}", tally.total());
+        }
+        let _ = writeln!(
+            out,
+            "\n\n{:<12}{:>11}{:>11}{:>11}{:>11}",
+            "latency", "p50", "p90", "p99", "max"
+        );
+        for (name, tally) in &pages {
+            let _ = write!(out, "{name:<12}");
+            match tally.percentiles_ms() {
+                Some(values) => {
+                    for ms in values {
+                        let _ = write!(out, "{:>11}", bench::format_ms(ms));
+                    }
+                }
+                None => {
+                    let _ = write!(out, "{:>11}", "no answers");
                 }
             }
-            None => {
-                let _ = write!(out, "{:>11}", "no answers");
-            }
+            out.push('\n');
         }
-        out.push('\n');
+        out
     }
-    out
 }
 
 #[cfg(test)]
@@ -471,9 +474,11 @@ mod tests {
         assert_eq!(duration("60s"), Ok(Duration::from_secs(60)));
         assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(duration("1m 30s"), Ok(Duration::from_secs(90)));
         assert!(duration("2 fortnights").is_err());
         assert!(duration("0").is_err());
         assert!(duration("2h").is_err());
+        assert!(duration("").is_err());
     }
 
     #[test]

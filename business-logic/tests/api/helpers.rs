@@ -26,8 +26,8 @@ impl TestApp {
             ("SLOW_ENDPOINT_DELAY_MS", "200".into()),
         ];
         vars.extend(env.iter().map(|(k, v)| (*k, v.to_string())));
-        let service = Service::start("business-logic", &vars);
-        service.wait_ready(Duration::from_secs(30)).await;
+        let mut service = Service::start("business-logic", &vars);
+        service.wait_ready(Duration::from_secs(30)).await.unwrap();
         Some(Self {
             service,
             collector,

@@ -16,7 +16,7 @@ async fn the_landing_page_has_both_buttons_and_only_relative_links() {
         "{page}"
     );
     let links = links(&page);
-    assert!(links.contains(&"static/style.css".to_owned()));
+    assert!(links.contains(&"./static/style.css".to_owned()));
     for link in &links {
         assert!(
             !link.starts_with('/') && !link.contains("://"),
@@ -128,11 +128,32 @@ async fn bad_requests_get_friendly_html_pages() {
     let stack = Stack::start(&[]).await;
     let cases = [
         ("/no-such-page", 404, "There is no page at this address."),
-        ("/slow-page?delay_ms=abc", 400, "bad query"),
-        ("/slow-page?delay_ms=-5", 400, "bad query"),
-        ("/slow-page?delay_ms=999999", 400, "allowed: 0 to 60000"),
-        ("/slow-page?delay_ms=1&delay_ms=2", 400, "duplicate field"),
-        ("/slow-page?delay=5", 400, "unknown field"),
+        // askama escapes the quotes of the message as &#34;
+        (
+            "/slow-page?delay_ms=abc",
+            400,
+            "delay_ms must be a whole number of milliseconds from 0 to 60000; got &#34;abc&#34;",
+        ),
+        (
+            "/slow-page?delay_ms=-5",
+            400,
+            "delay_ms must be a whole number of milliseconds from 0 to 60000; got &#34;-5&#34;",
+        ),
+        (
+            "/slow-page?delay_ms=999999",
+            400,
+            "delay_ms must be a whole number of milliseconds from 0 to 60000; got &#34;999999&#34;",
+        ),
+        (
+            "/slow-page?delay_ms=1&delay_ms=2",
+            400,
+            "delay_ms must be a whole number of milliseconds from 0 to 60000, given once; got 2 values: &#34;1&#34;, &#34;2&#34;",
+        ),
+        (
+            "/slow-page?delay=5",
+            400,
+            "unknown query parameter &#34;delay&#34;; allowed: delay_ms",
+        ),
         (
             "/static/..%2f..%2fCargo.toml",
             404,
@@ -177,4 +198,109 @@ async fn metrics_count_pages_by_endpoint_and_status() {
         line.contains(r#"service="front-end""#) && line.ends_with(" 2"),
         "{line}"
     );
+}
+
+/// The ids of the observability links on a page.
+fn shown_links(page: &str) -> (bool, bool) {
+    (
+        page.contains(r#"id="jaeger-link""#),
+        page.contains(r#"id="logs-link""#),
+    )
+}
+
+/// Under `make run` and on the cluster alike, a page shows a link only
+/// where it leads somewhere: the Jaeger link while spans are exported and
+/// `JAEGER_UI_URL` is set, the Grafana link when `GRAFANA_URL` is set, on
+/// result pages and error pages alike.
+#[tokio::test(flavor = "multi_thread")]
+async fn pages_show_only_links_that_work() {
+    // Front-end settings over the stack's JAEGER_UI_URL and GRAFANA_URL.
+    type Env = &'static [(&'static str, &'static str)];
+    // (settings, expected (jaeger link, logs link))
+    let cases: [(Env, (bool, bool)); 4] = [
+        (&[], (true, true)),
+        (&[("GRAFANA_URL", "")], (true, false)),
+        (
+            &[("JAEGER_UI_URL", ""), ("GRAFANA_URL", "")],
+            (false, false),
+        ),
+        (&[("OTEL_TRACES_EXPORTER", "none")], (false, true)),
+    ];
+    for (env, expected) in cases {
+        let stack = Stack::start(env).await;
+        for path in ["/fast-page", "/no-such-page", "/slow-page?delay_ms=-1"] {
+            let (_, page) = stack.page(path).await;
+            let trace_id = trace_id_on(&page);
+            assert_eq!(shown_links(&page), expected, "{env:?} {path}: {page}");
+            if expected.0 {
+                assert!(
+                    page.contains(&format!(
+                        r#"href="http://localhost:8080/jaeger/trace/{trace_id}""#
+                    )),
+                    "{env:?} {path}: {page}"
+                );
+            }
+            if expected.1 {
+                // The Loki query finds the trace's lines in the configured namespace.
+                let href = links(&page)
+                    .into_iter()
+                    .find(|l| l.starts_with("http://localhost:8080/grafana/explore?"))
+                    .unwrap_or_else(|| panic!("{env:?} {path}: {page}"))
+                    .replace("&#38;", "&")
+                    .replace("&amp;", "&");
+                let url = reqwest::Url::parse(&href).unwrap();
+                let panes = url.query_pairs().find(|(k, _)| k == "panes").unwrap().1;
+                assert!(
+                    panes.contains(&format!(r#"{{namespace=\"demo-app\"}} |= \"{trace_id}\""#)),
+                    "{panes}"
+                );
+            }
+        }
+    }
+}
+
+/// An unknown nested path gets the styled 404 page: its stylesheet link,
+/// resolved against the page's own address, is the stylesheet, at `/` and
+/// behind the gateway's `/demo-app/` prefix alike.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_nested_unknown_path_gets_the_styled_404_page() {
+    let stack = Stack::start(&[]).await;
+    for path in ["/a/b", "/a/b/c", "/static/x/y", "/a/"] {
+        let page_url = reqwest::Url::parse(&stack.front.url(path)).unwrap();
+        let response = stack.client.get(page_url.clone()).send().await.unwrap();
+        assert_eq!(response.status(), 404, "{path}");
+        let page = response.text().await.unwrap();
+        assert!(page.contains("There is no page at this address."), "{path}");
+        let sheet = links(&page)
+            .into_iter()
+            .find(|l| l.ends_with("static/style.css"))
+            .unwrap_or_else(|| panic!("{path}: no stylesheet link in {page}"));
+        let css = stack
+            .client
+            .get(page_url.join(&sheet).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(css.status(), 200, "{path}: {sheet}");
+        assert!(
+            css.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/css"),
+            "{path}: {sheet}"
+        );
+        // The same page seen through the gateway, which strips /demo-app.
+        let behind = reqwest::Url::parse(&format!("http://localhost:8080/demo-app{path}")).unwrap();
+        assert_eq!(
+            behind.join(&sheet).unwrap().path(),
+            "/demo-app/static/style.css",
+            "{path}"
+        );
+        // The way back to the start leads to the app's top, too.
+        let home = links(&page)
+            .into_iter()
+            .find(|l| l.ends_with("/") && !l.contains("://"))
+            .unwrap();
+        assert_eq!(behind.join(&home).unwrap().path(), "/demo-app/", "{path}");
+    }
 }

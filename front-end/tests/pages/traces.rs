@@ -100,3 +100,68 @@ async fn b3_headers_from_the_ingress_gateway_continue_the_trace_end_to_end() {
         "business-logic sees the same x-request-id"
     );
 }
+
+/// `traceresponse: 00-<trace id>-<span id>-<flags>` (W3C Trace Context Level 2).
+fn traceresponse(response: &reqwest::Response) -> (String, String, String) {
+    let value = response
+        .headers()
+        .get("traceresponse")
+        .expect("a traceresponse header")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let parts: Vec<&str> = value.split('-').collect();
+    assert_eq!(parts.len(), 4, "{value}");
+    assert_eq!(parts[0], "00", "{value}");
+    assert!(
+        parts[1].len() == 32 && parts[2].len() == 16 && parts[3].len() == 2,
+        "{value}"
+    );
+    assert!(
+        value[3..]
+            .chars()
+            .all(|c| c == '-' || c.is_ascii_hexdigit() && !c.is_ascii_uppercase()),
+        "{value}"
+    );
+    (parts[1].into(), parts[2].into(), parts[3].into())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_traceresponse_header_names_the_pages_trace_and_the_front_ends_server_span() {
+    let stack = Stack::start(&[]).await;
+    let response = stack.get("/slow-page").await;
+    assert_eq!(response.status(), 200);
+    let (trace_id, span_id, flags) = traceresponse(&response);
+    let page = response.text().await.unwrap();
+    assert_eq!(trace_id, trace_id_on(&page), "header and page agree");
+    assert_eq!(flags, "01", "every request is sampled");
+    let spans = stack
+        .collector
+        .wait_for_trace(&trace_id, EXPORT_WAIT, complete);
+    let (fe_server, _) = assert_one_tree(&spans);
+    assert_eq!(
+        fe_server.id, span_id,
+        "the header's span is the front-end's SERVER span"
+    );
+
+    // A gateway's B3 context: the header continues the caller's trace.
+    let gateway_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let response = stack
+        .client
+        .get(stack.front.url("/"))
+        .header("x-b3-traceid", gateway_trace)
+        .header("x-b3-spanid", "00f067aa0ba902b7")
+        .header("x-b3-sampled", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(traceresponse(&response).0, gateway_trace);
+
+    // Error pages carry it too, each with a trace of its own.
+    let missing = stack.get("/no-such-page").await;
+    assert_eq!(missing.status(), 404);
+    let (missing_trace, _, _) = traceresponse(&missing);
+    assert_ne!(missing_trace, trace_id);
+    assert_ne!(missing_trace, gateway_trace);
+}

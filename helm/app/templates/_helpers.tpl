@@ -47,3 +47,41 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- join "," $names }}
 {{- end }}
+
+{{/* Namespaces whose HTTPRoutes the Gateway admits: the release's, plus the add-ons' for the dashboards. */}}
+{{- define "app.routeNamespaces" -}}
+{{- $namespaces := list .Release.Namespace }}
+{{- if .Values.gateway.dashboards }}
+{{- $namespaces = append $namespaces .Values.gateway.addonsNamespace }}
+{{- end }}
+{{- $namespaces | uniq | join "," }}
+{{- end }}
+
+{{/* parentRefs entry of every HTTPRoute: the Gateway's `http` listener. */}}
+{{- define "app.gatewayParentRef" -}}
+- group: gateway.networking.k8s.io
+  kind: Gateway
+  name: {{ .Values.gateway.name }}
+  namespace: {{ .Release.Namespace }}
+  sectionName: http
+{{- end }}
+
+{{/* HTTPRoute hostnames: gateway.hosts, left out when "*" (any host) is among them. */}}
+{{- define "app.routeHostnames" -}}
+{{- if not (has "*" .Values.gateway.hosts) }}
+hostnames:
+  {{- range .Values.gateway.hosts }}
+  - {{ . | quote }}
+  {{- end }}
+{{- end }}
+{{- end }}
+
+{{/* SPIFFE principal of the ingress gateway: the one identity front-end accepts. With the
+Gateway API, Istio runs the gateway as ServiceAccount <gateway name>-istio in the Gateway's namespace. */}}
+{{- define "app.ingressPrincipal" -}}
+{{- if eq .Values.gateway.api "gateway" }}
+{{- include "app.principal" (dict "ctx" . "sa" (printf "%s-istio" .Values.gateway.name)) }}
+{{- else }}
+{{- .Values.gateway.istioIngress.principal }}
+{{- end }}
+{{- end }}

@@ -25,6 +25,9 @@ struct Case {
     target: Vec<u8>,
     headers: Vec<(String, String)>,
     expect: Expect,
+    /// The exact message: business-logic's problem `detail`, or the text of
+    /// the front-end page's `id="error-message"` (HTML-escaped).
+    message: Option<String>,
 }
 
 fn case(name: &'static str, method: &'static str, target: &[u8], expect: Expect) -> Case {
@@ -34,12 +37,88 @@ fn case(name: &'static str, method: &'static str, target: &[u8], expect: Expect)
         target: target.to_vec(),
         headers: Vec::new(),
         expect,
+        message: None,
     }
 }
 
 fn with_header(mut c: Case, name: &str, value: String) -> Case {
     c.headers.push((name.to_owned(), value));
     c
+}
+
+fn with_message(mut c: Case, message: &str) -> Case {
+    c.message = Some(message.to_owned());
+    c
+}
+
+/// `n` headers of `size` bytes each.
+fn with_fillers(mut c: Case, n: usize, size: usize) -> Case {
+    for i in 0..n {
+        c.headers.push((format!("x-filler-{i}"), "f".repeat(size)));
+    }
+    c
+}
+
+/// Header blocks around the mesh's 60 KiB limit (Envoy answers 431 above
+/// it), in both shapes: one big header, many small ones.
+fn header_blocks(path: &'static str, expect: fn(u16) -> Expect) -> Vec<Case> {
+    let p = path.as_bytes();
+    vec![
+        with_fillers(
+            case("58 headers of 1 KiB (59 KiB)", "GET", p, Expect::Ok),
+            58,
+            1024,
+        ),
+        with_fillers(
+            case("one header of 62 KiB", "GET", p, expect(431)),
+            1,
+            62 * 1024,
+        ),
+        with_fillers(
+            case("one header of 100 KiB", "GET", p, expect(431)),
+            1,
+            100 * 1024,
+        ),
+        with_fillers(
+            case("70 headers of 1 KiB (70 KiB)", "GET", p, expect(431)),
+            70,
+            1024,
+        ),
+    ]
+}
+
+/// The rule every bad `delay_ms` message starts with.
+const DELAY_RULE: &str = "delay_ms must be a whole number of milliseconds from 0 to 60000";
+
+/// Every bad `delay_ms` at `path`: 400 with the exact message, as the
+/// service shows it (`shown`).
+fn bad_delays(path: &str, expect: fn(u16) -> Expect, shown: fn(String) -> String) -> Vec<Case> {
+    let got = |value: &str| format!(r#"{DELAY_RULE}; got "{value}""#);
+    [
+        ("delay_ms negative", "-1", got("-1")),
+        (
+            "delay_ms huge",
+            "99999999999999999999",
+            got("99999999999999999999"),
+        ),
+        ("delay_ms over the bound", "60001", got("60001")),
+        ("delay_ms non-numeric", "soon", got("soon")),
+        ("delay_ms empty", "", got("")),
+        (
+            "delay_ms repeated",
+            "1&delay_ms=2",
+            format!(r#"{DELAY_RULE}, given once; got 2 values: "1", "2""#),
+        ),
+    ]
+    .into_iter()
+    .map(|(name, value, message)| {
+        let target = format!("{path}?delay_ms={value}");
+        with_message(
+            case(name, "GET", target.as_bytes(), expect(400)),
+            &shown(message),
+        )
+    })
+    .collect()
 }
 
 fn request(c: &Case) -> Vec<u8> {
@@ -126,37 +205,9 @@ fn business_logic_cases() -> Vec<Case> {
     let mut cases = common("/fast-endpoint");
     let problem =
         |name, method, target: &[u8], status| case(name, method, target, Expect::Problem(status));
+    cases.extend(header_blocks("/fast-endpoint", Expect::Problem));
+    cases.extend(bad_delays("/slow-endpoint", Expect::Problem, |m| m));
     cases.extend([
-        problem(
-            "delay_ms negative",
-            "GET",
-            b"/slow-endpoint?delay_ms=-1",
-            400,
-        ),
-        problem(
-            "delay_ms huge",
-            "GET",
-            b"/slow-endpoint?delay_ms=99999999999999999999",
-            400,
-        ),
-        problem(
-            "delay_ms over the bound",
-            "GET",
-            b"/slow-endpoint?delay_ms=60001",
-            400,
-        ),
-        problem(
-            "delay_ms non-numeric",
-            "GET",
-            b"/slow-endpoint?delay_ms=soon",
-            400,
-        ),
-        problem(
-            "delay_ms repeated",
-            "GET",
-            b"/slow-endpoint?delay_ms=1&delay_ms=2",
-            400,
-        ),
         problem(
             "unknown query parameter",
             "GET",
@@ -199,32 +250,12 @@ fn front_end_cases() -> Vec<Case> {
     let mut cases = common("/");
     let page =
         |name, method, target: &[u8], status| case(name, method, target, Expect::Page(status));
+    cases.extend(header_blocks("/", Expect::Page));
+    // The page escapes the message's quotes as &#34;.
+    cases.extend(bad_delays("/slow-page", Expect::Page, |m| {
+        m.replace('"', "&#34;")
+    }));
     cases.extend([
-        page("delay_ms negative", "GET", b"/slow-page?delay_ms=-1", 400),
-        page(
-            "delay_ms huge",
-            "GET",
-            b"/slow-page?delay_ms=99999999999999999999",
-            400,
-        ),
-        page(
-            "delay_ms over the bound",
-            "GET",
-            b"/slow-page?delay_ms=60001",
-            400,
-        ),
-        page(
-            "delay_ms non-numeric",
-            "GET",
-            b"/slow-page?delay_ms=soon",
-            400,
-        ),
-        page(
-            "delay_ms repeated",
-            "GET",
-            b"/slow-page?delay_ms=1&delay_ms=2",
-            400,
-        ),
         page(
             "invalid UTF-8 in the query",
             "GET",
@@ -258,7 +289,20 @@ fn front_end_cases() -> Vec<Case> {
     cases
 }
 
-fn check(service: &str, port: u16, c: &Case) -> Result<(), String> {
+/// The message a 4xx carries: problem+json's `detail`, or the text of the
+/// page's `id="error-message"` paragraph.
+async fn message_of(url: &str) -> String {
+    let body = reqwest::get(url).await.unwrap().text().await.unwrap();
+    if let Ok(problem) = serde_json::from_str::<serde_json::Value>(&body) {
+        return problem["detail"].as_str().unwrap_or_default().to_owned();
+    }
+    let marker = r#"id="error-message">"#;
+    body.split_once(marker)
+        .and_then(|(_, rest)| rest.split_once("</p>"))
+        .map_or_else(String::new, |(message, _)| message.to_owned())
+}
+
+async fn check(service: &str, port: u16, c: &Case) -> Result<(), String> {
     let label = format!(
         "{service}: {} ({} {})",
         c.name,
@@ -279,6 +323,16 @@ fn check(service: &str, port: u16, c: &Case) -> Result<(), String> {
     };
     if status == 405 && !head.contains("\r\nallow: get") {
         return Err(format!("{label}: 405 without `Allow: GET`"));
+    }
+    if let (true, Some(want)) = (ok, &c.message) {
+        let url = format!(
+            "http://127.0.0.1:{port}{}",
+            String::from_utf8_lossy(&c.target)
+        );
+        let got = message_of(&url).await;
+        if &got != want {
+            return Err(format!("{label}: message {got:?}, expected {want:?}"));
+        }
     }
     if ok {
         Ok(())
@@ -302,7 +356,7 @@ async fn bad_input_gets_its_documented_4xx_never_a_5xx_or_a_panic() {
     ] {
         for c in &cases {
             tried += 1;
-            if let Err(e) = check(service, port, c) {
+            if let Err(e) = check(service, port, c).await {
                 failures.push(e);
             }
         }

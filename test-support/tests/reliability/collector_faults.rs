@@ -26,12 +26,12 @@ async fn a_hanging_or_refused_collector_neither_slows_pages_nor_grows_memory() {
         let url = stack.front.url("/fast-page");
         timed_gets(&stack.client, &url, 20, 200).await; // warm-up
         let latencies = timed_gets(&stack.client, &url, REQUESTS, 200).await;
-        let (front_rss_mid, _) = stack.front.memory_kib();
+        let front_rss_mid = stack.front.memory().rss_kib;
         // Thousands more spans: past the 2048-span queue when export fails.
         for _ in 0..6 {
             futures::future::join_all((0..100).map(|_| stack.client.get(&url).send())).await;
         }
-        let (front_rss_end, _) = stack.front.memory_kib();
+        let front_rss_end = stack.front.memory().rss_kib;
         let m = median(latencies);
         println!("{name}: median {m:?}, front-end RSS {front_rss_mid} -> {front_rss_end} KiB");
         assert!(

@@ -36,7 +36,7 @@ async fn wait_for_status(
 /// PostgreSQL behind a proxy the test controls: down at start-up, then up,
 /// then lost while running, then back.
 #[tokio::test(flavor = "multi_thread")]
-async fn business_logic_waits_for_its_database_and_survives_losing_it() {
+async fn business_logic_waits_for_its_postgres_database_and_survives_losing_it() {
     let Some(db) = TestDatabase::create(Backend::Postgres).await else {
         return;
     };

@@ -3,12 +3,13 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use test_support::collector::Collector;
 use test_support::database::{Backend, TestDatabase};
-use test_support::service::Service;
+use test_support::service::{Service, Signal};
+use test_support::stack::{Stack, trace_id_on};
 
 async fn start(grace_secs: &str) -> (Service, Collector, TestDatabase) {
     let db = TestDatabase::create(Backend::Sqlite).await.unwrap();
     let collector = Collector::start();
-    let service = Service::start(
+    let mut service = Service::start(
         "business-logic",
         &[
             ("DATABASE_URL", db.url.clone()),
@@ -16,61 +17,175 @@ async fn start(grace_secs: &str) -> (Service, Collector, TestDatabase) {
             ("SHUTDOWN_GRACE_PERIOD_SECS", grace_secs.into()),
         ],
     );
-    service.wait_ready(Duration::from_secs(30)).await;
+    service.wait_ready(Duration::from_secs(30)).await.unwrap();
     (service, collector, db)
 }
 
-/// SIGTERM while slow requests are in flight: each completes with 200, new
-/// connections are refused, their spans reach the collector, and the process
-/// exits 0 within its grace period.
-#[tokio::test(flavor = "multi_thread")]
-async fn sigterm_lets_in_flight_requests_finish_and_flushes_their_spans() {
-    let (mut service, collector, _db) = start("10").await;
-    let client = reqwest::Client::new();
-    let url = service.url("/slow-endpoint?delay_ms=1500");
-    let in_flight: Vec<_> = (0..5)
+/// Which service a shutdown case stops, and how.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    /// business-logic alone, with `/slow-endpoint` requests in flight.
+    BusinessLogic,
+    /// front-end (business-logic behind it), with `/slow-page` requests in flight.
+    FrontEnd,
+}
+
+/// SIGTERM (Kubernetes) or SIGINT (a terminal's Ctrl-C) while slow requests
+/// are in flight: each completes with 200, new connections are refused,
+/// their spans reach the collector, and the process exits 0 within its grace
+/// period, saying what it does while it does it.
+async fn drains_in_flight_requests(target: Target, signal: &str) {
+    const IN_FLIGHT: usize = 5;
+    let grace = [("SHUTDOWN_GRACE_PERIOD_SECS", "10")];
+    let (stack, path) = match target {
+        Target::BusinessLogic => (
+            Stack::start_with(&grace, &[], None).await,
+            "/slow-endpoint?delay_ms=1500",
+        ),
+        Target::FrontEnd => (
+            Stack::start_with(&[], &grace, None).await,
+            "/slow-page?delay_ms=1500",
+        ),
+    };
+    let mut stack = stack;
+    let backend_port = stack.backend.as_ref().unwrap().port();
+    let port = match target {
+        Target::BusinessLogic => backend_port,
+        Target::FrontEnd => stack.front.port(),
+    };
+    let url = format!("http://127.0.0.1:{port}{path}");
+    let in_flight: Vec<_> = (0..IN_FLIGHT)
         .map(|_| {
-            let (client, url) = (client.clone(), url.clone());
+            let (client, url) = (stack.client.clone(), url.clone());
             tokio::spawn(async move { client.get(&url).send().await.unwrap() })
         })
         .collect();
+    // Every request has reached business-logic's deliberate delay.
+    let backend = stack.backend.as_ref().unwrap();
     let reached = test_support::wait_until(Duration::from_secs(10), || {
-        let n = service
+        let n = backend
             .logs()
             .iter()
             .filter(|l| l.contains("applying the deliberate delay"))
             .count();
-        (n == 5).then_some(())
+        (n == IN_FLIGHT).then_some(())
     });
     assert!(reached.is_some(), "slow requests did not start");
 
+    let service = match target {
+        Target::BusinessLogic => stack.backend.as_mut().unwrap(),
+        Target::FrontEnd => &mut stack.front,
+    };
     let signalled = Instant::now();
-    service.signal("TERM");
+    service.signal(to_signal(signal));
+    assert!(
+        service
+            .wait_for_log(
+                "stopping: waiting up to 10 s for in-flight requests",
+                Duration::from_secs(2)
+            )
+            .is_some(),
+        "SIG{signal}: no stopping line:\n{}",
+        service.logs().join("\n")
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let refused = std::net::TcpStream::connect(("127.0.0.1", service.port()));
+    let refused = std::net::TcpStream::connect(("127.0.0.1", port));
     assert!(
         refused.is_err(),
-        "new connections are still accepted after SIGTERM"
+        "new connections are still accepted after SIG{signal}"
     );
 
     let mut trace_ids = Vec::new();
     for response in join_all(in_flight).await {
         let response = response.unwrap();
-        assert_eq!(response.status(), 200);
-        let body: serde_json::Value = response.json().await.unwrap();
-        trace_ids.push(body["trace_id"].as_str().unwrap().to_owned());
+        assert_eq!(response.status(), 200, "SIG{signal} cut a request off");
+        let body = response.text().await.unwrap();
+        trace_ids.push(match target {
+            Target::BusinessLogic => {
+                let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+                body["trace_id"].as_str().unwrap().to_owned()
+            }
+            Target::FrontEnd => trace_id_on(&body),
+        });
     }
     let status = service
         .wait_exit(Duration::from_secs(10))
         .expect("did not exit");
-    assert!(status.success(), "exit status {status:?}");
+    assert!(status.success(), "SIG{signal}: exit status {status:?}");
     assert!(signalled.elapsed() < Duration::from_secs(10));
+    let logs = service.logs();
+    assert!(
+        !logs.iter().any(|l| l.contains("forced shutdown")),
+        "SIG{signal} was taken as a forced shutdown:\n{}",
+        logs.join("\n")
+    );
+    let server = match target {
+        Target::BusinessLogic => "business-logic",
+        Target::FrontEnd => "front-end",
+    };
     for trace_id in &trace_ids {
-        collector.wait_for_trace(trace_id, Duration::from_secs(2), |spans| {
-            spans.iter().any(|s| s.name == "data_transformation")
-                && spans.iter().any(|s| s.kind.as_deref() == Some("SERVER"))
-        });
+        stack
+            .collector
+            .wait_for_trace(trace_id, Duration::from_secs(2), |spans| {
+                spans.iter().any(|s| s.name == "data_transformation")
+                    && spans
+                        .iter()
+                        .any(|s| s.kind.as_deref() == Some("SERVER") && s.service_name == server)
+            });
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn business_logic_drains_on_sigterm() {
+    drains_in_flight_requests(Target::BusinessLogic, "TERM").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn business_logic_drains_on_sigint() {
+    drains_in_flight_requests(Target::BusinessLogic, "INT").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn front_end_drains_on_sigterm() {
+    drains_in_flight_requests(Target::FrontEnd, "TERM").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn front_end_drains_on_sigint() {
+    drains_in_flight_requests(Target::FrontEnd, "INT").await;
+}
+
+/// A second signal while draining stops at once: the process does not wait
+/// out the grace period for a long request.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_signal_stops_at_once() {
+    let (mut service, _collector, _db) = start("30").await;
+    let url = service.url("/slow-endpoint?delay_ms=20000");
+    let request = tokio::spawn(async move { reqwest::get(&url).await });
+    assert!(
+        service
+            .wait_for_log("applying the deliberate delay", Duration::from_secs(10))
+            .is_some()
+    );
+    service.signal(Signal::INT);
+    assert!(
+        service
+            .wait_for_log("stopping: waiting up to 30 s", Duration::from_secs(2))
+            .is_some()
+    );
+    let second = Instant::now();
+    service.signal(Signal::INT);
+    let status = service
+        .wait_exit(Duration::from_secs(5))
+        .expect("a second SIGINT did not stop the process");
+    let took = second.elapsed();
+    assert!(took < Duration::from_secs(3), "exit took {took:?}");
+    assert!(status.success(), "exit status {status:?}");
+    assert!(service.logs().iter().any(|l| l.contains("stopped at once")));
+    assert!(
+        request.await.unwrap().is_err(),
+        "the cut request cannot have succeeded"
+    );
 }
 
 /// A request longer than the grace period does not keep the process alive
@@ -86,7 +201,7 @@ async fn a_request_longer_than_the_grace_period_does_not_hold_the_process() {
             .is_some()
     );
     let signalled = Instant::now();
-    service.signal("TERM");
+    service.signal(Signal::TERM);
     let status = service
         .wait_exit(Duration::from_secs(10))
         .expect("did not exit");
@@ -100,4 +215,12 @@ async fn a_request_longer_than_the_grace_period_does_not_hold_the_process() {
         request.await.unwrap().is_err(),
         "the cut request cannot have succeeded"
     );
+}
+
+fn to_signal(name: &str) -> Signal {
+    match name {
+        "INT" => Signal::INT,
+        "TERM" => Signal::TERM,
+        other => panic!("no such signal in these tests: {other}"),
+    }
 }

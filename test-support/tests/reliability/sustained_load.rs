@@ -63,12 +63,13 @@ async fn sustained_mixed_load_fails_nothing_and_memory_stays_flat() {
         vec![200],
         "warm-up: {warm:?}"
     );
-    let (front_warm, _) = stack.front.memory_kib();
-    let (back_warm, _) = backend.memory_kib();
+    let front_warm = stack.front.memory().rss_kib;
+    let back_warm = backend.memory().rss_kib;
 
     let run = drive(&stack, duration()).await;
-    let (front_end_rss, front_peak) = stack.front.memory_kib();
-    let (back_end_rss, back_peak) = backend.memory_kib();
+    let (front, back) = (stack.front.memory(), backend.memory());
+    let (front_end_rss, front_peak) = (front.rss_kib, front.hwm_kib);
+    let (back_end_rss, back_peak) = (back.rss_kib, back.hwm_kib);
     println!(
         "sustained load: {run:?}; front-end RSS {front_warm} -> {front_end_rss} KiB (peak {front_peak}); \
          business-logic RSS {back_warm} -> {back_end_rss} KiB (peak {back_peak})"

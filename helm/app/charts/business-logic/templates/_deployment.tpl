@@ -31,7 +31,8 @@ spec:
       labels:
         {{- include "business-logic.workloadLabels" . | nindent 8 }}
       annotations:
-        {{- /* Prometheus scrape hints (Istio's metrics merging serves them through the sidecar);
+        {{- /* The span exports bypass the sidecar (excluded collector ports), so they
+        become neither traces of their own nor edges in Kiali's graph. Prometheus scrape hints (Istio's metrics merging serves them through the sidecar);
         the app waits for its sidecar (it talks to the database at start-up); `kubectl logs`
         picks the app container. */}}
         {{- $annotations := dict
@@ -39,12 +40,13 @@ spec:
               "prometheus.io/port" "8080"
               "prometheus.io/path" "/metrics"
               "proxy.istio.io/config" "{\"holdApplicationUntilProxyStarts\": true}"
-              "kubectl.kubernetes.io/default-container" "business-logic" }}
+              "kubectl.kubernetes.io/default-container" "business-logic"
+              "traffic.sidecar.istio.io/excludeOutboundPorts" (include "business-logic.collectorPorts" $ctx) }}
         {{- toYaml (mergeOverwrite $annotations $ctx.Values.podAnnotations) | nindent 8 }}
     spec:
       serviceAccountName: {{ include "business-logic.serviceAccountName" $ctx }}
       # Above SHUTDOWN_GRACE_PERIOD_SECS, so in-flight requests finish after SIGTERM.
-      terminationGracePeriodSeconds: 30
+      terminationGracePeriodSeconds: {{ add $ctx.Values.shutdownGracePeriodSecs 10 }}
       securityContext:
         runAsNonRoot: true
         runAsUser: 65532
@@ -66,15 +68,17 @@ spec:
             - name: OTEL_SERVICE_NAME
               value: business-logic
             - name: OTEL_TRACES_EXPORTER
-              value: zipkin
+              value: {{ $ctx.Values.global.tracing.exporter | quote }}
             - name: OTEL_EXPORTER_ZIPKIN_ENDPOINT
               value: {{ $ctx.Values.global.tracing.zipkinEndpoint | quote }}
+            - name: OTEL_EXPORTER_OTLP_ENDPOINT
+              value: {{ $ctx.Values.global.tracing.otlpEndpoint | quote }}
             - name: RUST_LOG
               value: {{ $ctx.Values.rustLog | quote }}
             - name: LOG_FORMAT
               value: {{ $ctx.Values.logFormat | quote }}
             - name: SHUTDOWN_GRACE_PERIOD_SECS
-              value: "20"
+              value: {{ $ctx.Values.shutdownGracePeriodSecs | quote }}
             - name: SLOW_ENDPOINT_DELAY_MS
               value: {{ $ctx.Values.slowEndpointDelayMs | quote }}
             - name: DATABASE_MAX_CONNECTIONS

@@ -64,3 +64,13 @@ service.istio.io/canonical-revision: {{ .version }}
 {{- define "business-logic.serviceAccountName" -}}
 {{- include "business-logic.fullname" . }}
 {{- end }}
+
+{{/* Ports of the span collector endpoints (each URL names its port; the schema insists),
+comma-separated for traffic.sidecar.istio.io/excludeOutboundPorts. */}}
+{{- define "business-logic.collectorPorts" -}}
+{{- $ports := list }}
+{{- range $url := list .Values.global.tracing.zipkinEndpoint .Values.global.tracing.otlpEndpoint }}
+{{- $ports = append $ports (regexFind "[0-9]+$" (urlParse $url).host) }}
+{{- end }}
+{{- $ports | uniq | join "," }}
+{{- end }}

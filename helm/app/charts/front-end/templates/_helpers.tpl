@@ -47,3 +47,13 @@ version: {{ include "front-end.tag" . | trunc 63 | quote }}
 {{- define "front-end.serviceAccountName" -}}
 {{- include "front-end.fullname" . }}
 {{- end }}
+
+{{/* Ports of the span collector endpoints (each URL names its port; the schema insists),
+comma-separated for traffic.sidecar.istio.io/excludeOutboundPorts. */}}
+{{- define "front-end.collectorPorts" -}}
+{{- $ports := list }}
+{{- range $url := list .Values.global.tracing.zipkinEndpoint .Values.global.tracing.otlpEndpoint }}
+{{- $ports = append $ports (regexFind "[0-9]+$" (urlParse $url).host) }}
+{{- end }}
+{{- $ports | uniq | join "," }}
+{{- end }}

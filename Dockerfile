@@ -1,7 +1,10 @@
 # syntax=docker/dockerfile:1
-# front-end image. Build from the repository root (the Cargo workspace):
-#   docker build -f front-end/Dockerfile -t localhost:5001/front-end:0.1.0 .
+# The image of either service, chosen with the build argument PACKAGE. Build from the
+# repository root (the Cargo workspace):
+#   docker build --build-arg PACKAGE=front-end -t localhost:5001/front-end:0.1.0 .
+#   docker build --build-arg PACKAGE=business-logic -t localhost:5001/business-logic:0.1.0 .
 # Builds for the host's architecture (amd64 or arm64): nothing names a target triple.
+# Both images share the toolchain and recipe stages (and the cargo registry cache).
 
 # Toolchain and cargo-chef, pinned.
 FROM rust:1.95-trixie AS chef
@@ -16,23 +19,32 @@ COPY . .
 RUN cargo chef prepare --recipe-path recipe.json
 
 FROM chef AS builder
-ARG PACKAGE=front-end
+# The workspace package (and binary) to build: front-end or business-logic.
+ARG PACKAGE
 # Dependencies alone: this layer survives edits to the workspace's own sources.
 COPY --from=planner /build/recipe.json recipe.json
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
-    cargo chef cook --release --locked --package "${PACKAGE}" --recipe-path recipe.json
+    if [ -z "${PACKAGE}" ]; then \
+      echo "set the package: docker build --build-arg PACKAGE=front-end (or business-logic) ." >&2; exit 1; \
+    fi \
+    && cargo chef cook --release --locked --package "${PACKAGE}" --recipe-path recipe.json
 COPY . .
+# The binary keeps its name; `service` points at it, so one ENTRYPOINT serves both images.
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     cargo build --release --locked --package "${PACKAGE}" --bin "${PACKAGE}" \
-    && cp "target/release/${PACKAGE}" /service
+    && mkdir -p /out/usr/local/bin \
+    && cp "target/release/${PACKAGE}" "/out/usr/local/bin/${PACKAGE}" \
+    && ln -s "${PACKAGE}" /out/usr/local/bin/service
 
 # Runtime: glibc and libgcc only (no OpenSSL: the services speak plain HTTP, the mesh adds
 # mTLS; SQLite is compiled in), no shell, uid 65532.
 # The Kubernetes probes do the health checking (/healthz, /readyz), so no HEALTHCHECK.
 FROM gcr.io/distroless/cc-debian13:nonroot
-COPY --from=builder /service /usr/local/bin/front-end
+ARG PACKAGE
+LABEL org.opencontainers.image.title="${PACKAGE}"
+COPY --from=builder /out/ /
 # distroless `nonroot` (65532), numeric so runAsNonRoot can verify it.
 USER 65532:65532
 ENV PORT=8080
 EXPOSE 8080
-ENTRYPOINT ["/usr/local/bin/front-end"]
+ENTRYPOINT ["/usr/local/bin/service"]

@@ -1,0 +1,152 @@
+//! The HTTP server on its own listener, run until SIGTERM or SIGINT.
+//!
+//! actix-web's own signal handling treats SIGINT (a terminal's Ctrl-C) as a
+//! forced shutdown, cutting off requests in flight. It is turned off here;
+//! both signals drain instead: the first stops accepting and lets in-flight
+//! requests finish within the grace period, a second one stops at once.
+
+use std::fmt;
+use std::net::TcpListener;
+
+use actix_http::Request;
+use actix_service::{IntoServiceFactory, Service, ServiceFactory};
+use actix_web::body::MessageBody;
+use actix_web::dev::{AppConfig, Response, Server};
+use actix_web::{Error, HttpServer};
+use anyhow::Context;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+use crate::settings::ServerSettings;
+
+/// A service, bound and ready to serve.
+pub struct Running {
+    name: &'static str,
+    port: u16,
+    grace_secs: u64,
+    server: Server,
+    signals: Signals,
+}
+
+impl fmt::Debug for Running {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Running")
+            .field("name", &self.name)
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Binds `HOST:PORT` and builds the server from `factory` (an `App` per
+/// worker). Call it inside the runtime; the caller logs its own
+/// "`name` listening" line with `port()` once it is done.
+pub fn start<F, I, S, B>(
+    name: &'static str,
+    settings: &ServerSettings,
+    factory: F,
+) -> anyhow::Result<Running>
+where
+    F: Fn() -> I + Send + Clone + 'static,
+    I: IntoServiceFactory<S, Request>,
+    S: ServiceFactory<Request, Config = AppConfig> + 'static,
+    S::Error: Into<Error> + 'static,
+    S::InitError: fmt::Debug,
+    S::Response: Into<Response<B>> + 'static,
+    <S::Service as Service<Request>>::Future: 'static,
+    S::Service: 'static,
+    B: MessageBody + 'static,
+{
+    // Before anything can be in flight: a signal from now on drains.
+    let signals = Signals::install().context("installing the SIGTERM/SIGINT handlers")?;
+    let listener = TcpListener::bind((settings.host.as_str(), settings.port))
+        .with_context(|| format!("binding {}:{}", settings.host, settings.port))?;
+    let port = listener.local_addr()?.port();
+    let server = HttpServer::new(factory)
+        .disable_signals()
+        .shutdown_timeout(settings.shutdown_grace_period_secs)
+        .listen(listener)?
+        .run();
+    Ok(Running {
+        name,
+        port,
+        grace_secs: settings.shutdown_grace_period_secs,
+        server,
+        signals,
+    })
+}
+
+impl Running {
+    /// The port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until stopped. The first SIGTERM or SIGINT stops accepting
+    /// and waits up to the grace period for in-flight requests; a second
+    /// one stops at once.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let Self {
+            name,
+            grace_secs,
+            server,
+            mut signals,
+            ..
+        } = self;
+        let handle = server.handle();
+        let (forced_tx, forced_rx) = tokio::sync::oneshot::channel::<&'static str>();
+        tokio::spawn(async move {
+            let first = signals.next().await;
+            tracing::info!(
+                signal = first,
+                grace_period_s = grace_secs,
+                "stopping: waiting up to {grace_secs} s for in-flight requests"
+            );
+            let graceful = handle.stop(true);
+            tokio::select! {
+                () = graceful => {}
+                second = signals.next() => {
+                    let _ = forced_tx.send(second);
+                }
+            }
+        });
+        let forced = async {
+            match forced_rx.await {
+                Ok(signal) => signal,
+                // The graceful stop finished first; the server ends by itself.
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            result = server => {
+                result?;
+                tracing::info!("{name} stopped");
+            }
+            signal = forced => {
+                tracing::warn!(signal, "{name} stopped at once: second signal; requests still in flight are cut off");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// SIGTERM and SIGINT, installed once.
+struct Signals {
+    term: Signal,
+    int: Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// The next of either, by name.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+}

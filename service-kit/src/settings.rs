@@ -1,0 +1,133 @@
+//! Server settings, and the one way the services read their own settings
+//! from the environment.
+
+use figment::Figment;
+use figment::providers::{Env, Serialized};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The longest grace period a service accepts, in seconds.
+pub const MAX_GRACE_PERIOD_SECS: u64 = 3600;
+
+/// Where a service listens and how long it lets requests finish when
+/// stopped; field names are the environment variables, lower-cased.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ServerSettings {
+    /// `HOST`: address to listen on.
+    pub host: String,
+    /// `PORT`: port to listen on (0 picks a free one).
+    pub port: u16,
+    /// `SHUTDOWN_GRACE_PERIOD_SECS`: how long in-flight requests may finish
+    /// after SIGTERM or SIGINT.
+    pub shutdown_grace_period_secs: u64,
+}
+
+impl ServerSettings {
+    /// The defaults: all interfaces, `default_port`, 20 s grace.
+    pub fn with_port(default_port: u16) -> Self {
+        Self {
+            host: "0.0.0.0".into(),
+            port: default_port,
+            shutdown_grace_period_secs: 20,
+        }
+    }
+
+    /// Reads `HOST`, `PORT` and `SHUTDOWN_GRACE_PERIOD_SECS` over the
+    /// defaults and validates them.
+    pub fn from_env(default_port: u16) -> anyhow::Result<Self> {
+        let settings = read_env(
+            Self::with_port(default_port),
+            &["HOST", "PORT", "SHUTDOWN_GRACE_PERIOD_SECS"],
+        )?;
+        settings.validate().map_err(anyhow::Error::msg)?;
+        Ok(settings)
+    }
+
+    /// Checks each value; the error names the variable, the value and what
+    /// is allowed.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.host.is_empty() {
+            return Err(
+                "HOST=\"\" is not valid; allowed: an address such as 0.0.0.0 or 127.0.0.1".into(),
+            );
+        }
+        if self.shutdown_grace_period_secs > MAX_GRACE_PERIOD_SECS {
+            return Err(format!(
+                "SHUTDOWN_GRACE_PERIOD_SECS={} is out of range; allowed: 0 to {MAX_GRACE_PERIOD_SECS}",
+                self.shutdown_grace_period_secs
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Reads the environment variables `vars` over `defaults` (field names are
+/// the variables, lower-cased). A value of the wrong type is an error that
+/// names the variable and the value.
+pub fn read_env<T>(defaults: T, vars: &[&str]) -> anyhow::Result<T>
+where
+    T: Serialize + DeserializeOwned,
+{
+    Figment::from(Serialized::defaults(defaults))
+        .merge(Env::raw().only(vars))
+        .extract()
+        .map_err(|e| anyhow::anyhow!("invalid setting: {e}"))
+}
+
+/// Runs `read` with exactly `vars` as the environment (figment's `Jail`:
+/// serialised with other jailed tests, restored afterwards); the error as text.
+#[cfg(any(test, feature = "testing"))]
+#[allow(clippy::result_large_err)] // figment::Jail's signature, not ours
+pub fn with_env<T>(
+    vars: &[(&str, &str)],
+    read: impl FnOnce() -> anyhow::Result<T>,
+) -> Result<T, String> {
+    let mut out = Err(String::new());
+    let mut read = Some(read);
+    figment::Jail::expect_with(|jail| {
+        jail.clear_env();
+        for (k, v) in vars {
+            jail.set_env(k, v);
+        }
+        if let Some(read) = read.take() {
+            out = read().map_err(|e| e.to_string());
+        }
+        Ok(())
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn load(vars: &[(&str, &str)]) -> Result<ServerSettings, String> {
+        with_env(vars, || ServerSettings::from_env(8081))
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        assert_eq!(load(&[]).unwrap(), ServerSettings::with_port(8081));
+        let s = load(&[("PORT", "0"), ("SHUTDOWN_GRACE_PERIOD_SECS", "3600")]).unwrap();
+        assert_eq!((s.port, s.shutdown_grace_period_secs), (0, 3600));
+    }
+
+    #[test]
+    fn a_bad_value_names_the_variable_the_value_and_what_is_allowed() {
+        let e = load(&[("SHUTDOWN_GRACE_PERIOD_SECS", "3601")]).unwrap_err();
+        assert!(
+            e.contains("SHUTDOWN_GRACE_PERIOD_SECS=3601") && e.contains("allowed: 0 to 3600"),
+            "{e}"
+        );
+        let e = load(&[("PORT", "70000")]).unwrap_err();
+        assert!(e.contains("PORT") && e.contains("70000"), "{e}");
+        let e = load(&[("SHUTDOWN_GRACE_PERIOD_SECS", "soon")]).unwrap_err();
+        assert!(
+            e.contains("SHUTDOWN_GRACE_PERIOD_SECS") && e.contains("soon"),
+            "{e}"
+        );
+        let e = load(&[("HOST", "")]).unwrap_err();
+        assert!(e.contains("HOST"), "{e}");
+    }
+}

@@ -1,0 +1,202 @@
+"""`make run` and scripts/run-local.sh: the real services, built by cargo, on
+free loopback ports, stopped the way a terminal's Ctrl-C stops them (SIGINT to
+the whole process group) while slow pages are in flight."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from local_support import REPO, Collector, build_services, cargo_target_dir, free_port, wait_until
+
+SLOW_DELAY_MS = 1500
+IN_FLIGHT = 3
+ID = re.compile(r'<code id="trace-id">([0-9a-f]{32})</code>')
+
+
+class Run:
+    """`make run` (or the script alone) in a process group of its own, like a terminal job."""
+
+    def __init__(self, args: list[str], tmp: Path, collector: Collector, **extra: str) -> None:
+        self.fe_port, self.bl_port = free_port(), free_port()
+        self.log = tmp / "run.log"
+        env = {**os.environ, "FRONT_END_PORT": str(self.fe_port), "BUSINESS_LOGIC_PORT": str(self.bl_port),
+               "OTEL_EXPORTER_ZIPKIN_ENDPOINT": collector.url, "OTEL_BSP_SCHEDULE_DELAY": "60000",
+               "DATABASE_URL": f"sqlite://{tmp / 'business-logic.db'}", "RUST_LOG": "info", **extra}
+        env.pop("MAKEFLAGS", None)
+        env.pop("MAKELEVEL", None)
+        with self.log.open("w") as out:
+            self.proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.fe_port}{path}"
+
+    def wait_ready(self) -> None:
+        wait_until(lambda: f"Open http://localhost:{self.fe_port}/" in self.output() or self.proc.poll() is not None,
+                   120, "make run to print the front-end's address")
+        assert self.proc.poll() is None, self.output()
+
+    def ctrl_c(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGINT)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def built():
+    build_services()
+
+
+@pytest.fixture
+def collector():
+    c = Collector()
+    yield c
+    c.close()
+
+
+def slow_pages_in_flight(run: Run) -> tuple[list, list[threading.Thread]]:
+    results: list = []
+
+    def fetch():
+        try:
+            with urllib.request.urlopen(run.url(f"/slow-page?delay_ms={SLOW_DELAY_MS}"), timeout=30) as r:
+                results.append((r.status, r.read().decode()))
+        except Exception as e:  # noqa: BLE001 (reported by the assertion below)
+            results.append((None, repr(e)))
+
+    threads = [threading.Thread(target=fetch) for _ in range(IN_FLIGHT)]
+    for t in threads:
+        t.start()
+    time.sleep(SLOW_DELAY_MS / 3000)  # all of them inside data_transformation by now
+    return results, threads
+
+
+def assert_drained(run: Run, results: list, threads: list[threading.Thread], collector: Collector) -> None:
+    for t in threads:
+        t.join(timeout=30)
+    output = run.output()
+    assert [status for status, _ in results] == [200] * IN_FLIGHT, f"{results}\n{output}"
+    for _, body in results:
+        trace_id = ID.search(body).group(1)
+        # Spans are flushed on the way out (the batch delay is 60 s, so only the shutdown sends them).
+        wait_until(lambda: collector.services_of(trace_id) >= {"front-end", "business-logic"}, 10,
+                   f"the spans of {trace_id} from both services")
+    assert "stopping: SIGTERM to business-logic and front-end" in output
+    assert "business-logic stopped (exit 0)" in output and "front-end stopped (exit 0)" in output
+    assert "both services stopped cleanly" in output
+    assert "forced shutdown" not in output, output
+    # The notice comes before the services stop, not after.
+    assert output.index("stopping:") < output.index("business-logic stopped")
+
+
+def test_the_script_drains_slow_pages_on_ctrl_c_and_exits_0(built, tmp_path, collector):
+    run = Run(["scripts/run-local.sh"], tmp_path, collector, BIN_DIR=str(cargo_target_dir() / "debug"))
+    try:
+        run.wait_ready()
+        results, threads = slow_pages_in_flight(run)
+        run.ctrl_c()
+        assert run.proc.wait(timeout=40) == 0, run.output()
+        assert_drained(run, results, threads, collector)
+    finally:
+        run.stop()
+
+
+def test_make_run_drains_slow_pages_on_ctrl_c_and_reports_no_error(built, tmp_path, collector):
+    run = Run(["make", "run"], tmp_path, collector)
+    try:
+        run.wait_ready()
+        assert "==> building business-logic and front-end" in run.output()
+        results, threads = slow_pages_in_flight(run)
+        run.ctrl_c()
+        code = run.proc.wait(timeout=40)
+        assert_drained(run, results, threads, collector)
+        output = run.output()
+        assert "Error" not in output and "Interrupt" not in output, output
+        # The recipe ends with status 0; GNU make itself then re-raises the SIGINT
+        # it got from the terminal (it always does), so its own status is 0 or
+        # "killed by SIGINT" (130 in a shell), never an error.
+        assert code in (0, -signal.SIGINT), (code, output)
+    finally:
+        run.stop()
+
+
+def test_make_run_stopped_with_sigterm_exits_0(built, tmp_path, collector):
+    """A process manager's SIGTERM to make alone: make passes it on; all exit 0."""
+    run = Run(["make", "run"], tmp_path, collector)
+    try:
+        run.wait_ready()
+        results, threads = slow_pages_in_flight(run)
+        run.proc.send_signal(signal.SIGTERM)
+        code = run.proc.wait(timeout=40)
+        assert_drained(run, results, threads, collector)
+        assert code in (0, -signal.SIGTERM), (code, run.output())
+    finally:
+        run.stop()
+
+
+def test_a_second_ctrl_c_forces_the_stop(built, tmp_path, collector):
+    run = Run(["scripts/run-local.sh"], tmp_path, collector, BIN_DIR=str(cargo_target_dir() / "debug"))
+    try:
+        run.wait_ready()
+        results, threads = slow_pages_in_flight(run)
+        started = time.monotonic()
+        run.ctrl_c()
+        wait_until(lambda: "stopping:" in run.output(), 5, "the stop notice")
+        run.ctrl_c()
+        code = run.proc.wait(timeout=10)
+        assert time.monotonic() - started < SLOW_DELAY_MS / 1000, "the second Ctrl-C did not force the stop"
+        assert "forcing the stop" in run.output()
+        assert code != 0, run.output()
+        for t in threads:
+            t.join(timeout=10)
+    finally:
+        run.stop()
+
+
+def test_make_run_without_cargo_says_how_to_get_it(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "make", "sed", "head", "env", "awk"):
+        found = shutil.which(tool)
+        if found:
+            (bin_dir / tool).symlink_to(found)
+    result = subprocess.run(["make", "run"], cwd=REPO, env={"PATH": str(bin_dir), "HOME": str(tmp_path)},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stdout + result.stderr  # make's status for a failed recipe
+    assert "Rust 1.89 or newer" in result.stderr and "https://rustup.rs" in result.stderr
+    assert "Error 127" not in result.stderr and "command not found" not in result.stderr
+
+
+def test_when_one_service_fails_the_script_stops_the_other_and_says_why(built, tmp_path, collector):
+    """business-logic cannot bind its port: the script reports it, stops the front-end, exits non-zero."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        run = Run(["scripts/run-local.sh"], tmp_path, collector, BIN_DIR=str(cargo_target_dir() / "debug"),
+                  BUSINESS_LOGIC_PORT=str(taken.getsockname()[1]))
+        try:
+            code = run.proc.wait(timeout=40)
+            output = run.output()
+            assert code != 0, output
+            assert re.search(r"business-logic exited with status [1-9]", output), output
+            assert "stopping the other service" in output and "front-end stopped (exit 0)" in output, output
+            assert "both services stopped cleanly" not in output
+        finally:
+            run.stop()

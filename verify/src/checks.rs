@@ -1,0 +1,691 @@
+//! What each check makes of the answers of the real APIs: pure functions
+//! from the JSON the gateway URL returned to an [`Outcome`] with, when it
+//! fails, the likely cause and the commands to look closer.
+//!
+//! Formats (as the tools serve them today):
+//! - Jaeger query API `GET /api/traces/{id}`: `{"data": [{"traceID", "spans":
+//!   [{"spanID", "operationName", "references": [{"refType": "CHILD_OF",
+//!   "spanID"}], "processID", "tags"}], "processes": {"p1": {"serviceName"}}}]}`.
+//! - Loki `GET /loki/api/v1/query_range`: `{"status": "success", "data":
+//!   {"resultType": "streams", "result": [{"stream": {labels}, "values":
+//!   [["<ns>", "<line>"]]}]}}`.
+//! - Prometheus `GET /api/v1/query`: `{"status": "success", "data":
+//!   {"resultType": "vector", "result": [{"metric": {labels}, "value": [<t>, "<v>"]}]}}`.
+//! - Kiali `GET /api/namespaces/graph`: `{"elements": {"nodes": [{"data":
+//!   {"id", "nodeType", "namespace", "workload", "app", "isGateway"}}],
+//!   "edges": [{"data": {"source", "target", "traffic": {"protocol"},
+//!   "isMTLS": "<percent>"}}]}}`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde_json::Value;
+
+/// The result of one check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub ok: bool,
+    /// One line: what was found.
+    pub summary: String,
+    /// For a failure: the part that is most likely broken.
+    pub cause: Option<String>,
+    /// For a failure: commands that show more.
+    pub look: Vec<String>,
+}
+
+impl Outcome {
+    pub fn pass(summary: impl Into<String>) -> Self {
+        Self {
+            ok: true,
+            summary: summary.into(),
+            cause: None,
+            look: Vec::new(),
+        }
+    }
+
+    pub fn fail(summary: impl Into<String>, cause: impl Into<String>, look: &[&str]) -> Self {
+        Self {
+            ok: false,
+            summary: summary.into(),
+            cause: Some(cause.into()),
+            look: look.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+}
+
+/// Names the checks need: the app namespace and the services' names.
+#[derive(Debug, Clone)]
+pub struct Names {
+    pub namespace: String,
+}
+
+pub const FRONT_END: &str = "front-end";
+pub const BUSINESS_LOGIC: &str = "business-logic";
+pub const POSTGRES: &str = "postgres";
+
+impl Names {
+    /// Istio names a sidecar's spans `<app label>.<namespace>` (the proxy
+    /// config's default `tracingServiceName: APP_LABEL_AND_NAMESPACE`).
+    fn sidecar(&self, app: &str) -> String {
+        format!("{app}.{}", self.namespace)
+    }
+
+    /// Istio's own ingress gateway (`istio-ingressgateway.istio-system`), or
+    /// the one Istio deploys for a Gateway API `Gateway` (`<name>-istio`).
+    fn is_gateway_service(&self, service: &str) -> bool {
+        let app = service.split('.').next().unwrap_or(service);
+        app.starts_with("istio-ingressgateway") || app.ends_with("-istio")
+    }
+
+    fn ns(&self) -> &str {
+        &self.namespace
+    }
+}
+
+// ---------------------------------------------------------------- 1. pages
+
+/// The landing page: 200 with both buttons.
+pub fn landing_page(status: u16, body: &str, names: &Names) -> Outcome {
+    let buttons = ["id=\"fast-page\"", "id=\"slow-page\""];
+    if status == 200 && buttons.iter().all(|b| body.contains(b)) {
+        return Outcome::pass("landing page answers with the Fast page and Slow page buttons");
+    }
+    let ns = names.ns();
+    let pods = format!("kubectl -n {ns} get pods");
+    let routes = format!("kubectl -n {ns} get gateway,virtualservice,httproute");
+    match status {
+        200 => Outcome::fail(
+            "landing page answers 200 but without both buttons",
+            "something else answers under /demo-app/: the gateway routes it elsewhere",
+            &[&routes],
+        ),
+        404 => Outcome::fail(
+            "landing page: 404",
+            "the gateway has no route for /demo-app/ (the app chart is not installed, or its Gateway/route is not accepted), or something else answers at this port (make run?)",
+            &[&routes, "make helm-app"],
+        ),
+        502..=504 => Outcome::fail(
+            format!("landing page: {status} (no healthy upstream?)"),
+            "the gateway has no ready front-end pod",
+            &[&pods, &format!("kubectl -n {ns} describe deploy/front-end")],
+        ),
+        _ => Outcome::fail(
+            format!("landing page: {status}"),
+            "the front-end or the gateway in front of it",
+            &[&pods, &format!("kubectl -n {ns} logs deploy/front-end")],
+        ),
+    }
+}
+
+/// Reads `00-<trace id>-<span id>-<flags>`; `None` when malformed.
+pub fn parse_traceresponse(value: &str) -> Option<String> {
+    let parts: Vec<&str> = value.trim().split('-').collect();
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    match parts.as_slice() {
+        [version, trace, span, flags]
+            if hex(version, 2)
+                && hex(trace, 32)
+                && hex(span, 16)
+                && hex(flags, 2)
+                && trace.bytes().any(|b| b != b'0') =>
+        {
+            Some(trace.to_ascii_lowercase())
+        }
+        _ => None,
+    }
+}
+
+// ---------------------------------------------------------------- 2. Jaeger
+
+#[derive(Debug)]
+struct JSpan {
+    id: String,
+    parents: Vec<String>,
+    service: String,
+    operation: String,
+}
+
+fn jaeger_spans(body: &Value) -> Option<Vec<JSpan>> {
+    let trace = body.get("data")?.as_array()?.first()?;
+    let processes = trace.get("processes")?.as_object()?;
+    let spans = trace.get("spans")?.as_array()?;
+    let service_of = |pid: &str| {
+        processes
+            .get(pid)
+            .and_then(|p| p.get("serviceName"))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    };
+    Some(
+        spans
+            .iter()
+            .map(|s| JSpan {
+                id: str_of(s, "spanID"),
+                // The parent: CHILD_OF (FOLLOWS_FROM links may point at
+                // other traces and do not make the tree).
+                parents: s
+                    .get("references")
+                    .and_then(Value::as_array)
+                    .map(|refs| {
+                        refs.iter()
+                            .filter(|r| {
+                                r.get("refType")
+                                    .and_then(Value::as_str)
+                                    .unwrap_or("CHILD_OF")
+                                    == "CHILD_OF"
+                            })
+                            .map(|r| str_of(r, "spanID"))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                service: service_of(&str_of(s, "processID")),
+                operation: str_of(s, "operationName"),
+            })
+            .collect(),
+    )
+}
+
+fn str_of(v: &Value, key: &str) -> String {
+    v.get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// One trace: its spans form one tree (every reference resolves inside the
+/// trace, one root) and hold every hop, down to `data_transformation`.
+/// `status` is the HTTP status of `/jaeger/api/traces/<id>`.
+pub fn jaeger_trace(status: u16, body: &Value, trace_id: &str, names: &Names) -> Outcome {
+    let ns = names.ns();
+    let jaeger_logs = "kubectl -n istio-system logs deploy/jaeger";
+    let spans = match (status, jaeger_spans(body)) {
+        (200, Some(spans)) if !spans.is_empty() => spans,
+        (404, _) | (200, _) => {
+            return Outcome::fail(
+                format!("Jaeger has no trace {trace_id}"),
+                "no span of that request reached Jaeger: neither the gateway's nor the services' (Jaeger's Zipkin receiver, or the mesh's tracing provider)",
+                &[
+                    jaeger_logs,
+                    "kubectl -n istio-system get telemetry mesh-default -o yaml",
+                    &format!("kubectl -n {ns} logs deploy/front-end | grep 'span export'"),
+                ],
+            );
+        }
+        (status, _) => {
+            return Outcome::fail(
+                format!("Jaeger query API: {status} at /jaeger/api/traces/{trace_id}"),
+                "Jaeger (or the gateway's /jaeger route) is not serving its query API",
+                &[
+                    "kubectl -n istio-system get pods -l app=jaeger",
+                    jaeger_logs,
+                ],
+            );
+        }
+    };
+
+    let services: BTreeSet<&str> = spans.iter().map(|s| s.service.as_str()).collect();
+    let has = |name: &str| services.contains(name);
+    let gateway = services
+        .iter()
+        .find(|s| names.is_gateway_service(s))
+        .map(|s| s.to_string());
+    let fe_sidecar = names.sidecar(FRONT_END);
+    let bl_sidecar = names.sidecar(BUSINESS_LOGIC);
+    let transformation = spans
+        .iter()
+        .any(|s| s.operation == "data_transformation" && s.service == BUSINESS_LOGIC);
+    let seen = services.iter().copied().collect::<Vec<_>>().join(", ");
+
+    let ids: BTreeSet<&str> = spans.iter().map(|s| s.id.as_str()).collect();
+    let roots: Vec<&JSpan> = spans.iter().filter(|s| s.parents.is_empty()).collect();
+    let dangling: Vec<&JSpan> = spans
+        .iter()
+        .filter(|s| s.parents.iter().any(|p| !ids.contains(p.as_str())))
+        .collect();
+
+    if !has(&fe_sidecar) && !has(&bl_sidecar) && (has(FRONT_END) || has(BUSINESS_LOGIC)) {
+        return Outcome::fail(
+            format!("trace {trace_id} has no sidecar spans (services: {seen})"),
+            "the pods run without Istio sidecars: the namespace lacks sidecar injection (label istio-injection=enabled, then restart the pods), or the sidecars' tracing is off",
+            &[
+                &format!("kubectl get ns {ns} --show-labels"),
+                &format!("kubectl -n {ns} get pods   # READY 2/2 = app + sidecar"),
+                "kubectl -n istio-system get telemetry mesh-default -o yaml",
+            ],
+        );
+    }
+    if has(FRONT_END) && !has(BUSINESS_LOGIC) && !has(&bl_sidecar) {
+        return Outcome::fail(
+            format!(
+                "trace {trace_id} has front-end spans but none from business-logic (services: {seen})"
+            ),
+            "propagation between front-end and business-logic: the call does not carry the trace context (traceparent / x-b3-*), or it never reached business-logic",
+            &[
+                &format!("kubectl -n {ns} logs deploy/front-end | grep {trace_id}"),
+                &format!("kubectl -n {ns} logs deploy/business-logic --tail 20"),
+            ],
+        );
+    }
+    if !dangling.is_empty() || roots.len() > 1 {
+        let pieces = roots.len() + dangling.len();
+        let orphans: BTreeSet<&str> = dangling.iter().map(|s| s.service.as_str()).collect();
+        let orphans = orphans.into_iter().collect::<Vec<_>>().join(", ");
+        return Outcome::fail(
+            format!(
+                "trace {trace_id} falls apart in {pieces} pieces: spans of {orphans} refer to parent spans that are not in the trace"
+            ),
+            "a hop drops or rewrites the span context (traceparent / x-b3-spanid), or the caller's spans were never exported",
+            &[
+                &format!("kubectl -n {ns} logs deploy/front-end | grep 'span export'"),
+                &format!("kubectl -n {ns} logs deploy/business-logic | grep 'span export'"),
+            ],
+        );
+    }
+    if gateway.is_none() {
+        return Outcome::fail(
+            format!("trace {trace_id} has no span from the ingress gateway (services: {seen})"),
+            "the gateway does not trace: the mesh's tracing provider or sampling (Telemetry mesh-default), or the request bypassed the gateway",
+            &[
+                "kubectl -n istio-system get telemetry mesh-default -o yaml",
+                "kubectl -n istio-system get cm istio -o yaml | grep -A6 extensionProviders",
+            ],
+        );
+    }
+    let missing: Vec<&str> = [
+        (fe_sidecar.as_str(), has(&fe_sidecar)),
+        (FRONT_END, has(FRONT_END)),
+        (bl_sidecar.as_str(), has(&bl_sidecar)),
+        (BUSINESS_LOGIC, has(BUSINESS_LOGIC)),
+        ("data_transformation", transformation),
+    ]
+    .iter()
+    .filter(|(_, present)| !present)
+    .map(|(name, _)| *name)
+    .collect();
+    if !missing.is_empty() {
+        let missing = missing.join(", ");
+        return Outcome::fail(
+            format!("trace {trace_id} lacks spans of {missing} (services: {seen})"),
+            "that part's spans do not reach Jaeger: a pod without its sidecar, or a service that does not export (OTEL_EXPORTER_ZIPKIN_ENDPOINT)",
+            &[
+                &format!("kubectl -n {ns} get pods"),
+                &format!("kubectl -n {ns} logs deploy/business-logic | grep 'span export'"),
+            ],
+        );
+    }
+    let gateway = gateway.unwrap_or_default();
+    Outcome::pass(format!(
+        "trace {trace_id} is one tree of {} spans: {gateway} → {fe_sidecar} → {FRONT_END} → {bl_sidecar} → {BUSINESS_LOGIC} → data_transformation",
+        spans.len()
+    ))
+}
+
+// ---------------------------------------------------------------- 3. Loki
+
+/// Loki holds log lines with the trace id from both services.
+pub fn loki_lines(status: u16, body: &Value, trace_id: &str, names: &Names) -> Outcome {
+    let ns = names.ns();
+    if status == 404 && body.get("message").is_some() {
+        return grafana_datasource_missing("loki", status, body);
+    }
+    if status != 200 || body.get("status").and_then(Value::as_str) != Some("success") {
+        return Outcome::fail(
+            format!("Loki query failed: {status} {}", error_text(body)),
+            "Loki (behind Grafana's data source `loki`) does not answer queries",
+            &[
+                "kubectl -n istio-system get pods -l app.kubernetes.io/name=loki",
+                "kubectl -n istio-system logs statefulset/loki",
+            ],
+        );
+    }
+    let mut lines: BTreeMap<String, usize> = BTreeMap::new();
+    for stream in body
+        .pointer("/data/result")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let labels = stream.get("stream");
+        let label = |k: &str| {
+            labels
+                .and_then(|l| l.get(k))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        let service = label("app")
+            .or_else(|| label("container"))
+            .or_else(|| label("service_name"))
+            .unwrap_or_default();
+        let count = stream
+            .get("values")
+            .and_then(Value::as_array)
+            .map(|values| {
+                values
+                    .iter()
+                    .filter(|v| {
+                        v.get(1)
+                            .and_then(Value::as_str)
+                            .is_some_and(|l| l.contains(trace_id))
+                    })
+                    .count()
+            })
+            .unwrap_or(0);
+        *lines.entry(service).or_default() += count;
+    }
+    let from = |s: &str| lines.get(s).copied().unwrap_or(0);
+    let (fe, bl) = (from(FRONT_END), from(BUSINESS_LOGIC));
+    match (fe, bl) {
+        (0, 0) => Outcome::fail(
+            format!("Loki has no log lines with trace id {trace_id}"),
+            "Alloy is not shipping the pods' logs to Loki (or Loki rejects them)",
+            &[
+                "kubectl -n istio-system logs ds/alloy --tail 30",
+                &format!("kubectl -n {ns} logs deploy/front-end | grep {trace_id}"),
+            ],
+        ),
+        (_, 0) | (0, _) => {
+            let missing = if fe == 0 { FRONT_END } else { BUSINESS_LOGIC };
+            Outcome::fail(
+                format!(
+                    "Loki has log lines with trace id {trace_id} from one service only: none from {missing}"
+                ),
+                format!("{missing}'s lines lack the trace id, or Alloy does not read that pod"),
+                &[
+                    &format!("kubectl -n {ns} logs deploy/{missing} | grep {trace_id}"),
+                    "kubectl -n istio-system logs ds/alloy --tail 30",
+                ],
+            )
+        }
+        _ => Outcome::pass(format!(
+            "log lines with trace id {trace_id} from {FRONT_END} ({fe}) and {BUSINESS_LOGIC} ({bl})"
+        )),
+    }
+}
+
+fn error_text(body: &Value) -> String {
+    ["error", "message"]
+        .iter()
+        .find_map(|k| body.get(*k).and_then(Value::as_str))
+        .unwrap_or("")
+        .to_owned()
+}
+
+fn grafana_datasource_missing(uid: &str, status: u16, body: &Value) -> Outcome {
+    Outcome::fail(
+        format!(
+            "Grafana's data source proxy: {status} {} for uid `{uid}`",
+            error_text(body)
+        ),
+        format!(
+            "Grafana has no data source with uid `{uid}` (istio-add-ons/grafana/datasources.yaml)"
+        ),
+        &[
+            "kubectl -n istio-system get cm grafana-datasources -o yaml",
+            "kubectl -n istio-system logs deploy/grafana --tail 30",
+        ],
+    )
+}
+
+// ---------------------------------------------------------------- 4. Prometheus
+
+/// Samples of a Prometheus instant vector: labels and value.
+pub fn vector(body: &Value) -> Option<Vec<(HashMap<String, String>, f64)>> {
+    if body.get("status").and_then(Value::as_str) != Some("success")
+        || body.pointer("/data/resultType").and_then(Value::as_str) != Some("vector")
+    {
+        return None;
+    }
+    let result = body.pointer("/data/result")?.as_array()?;
+    Some(
+        result
+            .iter()
+            .map(|sample| {
+                let labels = sample
+                    .get("metric")
+                    .and_then(Value::as_object)
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_owned()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let value = sample
+                    .pointer("/value/1")
+                    .and_then(Value::as_str)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0.0);
+                (labels, value)
+            })
+            .collect(),
+    )
+}
+
+/// The query for the services' own request counters.
+pub fn app_metrics_query(names: &Names) -> String {
+    format!(
+        "sum by (service) (http_requests_total{{namespace=\"{}\", service=~\"{FRONT_END}|{BUSINESS_LOGIC}\"}})",
+        names.ns()
+    )
+}
+
+/// The query for Istio's metric of the front-end → business-logic hop.
+pub fn istio_metrics_query(names: &Names) -> String {
+    format!(
+        "sum by (source_workload, destination_workload) (istio_requests_total{{source_workload=\"{FRONT_END}\", destination_workload=\"{BUSINESS_LOGIC}\", destination_workload_namespace=\"{}\"}})",
+        names.ns()
+    )
+}
+
+/// Request metrics of both services, and Istio's front-end → business-logic.
+/// Each argument is (HTTP status, body) of one query.
+pub fn prometheus_metrics(app: (u16, &Value), istio: (u16, &Value), names: &Names) -> Outcome {
+    let ns = names.ns();
+    for (status, body) in [app, istio] {
+        if status == 404 && body.get("message").is_some() {
+            return grafana_datasource_missing("prometheus", status, body);
+        }
+        if status != 200 || vector(body).is_none() {
+            return Outcome::fail(
+                format!("Prometheus query failed: {status} {}", error_text(body)),
+                "Prometheus (behind Grafana's data source `prometheus`) does not answer queries",
+                &["kubectl -n istio-system logs deploy/prometheus --tail 30"],
+            );
+        }
+    }
+    let services: BTreeSet<String> = vector(app.1)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(_, v)| *v > 0.0)
+        .filter_map(|(labels, _)| labels.get("service").cloned())
+        .collect();
+    let missing: Vec<&str> = [FRONT_END, BUSINESS_LOGIC]
+        .into_iter()
+        .filter(|s| !services.contains(*s))
+        .collect();
+    if !missing.is_empty() {
+        let missing = missing.join(" and ");
+        return Outcome::fail(
+            format!("Prometheus has no http_requests_total from {missing}"),
+            "Prometheus does not scrape the services' /metrics (the pods' prometheus.io annotations, merged by the sidecar on port 15020)",
+            &[
+                &format!("kubectl -n {ns} get pods -o yaml | grep prometheus.io"),
+                "kubectl -n istio-system logs deploy/prometheus --tail 30",
+            ],
+        );
+    }
+    let hop = vector(istio.1)
+        .unwrap_or_default()
+        .into_iter()
+        .any(|(_, v)| v > 0.0);
+    if !hop {
+        return Outcome::fail(
+            format!("Prometheus has no istio_requests_total for {FRONT_END} → {BUSINESS_LOGIC}"),
+            "the sidecars report no Istio metrics: pods without sidecars, or Prometheus does not scrape the proxies (port 15020)",
+            &[
+                &format!("kubectl -n {ns} get pods   # READY 2/2 = app + sidecar"),
+                &format!("kubectl get ns {ns} --show-labels"),
+            ],
+        );
+    }
+    Outcome::pass(format!(
+        "http_requests_total from {FRONT_END} and {BUSINESS_LOGIC}, istio_requests_total {FRONT_END} → {BUSINESS_LOGIC}"
+    ))
+}
+
+// ---------------------------------------------------------------- 5. Kiali
+
+#[derive(Debug)]
+struct KNode {
+    name: String,
+    namespace: String,
+    gateway: bool,
+}
+
+/// Whether PostgreSQL must appear in the graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Postgres {
+    /// Required when the graph has a postgres node.
+    Auto,
+    On,
+    Off,
+}
+
+/// The graph has gateway → front-end → business-logic (→ postgres), every
+/// edge with mTLS.
+pub fn kiali_graph(status: u16, body: &Value, names: &Names, postgres: Postgres) -> Outcome {
+    let ns = names.ns();
+    if status != 200 || body.pointer("/elements").is_none() {
+        return Outcome::fail(
+            format!("Kiali's graph API: {status} {}", error_text(body)),
+            "Kiali (or the gateway's /kiali route) does not serve its API",
+            &["kubectl -n istio-system logs deploy/kiali --tail 30"],
+        );
+    }
+    let mut nodes: HashMap<String, KNode> = HashMap::new();
+    for node in body
+        .pointer("/elements/nodes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let data = &node["data"];
+        let name = [
+            str_of(data, "workload"),
+            str_of(data, "app"),
+            str_of(data, "service"),
+        ]
+        .into_iter()
+        .find(|s| !s.is_empty())
+        .unwrap_or_default();
+        let gateway =
+            data.get("isGateway").is_some_and(|g| !g.is_null()) || names.is_gateway_service(&name);
+        nodes.insert(
+            str_of(data, "id"),
+            KNode {
+                name,
+                namespace: str_of(data, "namespace"),
+                gateway,
+            },
+        );
+    }
+    // (source name, target name) -> mTLS share in percent, best of the edges.
+    let mut edges: HashMap<(String, String), f64> = HashMap::new();
+    // Which gateway sends to the front-end: Istio's own or a Gateway API one.
+    let mut gateway_seen: Option<String> = None;
+    for edge in body
+        .pointer("/elements/edges")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let data = &edge["data"];
+        let (Some(source), Some(target)) = (
+            nodes.get(&str_of(data, "source")),
+            nodes.get(&str_of(data, "target")),
+        ) else {
+            continue;
+        };
+        let mtls = data
+            .get("isMTLS")
+            .and_then(|v| v.as_str().and_then(|s| s.parse().ok()).or(v.as_f64()))
+            .unwrap_or(0.0);
+        let source = if source.gateway {
+            if target.name == FRONT_END {
+                gateway_seen.get_or_insert_with(|| source.name.clone());
+            }
+            "gateway".to_owned()
+        } else if source.namespace == ns {
+            source.name.clone()
+        } else {
+            continue;
+        };
+        if target.namespace != ns {
+            continue;
+        }
+        let entry = edges.entry((source, target.name.clone())).or_insert(0.0);
+        *entry = entry.max(mtls);
+    }
+    let has_postgres = nodes
+        .values()
+        .any(|n| n.name == POSTGRES && n.namespace == ns);
+    let mut wanted = vec![("gateway", FRONT_END), (FRONT_END, BUSINESS_LOGIC)];
+    if postgres == Postgres::On || (postgres == Postgres::Auto && has_postgres) {
+        wanted.push((BUSINESS_LOGIC, POSTGRES));
+    }
+    let chain = |w: &[(&str, &str)]| {
+        let mut names: Vec<&str> = vec![gateway_seen.as_deref().unwrap_or("ingress gateway")];
+        names.extend(w.iter().map(|(_, t)| *t));
+        names.join(" → ")
+    };
+    for (source, target) in &wanted {
+        match edges.get(&(source.to_string(), target.to_string())) {
+            None => {
+                return Outcome::fail(
+                    format!("Kiali's graph of {ns} has no edge {source} → {target}"),
+                    format!(
+                        "Kiali sees no traffic {source} → {target} in Istio's metrics (last 10 min): the sidecars' metrics, or Kiali's Prometheus"
+                    ),
+                    &[
+                        &format!("kubectl -n {ns} get pods   # READY 2/2 = app + sidecar"),
+                        "kubectl -n istio-system logs deploy/kiali --tail 30",
+                    ],
+                );
+            }
+            Some(mtls) if *mtls <= 0.0 => {
+                return Outcome::fail(
+                    format!("Kiali: edge {source} → {target} without mTLS"),
+                    "traffic on that edge is plain text: the PeerAuthentication (mode STRICT) or a pod without its sidecar",
+                    &[
+                        &format!("kubectl -n {ns} get peerauthentication -o yaml"),
+                        &format!("kubectl -n {ns} get pods   # READY 2/2 = app + sidecar"),
+                    ],
+                );
+            }
+            Some(_) => {}
+        }
+    }
+    Outcome::pass(format!("{}, every edge with mTLS", chain(&wanted)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceresponse_values_are_read_strictly() {
+        let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+        assert_eq!(
+            parse_traceresponse(&format!("00-{trace}-00f067aa0ba902b7-01")).as_deref(),
+            Some(trace)
+        );
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e47zz-00f067aa0ba902b7-01",
+        ] {
+            assert_eq!(parse_traceresponse(bad), None, "{bad}");
+        }
+    }
+}

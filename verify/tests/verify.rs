@@ -1,0 +1,544 @@
+//! `verify` against a stand-in gateway URL serving the real APIs' formats:
+//! a healthy world, one broken world per check, the automatic port-forward
+//! against a stand-in `kubectl`, and `make verify`'s wiring.
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
+
+mod standin;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use standin::{StandIn, World};
+
+/// Short polls: a broken world fails in about a second per check.
+const FAST: [&str; 6] = [
+    "--poll-limit",
+    "1s",
+    "--poll-interval",
+    "100ms",
+    "--deadline",
+    "30s",
+];
+
+/// Runs the checker; `path` replaces PATH (None: inherited).
+fn verify(args: &[&str], path: Option<&Path>) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_verify"));
+    command.args(args).args(FAST).env_remove("VERIFY_URL");
+    if let Some(path) = path {
+        command.env("PATH", path);
+    }
+    let output = command.output().unwrap();
+    eprintln!("{}", String::from_utf8_lossy(&output.stdout));
+    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+    output
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn marked<'a>(out: &'a str, mark: &str) -> Vec<&'a str> {
+    out.lines().filter(|l| l.starts_with(mark)).collect()
+}
+
+/// A fresh empty directory under the system's temp dir.
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "verify-{name}-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn write_script(path: &Path, body: &str) {
+    std::fs::write(path, body).unwrap();
+    let mut permissions = std::fs::metadata(path).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+    std::fs::set_permissions(path, permissions).unwrap();
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs `world` and asserts exactly one ✘, on `check`, with `hints` printed.
+fn broken(world: World, check: &str, hints: &[&str]) {
+    let standin = StandIn::start(world, 0);
+    let output = verify(&["--url", &standin.url()], None);
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    let failed = marked(&out, "✘ ");
+    assert_eq!(
+        failed.len(),
+        2,
+        "one broken check and the closing line: {out}"
+    );
+    assert!(
+        failed[0].starts_with(&format!("✘ {check}")),
+        "{check} is the broken one: {out}"
+    );
+    assert!(failed[1].contains("1 of 6 checks failed"), "{out}");
+    assert_eq!(marked(&out, "✔ ").len(), 5, "{out}");
+    for hint in hints {
+        assert!(out.contains(hint), "hint {hint:?} missing: {out}");
+    }
+}
+
+#[test]
+fn a_healthy_world_passes_every_check_and_exits_0() {
+    let standin = StandIn::start(World::default(), 0);
+    let output = verify(&["--url", &standin.url()], None);
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{out}");
+    let passed = marked(&out, "✔ ");
+    assert_eq!(passed.len(), 7, "six checks and the closing line: {out}");
+    for (line, check) in passed.iter().zip([
+        "gateway",
+        "1. pages",
+        "2. Jaeger",
+        "3. Loki",
+        "4. Prometheus",
+        "5. Kiali",
+    ]) {
+        assert!(line.starts_with(&format!("✔ {check}")), "{line}");
+    }
+    assert!(marked(&out, "✘").is_empty(), "{out}");
+    assert!(out.contains("all 6 checks hold"), "{out}");
+
+    // It asked about the trace the slow page named, through the one URL.
+    let traces = standin.traces();
+    assert_eq!(traces.len(), 1, "one slow page request");
+    let trace = &traces[0];
+    assert!(
+        out.contains(&format!("trace {trace} is one tree of 9 spans")),
+        "{out}"
+    );
+    assert!(out.contains("istio-ingressgateway.istio-system → front-end.demo-app → front-end → business-logic.demo-app → business-logic → data_transformation"));
+    assert!(out.contains(
+        "istio-ingressgateway → front-end → business-logic → postgres, every edge with mTLS"
+    ));
+    let requests = standin.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r == "/demo-app/slow-page?delay_ms=500"),
+        "{requests:?}"
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|r| r == &format!("/jaeger/api/traces/{trace}"))
+    );
+    assert!(requests.iter().any(|r| {
+        r.starts_with("/grafana/api/datasources/proxy/uid/loki/loki/api/v1/query_range?")
+    }));
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with("/grafana/api/datasources/proxy/uid/prometheus/api/v1/query?"))
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with("/kiali/api/namespaces/graph?namespaces=demo-app"))
+    );
+}
+
+#[test]
+fn the_promql_it_sends_parses_in_prometheus_own_parser() {
+    // promtool (Debian: prometheus) checks rule files with Prometheus' parser.
+    let Ok(promtool) = Command::new("promtool").arg("--version").output() else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "promtool missing in CI"
+        );
+        eprintln!("skipped: promtool not installed (apt-get install prometheus)");
+        return;
+    };
+    assert!(promtool.status.success());
+    let standin = StandIn::start(World::default(), 0);
+    assert_eq!(
+        verify(&["--url", &standin.url()], None).status.code(),
+        Some(0)
+    );
+    let mut expressions = standin.promql();
+    expressions.sort();
+    expressions.dedup();
+    assert_eq!(expressions.len(), 2, "{expressions:?}");
+    let rules = serde_json::json!({"groups": [{"name": "verify", "rules": expressions
+        .iter()
+        .enumerate()
+        .map(|(i, expr)| serde_json::json!({"record": format!("verify:query{i}"), "expr": expr}))
+        .collect::<Vec<_>>()}]});
+    let file = temp_dir("promql").join("rules.yml");
+    std::fs::write(&file, rules.to_string()).unwrap();
+    let check = Command::new("promtool")
+        .arg("check")
+        .arg("rules")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    // And a broken expression does fail there (the check can fail).
+    std::fs::write(
+        &file,
+        r#"{"groups":[{"name":"x","rules":[{"record":"x:y","expr":"sum by (service (x)"}]}]}"#,
+    )
+    .unwrap();
+    let check = Command::new("promtool")
+        .arg("check")
+        .arg("rules")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!check.status.success());
+}
+
+#[test]
+fn without_postgresql_the_graph_ends_at_business_logic() {
+    let standin = StandIn::start(
+        World {
+            no_postgres: true,
+            ..World::default()
+        },
+        0,
+    );
+    let output = verify(&["--url", &standin.url()], None);
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("istio-ingressgateway → front-end → business-logic, every edge with mTLS")
+    );
+    // Unless the user says PostgreSQL is on.
+    let output = verify(&["--url", &standin.url(), "--postgres", "on"], None);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stdout(&output).contains("no edge business-logic → postgres"));
+}
+
+#[test]
+fn a_gateway_api_gateway_is_accepted_and_named() {
+    let standin = StandIn::start(
+        World {
+            gateway_api: true,
+            ..World::default()
+        },
+        0,
+    );
+    let output = verify(&["--url", &standin.url()], None);
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains(": app-gateway-istio.demo-app → front-end.demo-app → front-end"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "app-gateway-istio → front-end → business-logic → postgres, every edge with mTLS"
+        ),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_trace_without_sidecar_spans_points_at_sidecar_injection() {
+    broken(
+        World {
+            no_sidecars: true,
+            ..World::default()
+        },
+        "2. Jaeger",
+        &[
+            "has no sidecar spans",
+            "kubectl get ns demo-app --show-labels",
+        ],
+    );
+}
+
+#[test]
+fn a_trace_split_in_two_points_at_a_hop_that_drops_the_context() {
+    broken(
+        World {
+            split_trace: true,
+            ..World::default()
+        },
+        "2. Jaeger",
+        &[
+            "falls apart in 2 pieces: spans of business-logic.demo-app refer to parent spans that are not in the trace",
+            "drops or rewrites the span context",
+        ],
+    );
+}
+
+#[test]
+fn a_trace_without_business_logic_spans_points_at_propagation_between_the_two() {
+    broken(
+        World {
+            no_business_logic_spans: true,
+            ..World::default()
+        },
+        "2. Jaeger",
+        &[
+            "front-end spans but none from business-logic",
+            "propagation between front-end and business-logic",
+        ],
+    );
+}
+
+#[test]
+fn no_log_lines_point_at_alloy() {
+    broken(
+        World {
+            no_log_lines: true,
+            ..World::default()
+        },
+        "3. Loki",
+        &[
+            "Alloy is not shipping",
+            "kubectl -n istio-system logs ds/alloy",
+        ],
+    );
+}
+
+#[test]
+fn no_istio_metrics_point_at_the_sidecars() {
+    broken(
+        World {
+            no_istio_metrics: true,
+            ..World::default()
+        },
+        "4. Prometheus",
+        &["no istio_requests_total for front-end → business-logic"],
+    );
+}
+
+#[test]
+fn an_edge_without_mtls_points_at_the_peer_authentication() {
+    broken(
+        World {
+            edge_without_mtls: true,
+            ..World::default()
+        },
+        "5. Kiali",
+        &[
+            "edge front-end → business-logic without mTLS",
+            "PeerAuthentication",
+            "kubectl -n demo-app get peerauthentication -o yaml",
+        ],
+    );
+}
+
+#[test]
+fn nothing_at_the_url_and_no_kubectl_says_so_and_exits_1() {
+    let empty = temp_dir("no-kubectl");
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let started = Instant::now();
+    let output = verify(&["--url", &url], Some(&empty));
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    let failed = marked(&out, "✘ ");
+    assert!(failed[0].starts_with("✘ gateway"), "{out}");
+    assert!(failed[0].contains("`kubectl` is not installed"), "{out}");
+    assert_eq!(failed.len(), 2, "the gateway and the closing line: {out}");
+    assert!(out.contains("make port-forward"), "{out}");
+    assert_eq!(marked(&out, "· ").len(), 5, "the rest not checked: {out}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+/// A stand-in `kubectl` that records its calls; `port-forward` records its
+/// pid and stays up (as the real one does) until it is stopped.
+fn standin_kubectl(dir: &Path) {
+    write_script(
+        &dir.join("kubectl"),
+        &format!(
+            r#"#!/bin/sh
+echo "$*" >> "{dir}/calls"
+case "$*" in
+  *port-forward*) echo $$ > "{dir}/pid"; exec sleep 60 ;;
+  *"get service"*) exit 0 ;;
+esac
+exit 1
+"#,
+            dir = dir.display()
+        ),
+    );
+}
+
+/// `dir` first, then the usual PATH (the stand-in needs `sleep`).
+fn path_with(dir: &Path) -> PathBuf {
+    let mut paths = vec![dir.to_path_buf()];
+    paths.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    PathBuf::from(std::env::join_paths(paths).unwrap())
+}
+
+fn alive(pid: &str) -> bool {
+    Command::new("kill")
+        .args(["-0", pid])
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+#[test]
+fn a_dead_url_gets_a_port_forward_that_is_stopped_at_the_end() {
+    let dir = temp_dir("port-forward");
+    standin_kubectl(&dir);
+    let port = free_port();
+    // The "port-forward": once kubectl was asked for it, the gateway
+    // answers on the forwarded port.
+    let pid_file = dir.join("pid");
+    let waiter = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !pid_file.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        StandIn::start(World::default(), port)
+    });
+    let output = verify(
+        &[
+            "--url",
+            &format!("http://127.0.0.1:{port}"),
+            "--context",
+            "kind-demo",
+            "--port-forward-wait",
+            "10s",
+        ],
+        Some(&path_with(&dir)),
+    );
+    let out = stdout(&output);
+    let standin = waiter.join().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{out}");
+    assert!(out.contains("through `kubectl --context kind-demo -n istio-system port-forward svc/istio-ingressgateway"), "{out}");
+    let calls = std::fs::read_to_string(dir.join("calls")).unwrap();
+    assert!(
+        calls.contains("--context kind-demo -n demo-app get service -l gateway.networking.k8s.io/gateway-name -o name"),
+        "{calls}"
+    );
+    assert!(
+        calls.contains(&format!(
+            "--context kind-demo -n istio-system port-forward svc/istio-ingressgateway {port}:80"
+        )),
+        "{calls}"
+    );
+    assert_eq!(
+        standin.traces().len(),
+        1,
+        "the checks ran through the forward"
+    );
+    let pid = std::fs::read_to_string(dir.join("pid")).unwrap();
+    assert!(
+        !alive(pid.trim()),
+        "the port-forward is stopped when verify ends"
+    );
+}
+
+#[test]
+fn a_gateway_api_gateway_is_preferred_when_the_namespace_has_one() {
+    let dir = temp_dir("gateway-api");
+    write_script(
+        &dir.join("kubectl"),
+        &format!(
+            r#"#!/bin/sh
+echo "$*" >> "{dir}/calls"
+case "$*" in
+  *"get service"*) echo service/app-gateway-istio; exit 0 ;;
+  *port-forward*) echo 'error: unable to forward port because pod is not running' >&2; exit 1 ;;
+esac
+exit 1
+"#,
+            dir = dir.display()
+        ),
+    );
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let output = verify(&["--url", &url], Some(&path_with(&dir)));
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    let calls = std::fs::read_to_string(dir.join("calls")).unwrap();
+    assert!(
+        calls.contains("-n demo-app port-forward svc/app-gateway-istio"),
+        "{calls}"
+    );
+    // kubectl's own complaint reaches the user.
+    assert!(out.contains("pod is not running"), "{out}");
+    assert!(marked(&out, "✘ ")[0].starts_with("✘ gateway"), "{out}");
+}
+
+#[test]
+fn a_live_url_starts_no_port_forward() {
+    let dir = temp_dir("live");
+    standin_kubectl(&dir);
+    let standin = StandIn::start(World::default(), 0);
+    let output = verify(&["--url", &standin.url()], Some(&path_with(&dir)));
+    assert_eq!(output.status.code(), Some(0));
+    assert!(!dir.join("calls").exists(), "kubectl was not called at all");
+}
+
+#[test]
+fn make_verify_runs_the_checker_with_the_makefiles_settings() {
+    // A stand-in `cargo` that records how make calls it, then runs the
+    // binary this test was built with (no release build in a test).
+    let dir = temp_dir("make");
+    write_script(
+        &dir.join("cargo"),
+        &format!(
+            "#!/bin/sh\necho \"$*\" > \"{dir}/cargo-args\"\nwhile [ \"$1\" != -- ]; do shift; done; shift\nexec \"{bin}\" \"$@\"\n",
+            dir = dir.display(),
+            bin = env!("CARGO_BIN_EXE_verify")
+        ),
+    );
+    let standin = StandIn::start(World::default(), 0);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let output = Command::new("make")
+        .arg("-C")
+        .arg(root)
+        .arg("verify")
+        .arg(format!("VERIFY_URL={}", standin.url()))
+        .arg(format!("CARGO={}", dir.join("cargo").display()))
+        .arg(format!("VERIFY_ARGS={}", FAST.join(" ")))
+        .output()
+        .unwrap();
+    let out = stdout(&output);
+    eprintln!("{out}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{out}");
+    assert!(out.contains("all 6 checks hold"), "{out}");
+    let args = std::fs::read_to_string(dir.join("cargo-args")).unwrap();
+    assert!(args.starts_with("run --release -p verify -- "), "{args}");
+    assert!(args.contains(&format!("--url {}", standin.url())), "{args}");
+    assert!(args.contains("--namespace demo-app"), "{args}");
+    assert!(args.contains("--context kind-demo"), "{args}");
+
+    // A broken world fails make too.
+    let broken = StandIn::start(
+        World {
+            no_log_lines: true,
+            ..World::default()
+        },
+        0,
+    );
+    let status = Command::new("make")
+        .arg("-C")
+        .arg(root)
+        .arg("verify")
+        .arg(format!("VERIFY_URL={}", broken.url()))
+        .arg(format!("CARGO={}", dir.join("cargo").display()))
+        .arg(format!("VERIFY_ARGS={}", FAST.join(" ")))
+        .output()
+        .unwrap()
+        .status;
+    assert!(!status.success());
+}
