@@ -70,14 +70,22 @@ const ENV_VARS: &[&str] = &[
     "SLOW_PAGE_TIMEOUT_MS",
     "JAEGER_UI_URL",
     "GRAFANA_URL",
-    "LOKI_SELECTOR",
 ];
+
+/// Read verbatim, not through figment: figment parses a value such as
+/// `{namespace="demo-app"}` as a map, so the selector would be refused.
+const LOKI_SELECTOR: &str = "LOKI_SELECTOR";
 
 impl Settings {
     /// Reads the environment over the defaults and validates the result. The
     /// error names the variable, the value and what is allowed.
     pub fn from_env() -> anyhow::Result<Self> {
         let mut settings = service_kit::read_env(Self::default(), ENV_VARS)?;
+        if let Some(selector) = std::env::var_os(LOKI_SELECTOR) {
+            settings.loki_selector = selector.into_string().map_err(|value| {
+                anyhow::anyhow!("{LOKI_SELECTOR}={value:?} is not valid; allowed: UTF-8 text")
+            })?;
+        }
         settings.server = ServerSettings::from_env(DEFAULT_PORT)?;
         settings.telemetry = TelemetrySettings::from_env(SERVICE_NAME)?;
         settings.validate().map_err(anyhow::Error::msg)?;
@@ -164,6 +172,14 @@ mod tests {
         assert_eq!(s.loki_selector, r#"{namespace="demo-app"}"#);
         assert_eq!(s.business_logic_url, "http://127.0.0.1:8081");
         assert_eq!(s.telemetry.otel_service_name, "front-end");
+    }
+
+    #[test]
+    fn a_loki_selector_is_taken_verbatim() {
+        // What the chart sets: braces and quotes, which figment would parse as a map.
+        let selector = r#"{namespace="shop", app=~"front-end|business-logic"}"#;
+        let s = load(&[("LOKI_SELECTOR", selector)]).expect("a valid selector");
+        assert_eq!(s.loki_selector, selector);
     }
 
     #[test]
