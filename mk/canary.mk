@@ -8,6 +8,7 @@
 
 # Percent of the calls `make canary` sends to v2 (0 to 100).
 WEIGHT ?= 20
+HELP_VARIABLES += WEIGHT
 
 CANARY_DEPLOYMENT := deployment/business-logic-v2
 # helm-app's extra arguments: v2 on or off, then the v1 and v2 weights.
