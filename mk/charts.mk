@@ -15,6 +15,8 @@ KUBECTL_CTX = $(KUBECTL)$(if $(KUBE_CONTEXT), --context $(KUBE_CONTEXT))
 HELM_CTX = $(HELM)$(if $(KUBE_CONTEXT), --kube-context $(KUBE_CONTEXT))
 # Extra values files for helm-app, e.g. HELM_VALUES=helm/app/ci/fault-injection-values.yaml
 HELM_VALUES ?=
+# Extra helm arguments for helm-app, e.g. HELM_SET_ARGS="--set canary.weights.v1=100" (mk/canary.mk uses it).
+HELM_SET_ARGS ?=
 HELM_TIMEOUT ?= 5m
 # Kubernetes version the rendered manifests are validated against.
 KUBE_VERSION ?= 1.36.0
@@ -60,7 +62,7 @@ helm-app: ## helm upgrade --install helm/app as RELEASE in NAMESPACE (labelled f
 	  --set-string business-logic.image.repository=$(REGISTRY)/business-logic \
 	  --set-string business-logic.image.tag=$(VERSION) \
 	  --set-string business-logic.image.digest="$(call image_digest,business-logic)" \
-	  $(addprefix -f ,$(HELM_VALUES))
+	  $(addprefix -f ,$(HELM_VALUES)) $(HELM_SET_ARGS)
 	$(KUBECTL_CTX) -n $(NAMESPACE) rollout status deployment/front-end --timeout $(HELM_TIMEOUT)
 	$(KUBECTL_CTX) -n $(NAMESPACE) rollout status deployment/business-logic --timeout $(HELM_TIMEOUT)
 	if [ "$(GATEWAY_API)" != istio ]; then \

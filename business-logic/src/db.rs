@@ -192,6 +192,25 @@ impl Database {
             .await
     }
 
+    /// The canary regression's extra lookup (`crate::canary`): how many items
+    /// have a name containing `name`. The leading wildcard defeats every
+    /// index, so this scans the whole table, on purpose.
+    pub async fn count_items_named_like(&self, name: &str) -> Result<i64, sqlx::Error> {
+        const SQL: &str = "SELECT COUNT(*) FROM catalog_items WHERE name LIKE '%' || $1 || '%'";
+        let query = async {
+            on_pool!(&self.pool, p => sqlx::query_scalar::<_, i64>(SQL).bind(name).fetch_one(p).await)
+        };
+        let span = tracing::info_span!(
+            "db.query",
+            otel.name = crate::canary::EXTRA_QUERY_SPAN,
+            otel.kind = "client",
+            db.system.name = self.system(),
+            db.query.text = SQL,
+            regression = "REGRESSION_EXTRA_QUERY",
+        );
+        query.instrument(span).await
+    }
+
     fn client_span(&self, name: &'static str, statement: &'static str) -> tracing::Span {
         tracing::info_span!(
             "db.query",

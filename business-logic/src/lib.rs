@@ -2,6 +2,7 @@
 //! database (SQLite or PostgreSQL), with traces, logs and metrics that make
 //! the slowness easy to find.
 
+pub mod canary;
 pub mod catalog;
 pub mod db;
 pub mod problem;

@@ -35,6 +35,10 @@ pub enum ApiError {
     /// Anything else; details go to the log only.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
+    /// The canary regression's deliberate failure (`crate::canary`); the
+    /// message, which says so, goes to the log and the span.
+    #[error("{0}")]
+    InjectedFailure(String),
 }
 
 impl From<sqlx::Error> for ApiError {
@@ -71,7 +75,7 @@ impl ResponseError for ApiError {
             Self::NotFound(_) | Self::NoRoute(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::DatabaseUnavailable(_) | Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Internal(_) | Self::InjectedFailure(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -81,7 +85,9 @@ impl ResponseError for ApiError {
             Self::DatabaseUnavailable(_) | Self::NotReady => {
                 "The database is not answering; try again shortly.".to_owned()
             }
-            Self::Internal(_) => "Something went wrong; the trace id finds the details.".to_owned(),
+            Self::Internal(_) | Self::InjectedFailure(_) => {
+                "Something went wrong; the trace id finds the details.".to_owned()
+            }
             other => other.to_string(),
         };
         let body = Problem {

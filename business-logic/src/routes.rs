@@ -7,6 +7,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use contract::{FastAnswer, FastQuery, SlowAnswer, SlowQuery};
 use tracing::Instrument;
 
+use crate::canary::Regression;
 use crate::catalog::summarise;
 use crate::db::Database;
 use crate::problem::{self, ApiError};
@@ -17,6 +18,10 @@ pub struct AppState {
     pub db: Database,
     /// `SLOW_ENDPOINT_DELAY_MS`.
     pub slow_delay: Duration,
+    /// `SERVICE_VERSION`, in every answer.
+    pub version: String,
+    /// The canary regression's knobs (`crate::canary`), off by default.
+    pub regression: Regression,
 }
 
 impl AppState {
@@ -59,8 +64,13 @@ async fn fast_endpoint(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("item {sku:?}")))?;
     tracing::info!(sku = %item.sku, "fast lookup done");
+    state
+        .regression
+        .after_fast_lookup(&state.db, &item, &state.version)
+        .await?;
     Ok(HttpResponse::Ok().json(FastAnswer {
         endpoint: "fast".into(),
+        version: Some(state.version.clone()),
         item,
         elapsed_ms: millis(started.elapsed()),
         trace_id: telemetry::current_trace_id(),
@@ -99,6 +109,7 @@ async fn slow_endpoint(
     .await?;
     Ok(HttpResponse::Ok().json(SlowAnswer {
         endpoint: "slow".into(),
+        version: Some(state.version.clone()),
         delay_ms: delay.as_millis() as u64,
         items_processed,
         categories,

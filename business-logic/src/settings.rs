@@ -8,8 +8,13 @@ use serde::{Deserialize, Serialize};
 use service_kit::{ServerSettings, ServiceSettings};
 use telemetry::TelemetrySettings;
 
+use crate::canary::Regression;
+
 /// The default `OTEL_SERVICE_NAME`.
 pub const SERVICE_NAME: &str = "business-logic";
+
+/// The default `SERVICE_VERSION`.
+pub const DEFAULT_VERSION: &str = "v1";
 
 /// The default `PORT`.
 pub const DEFAULT_PORT: u16 = 8081;
@@ -24,6 +29,13 @@ pub struct Settings {
     pub database_max_connections: u32,
     /// `SLOW_ENDPOINT_DELAY_MS`: default delay of `/slow-endpoint`.
     pub slow_endpoint_delay_ms: u64,
+    /// `SERVICE_VERSION`: this deployment's version (`v1`, `v2`): in the
+    /// answers, on the spans (`service.version`) and on the metrics (`version`).
+    pub service_version: String,
+    /// `REGRESSION_EXTRA_QUERY`: the canary regression's extra unindexed lookup (`crate::canary`).
+    pub regression_extra_query: bool,
+    /// `REGRESSION_ERROR_RATE`: the canary regression's share of 500s, 0 to 1 (`crate::canary`).
+    pub regression_error_rate: f64,
     /// `HOST`, `PORT`, `SHUTDOWN_GRACE_PERIOD_SECS` (read by the service kit).
     #[serde(skip, default = "default_server")]
     pub server: ServerSettings,
@@ -40,6 +52,9 @@ impl Default for Settings {
             database_url: "sqlite://business-logic.db".into(),
             database_max_connections: 10,
             slow_endpoint_delay_ms: 3000,
+            service_version: DEFAULT_VERSION.into(),
+            regression_extra_query: false,
+            regression_error_rate: 0.0,
             server: default_server(),
             telemetry: TelemetrySettings::with_service_name(SERVICE_NAME),
         }
@@ -54,6 +69,9 @@ const ENV_VARS: &[&str] = &[
     "DATABASE_URL",
     "DATABASE_MAX_CONNECTIONS",
     "SLOW_ENDPOINT_DELAY_MS",
+    "SERVICE_VERSION",
+    "REGRESSION_EXTRA_QUERY",
+    "REGRESSION_ERROR_RATE",
 ];
 
 impl Settings {
@@ -63,6 +81,7 @@ impl Settings {
         let mut settings = service_kit::read_env(Self::default(), ENV_VARS)?;
         settings.server = ServerSettings::from_env(DEFAULT_PORT)?;
         settings.telemetry = TelemetrySettings::from_env(SERVICE_NAME)?;
+        settings.telemetry.service_version = Some(settings.service_version.clone());
         settings.validate().map_err(anyhow::Error::msg)?;
         Ok(settings)
     }
@@ -89,7 +108,26 @@ impl Settings {
                 redact(&self.database_url)
             ));
         }
-        Ok(())
+        let version = &self.service_version;
+        if version.is_empty()
+            || version.len() > 63
+            || !version
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            return Err(format!(
+                "SERVICE_VERSION={version:?} is not valid; allowed: 1 to 63 letters, digits, '.', '_' or '-', like v2"
+            ));
+        }
+        self.regression().validate()
+    }
+
+    /// The canary regression's knobs (`crate::canary`).
+    pub fn regression(&self) -> Regression {
+        Regression {
+            extra_query: self.regression_extra_query,
+            error_rate: self.regression_error_rate,
+        }
     }
 
     /// The default delay of the slow endpoint.
@@ -137,6 +175,34 @@ mod tests {
         assert_eq!(s.slow_endpoint_delay_ms, 3000);
         assert_eq!(s.database_url, "sqlite://business-logic.db");
         assert_eq!(s.telemetry.otel_service_name, "business-logic");
+        assert_eq!(s.service_version, "v1");
+        assert_eq!(s.telemetry.service_version.as_deref(), Some("v1"));
+        assert!(!s.regression().is_active());
+    }
+
+    #[test]
+    fn the_canary_settings_are_read_and_checked() {
+        let s = load(&[
+            ("SERVICE_VERSION", "v2"),
+            ("REGRESSION_EXTRA_QUERY", "true"),
+            ("REGRESSION_ERROR_RATE", "0.05"),
+        ])
+        .expect("valid");
+        assert_eq!(s.telemetry.service_version.as_deref(), Some("v2"));
+        assert_eq!(
+            s.regression(),
+            Regression {
+                extra_query: true,
+                error_rate: 0.05
+            }
+        );
+
+        let e = load(&[("REGRESSION_ERROR_RATE", "5")]).unwrap_err();
+        assert!(e.contains("REGRESSION_ERROR_RATE=5"), "{e}");
+        let e = load(&[("REGRESSION_EXTRA_QUERY", "sometimes")]).unwrap_err();
+        assert!(e.contains("REGRESSION_EXTRA_QUERY"), "{e}");
+        let e = load(&[("SERVICE_VERSION", "v2 beta")]).unwrap_err();
+        assert!(e.contains("SERVICE_VERSION=\"v2 beta\""), "{e}");
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub async fn build(settings: Settings) -> anyhow::Result<Running> {
     let state = web::Data::new(AppState {
         db,
         slow_delay: settings.slow_delay(),
+        version: settings.service_version.clone(),
+        regression: settings.regression(),
     });
     let metrics = telemetry::metrics_middleware(&settings.telemetry)?;
     let metrics_enabled = settings.telemetry.metrics_enabled;
@@ -43,7 +45,17 @@ pub async fn build(settings: Settings) -> anyhow::Result<Running> {
         port = running.port(),
         slow_endpoint_delay_ms = settings.slow_endpoint_delay_ms,
         grace_period_s = settings.server.shutdown_grace_period_secs,
+        version = %settings.service_version,
         "business-logic listening"
     );
+    let regression = settings.regression();
+    if regression.is_active() {
+        tracing::warn!(
+            version = %settings.service_version,
+            regression_extra_query = regression.extra_query,
+            regression_error_rate = regression.error_rate,
+            "canary regression on: the fast endpoint runs an extra unindexed query and/or fails a share of requests on purpose"
+        );
+    }
     Ok(running)
 }

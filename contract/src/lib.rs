@@ -33,6 +33,10 @@ pub struct Item {
 pub struct FastAnswer {
     /// Always `fast`.
     pub endpoint: String,
+    /// The business-logic version that answered (`SERVICE_VERSION`, `v1`,
+    /// `v2`); absent in answers from before versions were reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     pub item: Item,
     /// business-logic's own time for the request.
     pub elapsed_ms: f64,
@@ -55,6 +59,10 @@ pub struct CategorySummary {
 pub struct SlowAnswer {
     /// Always `slow`.
     pub endpoint: String,
+    /// The business-logic version that answered (`SERVICE_VERSION`, `v1`,
+    /// `v2`); absent in answers from before versions were reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     /// The deliberate delay spent, in milliseconds.
     pub delay_ms: u64,
     pub items_processed: i64,
@@ -73,6 +81,7 @@ mod tests {
     fn answers_round_trip_through_json() {
         let answer = FastAnswer {
             endpoint: "fast".into(),
+            version: Some("v2".into()),
             item: Item {
                 sku: "SKU-00042".into(),
                 name: "Item 42".into(),
@@ -85,6 +94,29 @@ mod tests {
         };
         let json = serde_json::to_value(&answer).unwrap();
         assert_eq!(json["item"]["price_cents"], 1234);
+        assert_eq!(json["version"], "v2");
         assert_eq!(serde_json::from_value::<FastAnswer>(json).unwrap(), answer);
+    }
+
+    #[test]
+    fn an_answer_without_a_version_still_parses() {
+        let fast: FastAnswer = serde_json::from_str(
+            r#"{"endpoint":"fast","elapsed_ms":1.0,"trace_id":null,
+                "item":{"sku":"SKU-00001","name":"Item 1","category":"garden","price_cents":100,"stock":1}}"#,
+        )
+        .unwrap();
+        assert_eq!(fast.version, None);
+        let slow: SlowAnswer = serde_json::from_str(
+            r#"{"endpoint":"slow","delay_ms":0,"items_processed":0,"categories":{},"elapsed_ms":1.0,"trace_id":null}"#,
+        )
+        .unwrap();
+        assert_eq!(slow.version, None);
+        // And none is written back: the wire format of an unversioned answer is unchanged.
+        assert!(
+            serde_json::to_value(&slow)
+                .unwrap()
+                .get("version")
+                .is_none()
+        );
     }
 }

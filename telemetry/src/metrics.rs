@@ -72,10 +72,15 @@ impl std::fmt::Debug for RequestMetrics {
 /// Prometheus middleware serving `/metrics`, with request counters and
 /// latency histograms labelled by `endpoint` (the route pattern; unmatched
 /// paths become `UNKNOWN` so scanners cannot blow up the label set),
-/// `method`, `status`, and a constant `service` label; with
-/// `METRICS_EXEMPLARS` on, exemplars in OpenMetrics as the module says.
+/// `method`, `status`, and constant `service` and (when the settings carry a
+/// `service_version`) `version` labels; with `METRICS_EXEMPLARS` on,
+/// exemplars in OpenMetrics as the module says.
 pub fn metrics_middleware(settings: &TelemetrySettings) -> anyhow::Result<RequestMetrics> {
-    let const_labels = HashMap::from([("service".to_owned(), settings.otel_service_name.clone())]);
+    let mut const_labels =
+        HashMap::from([("service".to_owned(), settings.otel_service_name.clone())]);
+    if let Some(version) = &settings.service_version {
+        const_labels.insert("version".to_owned(), version.clone());
+    }
     let prometheus = actix_web_prom::PrometheusMetricsBuilder::new("")
         .endpoint(METRICS_PATH)
         .const_labels(const_labels)

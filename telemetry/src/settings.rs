@@ -47,6 +47,12 @@ pub struct TelemetrySettings {
     pub log_format: LogFormat,
     /// `METRICS_ENABLED`: serve `/metrics` and count requests.
     pub metrics_enabled: bool,
+    /// The service's version (`v1`, `v2`, ...), set by the service from its own
+    /// settings (business-logic's `SERVICE_VERSION`), not read here: the
+    /// `service.version` resource attribute and a `version` label on the
+    /// metrics. `None` adds neither.
+    #[serde(default)]
+    pub service_version: Option<String>,
     /// `METRICS_EXEMPLARS`: attach the trace id of a recent sampled request
     /// to each request-duration bucket, served as OpenMetrics to scrapers
     /// that ask for it; `false` serves plain Prometheus text only.
@@ -70,6 +76,7 @@ impl TelemetrySettings {
             rust_log: "info".to_owned(),
             log_format: LogFormat::Text,
             metrics_enabled: true,
+            service_version: None,
             metrics_exemplars: true,
         }
     }

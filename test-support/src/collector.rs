@@ -35,6 +35,8 @@ pub struct Span {
     pub service_name: String,
     pub timestamp_us: u64,
     pub duration_us: u64,
+    /// Zipkin tags; for OTLP, the resource's attributes other than
+    /// `service.name` (as the OpenTelemetry Collector's Zipkin exporter maps them).
     pub tags: serde_json::Map<String, Value>,
     /// `zipkin` or `otlp`.
     pub protocol: &'static str,
@@ -395,6 +397,18 @@ fn otlp_spans(request: ExportTraceServiceRequest) -> Result<Vec<Span>, String> {
                 _ => None,
             })
             .ok_or("resource without service.name")?;
+        let resource_tags: serde_json::Map<String, Value> = resource_spans
+            .resource
+            .iter()
+            .flat_map(|r| &r.attributes)
+            .filter(|kv| kv.key != "service.name")
+            .filter_map(|kv| match kv.value.as_ref()?.value.as_ref()? {
+                opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s) => {
+                    Some((kv.key.clone(), Value::String(s.clone())))
+                }
+                _ => None,
+            })
+            .collect();
         for span in resource_spans.scope_spans.into_iter().flat_map(|s| s.spans) {
             let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
             if span.trace_id.len() != 16 || span.span_id.len() != 8 {
@@ -419,7 +433,7 @@ fn otlp_spans(request: ExportTraceServiceRequest) -> Result<Vec<Span>, String> {
                     .end_time_unix_nano
                     .saturating_sub(span.start_time_unix_nano)
                     / 1000,
-                tags: serde_json::Map::new(),
+                tags: resource_tags.clone(),
                 protocol: "otlp",
             });
         }

@@ -87,7 +87,9 @@ def test_a_digest_pins_the_image_and_leaves_the_version_label_alone():
     (deployment,) = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "business-logic"]
     pod = deployment["spec"]["template"]
     assert pod["spec"]["containers"][0]["image"] == f"localhost:5001/business-logic:0.1.0@{digest}"
-    assert pod["metadata"]["labels"]["version"] == "0.1.0"
+    assert pod["metadata"]["labels"]["app.kubernetes.io/version"] == "0.1.0"
+    # business-logic's `version` names the canary track (v1 or v2), not the image.
+    assert pod["metadata"]["labels"]["version"] == "v1"
     (front_end,) = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "front-end"]
     assert front_end["spec"]["template"]["spec"]["containers"][0]["image"] == "localhost:5001/front-end:0.1.0"
 

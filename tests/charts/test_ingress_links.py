@@ -22,7 +22,7 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 from chart_render import CHART, NAMESPACE, render_ok
 from chart_wiring import load_docs, of_kind, resolve_route
-from service_process import Service, free_port, service_binaries
+from service_process import Service, service_binaries
 
 PREFIX = "/demo-app/"
 
@@ -108,6 +108,30 @@ def links_of(html: str) -> list[str]:
     return parser.found
 
 
+class SpanSink:
+    """Accepts the front-end's Zipkin span exports on loopback and drops them: the
+    front-end shows the Jaeger link only while it exports spans."""
+
+    def __init__(self) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's naming)
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                self.send_response(202 if self.path == "/api/v2/spans" else 404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/api/v2/spans"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory):
     bin_dir = service_binaries()
@@ -116,6 +140,7 @@ def gateway(tmp_path_factory):
             "SHUTDOWN_GRACE_PERIOD_SECS": "1", "WORK_DIR": str(tmp)}
     services = []
     gateway = None
+    sink = SpanSink()
     try:
         backend = Service(bin_dir / "business-logic", {
             **base, "DATABASE_URL": f"sqlite://{tmp / 'links.db'}", "SLOW_ENDPOINT_DELAY_MS": "10"})
@@ -124,13 +149,10 @@ def gateway(tmp_path_factory):
         assert routes, "the chart renders no HTTPRoute"
         gateway = StandInGateway(routes)
         # The pages' dashboard links point at the gateway, as in the cluster (localhost:8080).
-        # The Jaeger link is shown only while spans are exported: export them to a
-        # loopback port where nothing listens (the spans are dropped, the page is not).
         front_end = Service(bin_dir / "front-end", {
-            **base, "OTEL_TRACES_EXPORTER": "zipkin",
-            "OTEL_EXPORTER_ZIPKIN_ENDPOINT": f"http://127.0.0.1:{free_port()}/api/v2/spans",
-            "BUSINESS_LOGIC_URL": backend.url, "JAEGER_UI_URL": f"{gateway.url}/jaeger",
-            "GRAFANA_URL": f"{gateway.url}/grafana"})
+            **base, "BUSINESS_LOGIC_URL": backend.url, "JAEGER_UI_URL": f"{gateway.url}/jaeger",
+            "GRAFANA_URL": f"{gateway.url}/grafana",
+            "OTEL_TRACES_EXPORTER": "zipkin", "OTEL_EXPORTER_ZIPKIN_ENDPOINT": sink.url})
         services.append(front_end)
         gateway.front_end_url = front_end.url
         yield gateway, front_end
@@ -139,6 +161,7 @@ def gateway(tmp_path_factory):
             gateway.close()
         for service in services:
             service.stop()
+        sink.close()
 
 
 def test_every_link_of_every_page_under_the_prefix_answers(gateway):

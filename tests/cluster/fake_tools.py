@@ -287,6 +287,10 @@ def kubectl(args: list[str], state: State) -> int:
         if kind_ == "crd":
             namespace = "default"  # cluster-scoped
         obj = objects.get(f"{kind_}/{namespace}/{name}")
+        if obj is None and (kind_, name) == ("deployment", "business-logic-v2") and any(
+                r.get("set", {}).get("business-logic.canary.enabled") == "true"
+                for key, r in state.get("releases", {}).items() if key.startswith(f"{namespace}/")):
+            obj = {"data": {}}  # the app chart's canary Deployment (helm/app, business-logic.canary)
         if obj is None:
             return fail(f'Error from server (NotFound): {kind_}s "{name}" not found')
         jsonpath = option(rest, "-o") or ""
@@ -388,7 +392,9 @@ def helm(args: list[str], state: State) -> int:
                 return fail(f"Error: open {values}: no such file or directory")
         releases[f"{namespace}/{name}"] = {
             "chart": chart, "version": option(rest, "--version") or "", "repo": option(rest, "--repo") or "",
-            "description": option(rest, "--description") or "Upgrade complete"}
+            "description": option(rest, "--description") or "Upgrade complete",
+            # --set values, last one wins (as in helm); the canary's say whether v2 runs.
+            "set": dict(v.split("=", 1) for i, v in enumerate(rest) if i and rest[i - 1] == "--set")}
         state.set("releases", releases)
         print(f'Release "{name}" has been upgraded. Happy Helming!')
     return 0

@@ -47,6 +47,7 @@ async fn fast_endpoint() -> HttpResponse {
     let n = fastrand::u32(1..=5000);
     HttpResponse::Ok().json(FastAnswer {
         endpoint: "fast".into(),
+        version: None,
         item: Item {
             sku: format!("SKU-{n:05}"),
             name: format!("Item {n}"),

@@ -23,7 +23,7 @@ async fn a_burst_then_sigterm_loses_no_log_line(backend: Backend) {
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
 
     // Straight after the last answer, before the writer's next interval.
-    app.service.signal("TERM");
+    app.service.signal(test_support::service::Signal::TERM);
     let status = app.service.wait_exit(Duration::from_secs(30));
     assert!(
         status.is_some_and(|s| s.success()),

@@ -3,6 +3,7 @@
 //! `TEST_DATABASE_URL` is set) PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
+mod canary;
 mod endpoints;
 mod helpers;
 mod logs;

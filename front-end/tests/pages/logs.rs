@@ -23,7 +23,7 @@ fn count(service: &Service, needles: &[&str]) -> usize {
 /// Stops `service` with SIGTERM and waits until `expected` lines with
 /// `needles` have arrived (or the limit passed), returning how many did.
 fn stop_and_count(service: &mut Service, needles: &[&str], expected: usize) -> usize {
-    service.signal("TERM");
+    service.signal(test_support::service::Signal::TERM);
     let status = service.wait_exit(Duration::from_secs(30));
     assert!(
         status.is_some_and(|s| s.success()),

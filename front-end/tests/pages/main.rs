@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 mod browser;
+mod canary;
 mod helpers;
 mod logs;
 mod pages;

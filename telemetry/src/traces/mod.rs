@@ -4,11 +4,14 @@
 //! it, so the crate's upstream deprecation is allowed here (OTLP is offered too).
 //!
 //! The other jobs live beside it: [`zipkin_fixups`] mends the Zipkin JSON
-//! on its way out, [`reporting`] says in the log when export fails.
+//! on its way out, [`zipkin_resource`] carries resource attributes such as
+//! `service.version` onto Zipkin spans as tags, [`reporting`] says in the log
+//! when export fails.
 #![allow(deprecated)]
 
 mod reporting;
 mod zipkin_fixups;
+mod zipkin_resource;
 
 use std::time::Duration;
 
@@ -23,6 +26,7 @@ use opentelemetry_zipkin::B3Encoding;
 
 use self::reporting::Reporting;
 use self::zipkin_fixups::ZipkinFixups;
+use self::zipkin_resource::ResourceTags;
 use crate::settings::{TelemetrySettings, TracesExporter};
 
 /// How long one export may take before it is abandoned (the batch is dropped).
@@ -47,9 +51,14 @@ pub fn propagator() -> TextMapCompositePropagator {
 /// Builds the tracer provider for the configured exporter. Sampling follows
 /// the caller's decision and samples every root trace (a demo wants them all).
 pub(crate) fn tracer_provider(settings: &TelemetrySettings) -> anyhow::Result<SdkTracerProvider> {
-    let resource = Resource::builder()
-        .with_service_name(settings.otel_service_name.clone())
-        .build();
+    let mut resource = Resource::builder().with_service_name(settings.otel_service_name.clone());
+    if let Some(version) = &settings.service_version {
+        resource = resource.with_attribute(opentelemetry::KeyValue::new(
+            "service.version",
+            version.clone(),
+        ));
+    }
+    let resource = resource.build();
     let builder = SdkTracerProvider::builder()
         .with_resource(resource)
         .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)));
@@ -73,7 +82,11 @@ pub(crate) fn tracer_provider(settings: &TelemetrySettings) -> anyhow::Result<Sd
                 .build()
                 .context("building the Zipkin exporter")?;
             builder
-                .with_span_processor(batch(Reporting::new(exporter, "zipkin", endpoint)))
+                .with_span_processor(batch(Reporting::new(
+                    ResourceTags::new(exporter),
+                    "zipkin",
+                    endpoint,
+                )))
                 .build()
         }
         TracesExporter::Otlp => {

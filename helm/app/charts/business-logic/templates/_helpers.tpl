@@ -34,6 +34,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* Common labels, plus `app` and `version`, which Istio and Kiali read. */}}
 {{- define "business-logic.labels" -}}
+{{ include "business-logic.baseLabels" . }}
+version: {{ include "business-logic.tag" . | trunc 63 | quote }}
+{{- end }}
+
+{{/* The common labels without `version`. */}}
+{{- define "business-logic.baseLabels" -}}
 helm.sh/chart: {{ include "business-logic.chart" . }}
 {{ include "business-logic.selectorLabels" . }}
 app.kubernetes.io/version: {{ include "business-logic.tag" . | trunc 63 | quote }}
@@ -41,7 +47,18 @@ app.kubernetes.io/component: api
 app.kubernetes.io/part-of: service-mesh-demo
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app: {{ include "business-logic.name" . }}
-version: {{ include "business-logic.tag" . | trunc 63 | quote }}
+{{- end }}
+
+{{/*
+Labels of a Deployment and its pods (argument: the dict of business-logic.deployment):
+the common labels with `version` set to v1 or v2, and Istio's canonical revision
+to match, since Istio and Kiali would otherwise take app.kubernetes.io/version
+(the image tag, the same for both).
+*/}}
+{{- define "business-logic.workloadLabels" -}}
+{{ include "business-logic.baseLabels" .ctx }}
+version: {{ .version }}
+service.istio.io/canonical-revision: {{ .version }}
 {{- end }}
 
 {{- define "business-logic.serviceAccountName" -}}

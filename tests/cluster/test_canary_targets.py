@@ -1,0 +1,102 @@
+"""`make canary`, `make promote` and `make rollback` (mk/canary.mk) against the
+stand-in kubectl and helm: the helm calls they make, in order, and that running
+each one again changes nothing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_cluster_script import Sandbox, ok, require_chart_targets
+
+ON_20 = {"business-logic.canary.enabled": "true", "canary.weights.v1": "80", "canary.weights.v2": "20"}
+ON_NO_CALLS = {"business-logic.canary.enabled": "true", "canary.weights.v1": "100", "canary.weights.v2": "0"}
+ALL_TO_V2 = {"business-logic.canary.enabled": "true", "canary.weights.v1": "0", "canary.weights.v2": "100"}
+OFF = {"business-logic.canary.enabled": "false", "canary.weights.v1": "100", "canary.weights.v2": "0"}
+
+
+@pytest.fixture
+def cluster(tmp_path) -> Sandbox:
+    """A sandbox whose stand-in cluster exists, with an empty call log."""
+    require_chart_targets()
+    sandbox = Sandbox(tmp_path)
+    ok(sandbox.script())
+    sandbox.clear_log()
+    return sandbox
+
+
+def app_installs(sandbox: Sandbox) -> list[dict[str, str]]:
+    """The --set values of each `helm upgrade --install app`, in order; every one
+    is a full helm-app install (images, wait) without --reuse-values."""
+    installs = []
+    for call in sandbox.calls():
+        args = call["args"]
+        if call["tool"] != "helm" or "upgrade" not in args or "app" not in args:
+            continue
+        assert "--reuse-values" not in args and "--reset-then-reuse-values" not in args, args
+        assert "--wait" in args and "business-logic.image.repository=localhost:5001/business-logic" in args, args
+        installs.append(dict(args[i + 1].split("=", 1) for i, a in enumerate(args) if a == "--set"))
+    return installs
+
+
+def release(sandbox: Sandbox) -> dict:
+    return json.loads((sandbox.state / "state.json").read_text())["releases"]["demo-app/app"]
+
+
+def run(sandbox: Sandbox, *target: str) -> list[dict[str, str]]:
+    sandbox.clear_log()
+    ok(sandbox.run(["make", *target]))
+    return app_installs(sandbox)
+
+
+def test_canary_deploys_v2_with_no_calls_then_shifts_the_weight_and_a_second_run_changes_nothing(cluster):
+    assert run(cluster, "canary", "WEIGHT=20") == [ON_NO_CALLS, ON_20]
+    after_first = release(cluster)
+    assert run(cluster, "canary", "WEIGHT=20") == [ON_20]
+    assert release(cluster) == after_first
+    assert run(cluster, "canary", "WEIGHT=35") == [{**ON_20, "canary.weights.v1": "65", "canary.weights.v2": "35"}]
+
+
+def test_canary_defaults_to_twenty_percent(cluster):
+    assert run(cluster, "canary")[-1] == ON_20
+
+
+def test_promote_sends_everything_to_v2_and_is_idempotent(cluster):
+    run(cluster, "canary", "WEIGHT=20")
+    assert run(cluster, "promote") == [ALL_TO_V2]
+    assert run(cluster, "promote") == [ALL_TO_V2]
+
+
+def test_promote_without_a_canary_brings_v2_up_before_moving_calls(cluster):
+    assert run(cluster, "promote") == [ON_NO_CALLS, ALL_TO_V2]
+
+
+def test_rollback_drains_v2_then_removes_it_and_is_idempotent(cluster):
+    run(cluster, "canary", "WEIGHT=20")
+    assert run(cluster, "rollback") == [ON_NO_CALLS, OFF]
+    after_first = release(cluster)
+    assert run(cluster, "rollback") == [OFF]
+    assert release(cluster) == after_first
+
+
+def test_the_canary_keeps_the_values_files_of_helm_app(cluster):
+    sandbox = cluster
+    sandbox.clear_log()
+    ok(sandbox.run(["make", "canary", "HELM_VALUES=helm/app/ci/fault-injection-values.yaml"]))
+    installs = [c["args"] for c in sandbox.calls() if c["tool"] == "helm" and "upgrade" in c["args"]]
+    assert installs and all("helm/app/ci/fault-injection-values.yaml" in args for args in installs)
+
+
+@pytest.mark.parametrize("weight", ["101", "-5", "twenty", "", "2.5"])
+def test_a_bad_weight_stops_before_any_helm_call(cluster, weight):
+    cluster.clear_log()
+    result = cluster.run(["make", "canary", f"WEIGHT={weight}"])
+    assert result.returncode != 0
+    assert "WEIGHT=" in result.stderr and "allowed" in result.stderr, result.stderr
+    assert not any(c["tool"] == "helm" for c in cluster.calls())
+
+
+def test_help_lists_the_canary_targets(cluster):
+    listing = ok(cluster.run(["make", "help"])).stdout
+    for target in ("canary", "promote", "rollback"):
+        assert f" {target} " in listing.replace("\x1b[36m", " ").replace("\x1b[0m", " "), listing
