@@ -78,15 +78,10 @@ impl Settings {
     /// Reads the environment over the defaults and validates the result. The
     /// error names the variable, the value and what is allowed.
     pub fn from_env() -> anyhow::Result<Self> {
-        let mut settings = service_kit::read_env(Self::default(), ENV_VARS)?;
-        settings.server = ServerSettings::from_env(DEFAULT_PORT)?;
-        settings.telemetry = TelemetrySettings::from_env(SERVICE_NAME)?;
-        settings.telemetry.service_version = Some(settings.service_version.clone());
-        settings.validate().map_err(anyhow::Error::msg)?;
-        Ok(settings)
+        service_kit::load_settings()
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), String> {
         if self.slow_endpoint_delay_ms > MAX_DELAY_MS {
             return Err(format!(
                 "SLOW_ENDPOINT_DELAY_MS={} is out of range; allowed: 0 to {MAX_DELAY_MS}",
@@ -137,12 +132,26 @@ impl Settings {
 }
 
 impl ServiceSettings for Settings {
+    const SERVICE_NAME: &'static str = SERVICE_NAME;
+    const DEFAULT_PORT: u16 = DEFAULT_PORT;
+    const ENV_VARS: &'static [&'static str] = ENV_VARS;
+
     fn server(&self) -> &ServerSettings {
         &self.server
     }
 
     fn telemetry(&self) -> &TelemetrySettings {
         &self.telemetry
+    }
+
+    fn set_common(&mut self, server: ServerSettings, mut telemetry: TelemetrySettings) {
+        telemetry.service_version = Some(self.service_version.clone());
+        self.server = server;
+        self.telemetry = telemetry;
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        self.check()
     }
 }
 

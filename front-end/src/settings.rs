@@ -79,14 +79,10 @@ impl Settings {
     /// Reads the environment over the defaults and validates the result. The
     /// error names the variable, the value and what is allowed.
     pub fn from_env() -> anyhow::Result<Self> {
-        let mut settings = service_kit::read_env_with_text(Self::default(), ENV_VARS, TEXT_VARS)?;
-        settings.server = ServerSettings::from_env(DEFAULT_PORT)?;
-        settings.telemetry = TelemetrySettings::from_env(SERVICE_NAME)?;
-        settings.validate().map_err(anyhow::Error::msg)?;
-        Ok(settings)
+        service_kit::load_settings()
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), String> {
         let business_logic_ok = self.business_logic_url.starts_with("http://")
             && reqwest::Url::parse(&self.business_logic_url).is_ok();
         if !business_logic_ok {
@@ -138,12 +134,26 @@ impl Settings {
 }
 
 impl ServiceSettings for Settings {
+    const SERVICE_NAME: &'static str = SERVICE_NAME;
+    const DEFAULT_PORT: u16 = DEFAULT_PORT;
+    const ENV_VARS: &'static [&'static str] = ENV_VARS;
+    const TEXT_VARS: &'static [&'static str] = TEXT_VARS;
+
     fn server(&self) -> &ServerSettings {
         &self.server
     }
 
     fn telemetry(&self) -> &TelemetrySettings {
         &self.telemetry
+    }
+
+    fn set_common(&mut self, server: ServerSettings, telemetry: TelemetrySettings) {
+        self.server = server;
+        self.telemetry = telemetry;
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        self.check()
     }
 }
 

@@ -18,12 +18,39 @@ pub use header_limit::{HeadersTooLarge, MAX_HEADER_BYTES, header_limit};
 pub use server::Running;
 pub use settings::{ServerSettings, read_env, read_env_with_text};
 
-/// A service's settings as the skeleton needs them.
-pub trait ServiceSettings {
+/// A service's settings as the skeleton needs them: its own variables,
+/// plus the server and telemetry parts the kit and the telemetry crate read.
+pub trait ServiceSettings: Default + serde::Serialize + serde::de::DeserializeOwned {
+    /// The default `OTEL_SERVICE_NAME`.
+    const SERVICE_NAME: &'static str;
+    /// The default `PORT`.
+    const DEFAULT_PORT: u16;
+    /// The service's own variables (field names lower-cased), read with figment.
+    const ENV_VARS: &'static [&'static str];
+    /// Variables taken verbatim as text (see [`read_env_with_text`]).
+    const TEXT_VARS: &'static [&'static str] = &[];
+
     /// `HOST`, `PORT`, `SHUTDOWN_GRACE_PERIOD_SECS`.
     fn server(&self) -> &ServerSettings;
     /// `OTEL_*`, `RUST_LOG`, `LOG_FORMAT`, `METRICS_ENABLED`.
     fn telemetry(&self) -> &telemetry::TelemetrySettings;
+    /// Keeps the server and telemetry settings the kit has read.
+    fn set_common(&mut self, server: ServerSettings, telemetry: telemetry::TelemetrySettings);
+    /// Checks the service's own values; the error names the variable, the
+    /// value and what is allowed.
+    fn validate(&self) -> Result<(), String>;
+}
+
+/// Reads a service's settings once from the environment over its defaults
+/// (its own variables, then the server's and telemetry's) and validates them.
+pub fn load_settings<S: ServiceSettings>() -> anyhow::Result<S> {
+    let mut settings: S = read_env_with_text(S::default(), S::ENV_VARS, S::TEXT_VARS)?;
+    settings.set_common(
+        ServerSettings::from_env(S::DEFAULT_PORT)?,
+        telemetry::TelemetrySettings::from_env(S::SERVICE_NAME)?,
+    );
+    settings.validate().map_err(anyhow::Error::msg)?;
+    Ok(settings)
 }
 
 /// A service's `main`: reads its settings, sets up telemetry, builds the
