@@ -26,7 +26,7 @@ LOAD_SLOW_SHARE ?= 0.2
 LOAD_ARGS ?=
 
 .PHONY: bench
-bench: bench-build ## Benchmark release builds (~9 min): fast page vs ceilings (SQLite, PostgreSQL), instrumentation, log lines, isolation, memory, instructions per page -> target/bench/
+bench: bench-build ## Benchmark release builds (~8 min): fast page vs ceilings (SQLite, PostgreSQL), instrumentation, log lines, isolation, memory, instructions per page -> target/bench/
 	PATH="$(BENCH_TOOLS)/bin:$$PATH" $(BENCH_BIN_DIR)/bench $(BENCH_ARGS)
 
 .PHONY: bench-quick
