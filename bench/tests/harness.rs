@@ -129,10 +129,12 @@ fn a_quick_bench_reports_every_figure() {
     ] {
         assert!(number(&json, &format!("ratios.{ratio}")) > 0.0, "{ratio}");
     }
-    // Each uninstrumented page logs at info (request completed, one line of
-    // its own per service) and not at warn.
+    // Each uninstrumented page logs at info: at least the "request completed"
+    // line with the trace id in each service (today also one line of each
+    // service's own). Lines of requests still in flight when the load
+    // generator stopped are in the count, so it can be a little over.
     let lines = number(&json, "log_lines.per_page");
-    assert!((3.5..5.0).contains(&lines), "log lines per page {lines}");
+    assert!((1.9..5.0).contains(&lines), "log lines per page {lines}");
     if postgres.is_some() {
         for figure in ["fast_page", "fast_page_uninstrumented", "database_ceiling"] {
             assert!(

@@ -765,6 +765,8 @@ async fn measure(
                 instrumented_requests += warm.requests + stats.requests;
             }
             if config == Config::Uninstrumented(Db::Sqlite) {
+                // A buffered log writer may hold the last lines for a moment.
+                tokio::time::sleep(Duration::from_millis(300)).await;
                 log_lines += (stack.front.logs().len() + stack.back.logs().len()) as u64;
                 logged_requests += warm.requests + stats.requests;
             }
