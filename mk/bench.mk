@@ -10,7 +10,10 @@
 # Choose one with BENCH_ARGS='--load-tool wrk' (or oha).
 OHA_VERSION ?= 1.16.0
 BENCH_TOOLS ?= target/tools
-# Extra harness flags, e.g. --concurrency 64 --rounds 5 --no-pin (see `target/release/bench --help`).
+# Extra harness flags, e.g. --concurrency 64 --rounds 5 --no-pin, --no-postgres,
+# --no-instructions (see `target/release/bench --help`). PostgreSQL: BENCH_POSTGRES_URL
+# (default postgres://postgres@127.0.0.1:5432/postgres; skipped when unreachable).
+# Instructions per page are counted in a full run when perf or valgrind works here.
 BENCH_ARGS ?=
 BENCH_BIN_DIR ?= target/release
 
@@ -23,7 +26,7 @@ LOAD_SLOW_SHARE ?= 0.2
 LOAD_ARGS ?=
 
 .PHONY: bench
-bench: bench-build ## Benchmark release builds (~4 min): fast page vs ceiling, instrumentation, isolation, memory -> target/bench/
+bench: bench-build ## Benchmark release builds (~8 min): fast page vs ceilings (SQLite, PostgreSQL), instrumentation, log lines, isolation, memory, instructions per page -> target/bench/
 	PATH="$(BENCH_TOOLS)/bin:$$PATH" $(BENCH_BIN_DIR)/bench $(BENCH_ARGS)
 
 .PHONY: bench-quick

@@ -3,6 +3,7 @@
 //! generator behind `make load` (binary `load`). Processes, probes, memory
 //! and the stand-in collector come from the shared harness, `test-support`.
 
+pub mod instructions;
 pub mod load_tool;
 pub mod machine;
 pub mod pinning;

@@ -48,8 +48,15 @@ fn a_quick_bench_reports_every_figure() {
     );
 
     let out = std::env::temp_dir().join(format!("bench-test-{}", std::process::id()));
+    // PostgreSQL where the tests have one (CI always), else left out.
+    let postgres = std::env::var("TEST_DATABASE_URL").ok();
+    let mut bench = Command::new(env!("CARGO_BIN_EXE_bench"));
+    match &postgres {
+        Some(url) => bench.args(["--postgres-url", url]),
+        None => bench.arg("--no-postgres"),
+    };
     let started = Instant::now();
-    let output = Command::new(env!("CARGO_BIN_EXE_bench"))
+    let output = bench
         .arg("--quick")
         .args(["--duration", "1", "--warmup", "1", "--slow-requests", "50"])
         .arg("--bin-dir")
@@ -62,7 +69,7 @@ fn a_quick_bench_reports_every_figure() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "bench failed:\n{stderr}\n{stdout}");
     assert!(
-        started.elapsed() < Duration::from_secs(120),
+        started.elapsed() < Duration::from_secs(180),
         "quick bench took {:?}",
         started.elapsed()
     );
@@ -72,14 +79,21 @@ fn a_quick_bench_reports_every_figure() {
         "1. fast page",
         "2. ceiling",
         "fast page / ceiling",
-        "3. fast page, tracing and metrics off",
+        "3. database ceiling",
+        "fast page / database ceiling",
+        "4. fast page, tracing and metrics off",
         "instrumented / uninstrumented",
-        "4. fast page with 50 slow pages in flight",
+        "5. fast page, tracing and metrics off, RUST_LOG=warn",
+        "log lines: RUST_LOG=info / warn",
+        "6. PostgreSQL",
+        "7. fast page with 50 slow pages in flight",
         "slow-path isolation",
-        "5. front-end resident memory",
-        "5. business-logic resident memory",
-        "6. start-up",
-        "7. release binary size",
+        "8. front-end resident memory",
+        "8. business-logic resident memory",
+        "9. start-up",
+        "10. release binary size",
+        // --quick counts no instructions unless asked; the row says so.
+        "11. CPU work per fast page (instructions) | not counted",
     ] {
         assert!(
             stdout.contains(figure),
@@ -92,7 +106,9 @@ fn a_quick_bench_reports_every_figure() {
     for figure in [
         "fast_page",
         "ceiling",
+        "database_ceiling",
         "fast_page_uninstrumented",
+        "fast_page_uninstrumented_warn",
         "fast_page_with_slow",
     ] {
         for field in ["requests_per_s", "p50_ms", "p99_ms", "errors", "requests"] {
@@ -106,11 +122,39 @@ fn a_quick_bench_reports_every_figure() {
     }
     for ratio in [
         "fast_page_over_ceiling",
+        "fast_page_over_database_ceiling",
         "instrumented_over_uninstrumented",
+        "log_info_over_warn",
         "slow_path_isolation",
     ] {
         assert!(number(&json, &format!("ratios.{ratio}")) > 0.0, "{ratio}");
     }
+    // Each uninstrumented page logs at info: at least the "request completed"
+    // line with the trace id in each service (today also one line of each
+    // service's own). Lines of requests still in flight when the load
+    // generator stopped are in the count, so it can be a little over.
+    let lines = number(&json, "log_lines.per_page");
+    assert!((1.9..5.0).contains(&lines), "log lines per page {lines}");
+    if postgres.is_some() {
+        for figure in ["fast_page", "fast_page_uninstrumented", "database_ceiling"] {
+            assert!(
+                number(&json["postgres"], &format!("{figure}.requests")) > 0.0,
+                "PostgreSQL {figure} got no answers"
+            );
+        }
+        for ratio in [
+            "fast_page_over_ceiling",
+            "fast_page_over_database_ceiling",
+            "instrumented_over_uninstrumented",
+        ] {
+            assert!(number(&json["postgres"], ratio) > 0.0, "PostgreSQL {ratio}");
+        }
+        assert!(json["postgres_skipped"].is_null());
+    } else {
+        assert!(json["postgres"].is_null());
+        assert!(stdout.contains("6. PostgreSQL | not measured: left out (--no-postgres)"));
+    }
+    assert!(json["instructions"].is_null());
     for service in ["front-end", "business-logic"] {
         for field in [
             "idle_rss_kib",
@@ -135,7 +179,9 @@ fn a_quick_bench_reports_every_figure() {
         50.0,
         "slow pages not held"
     );
-    assert_eq!(json["targets"].as_array().unwrap().len(), 7);
+    // 3 throughput ratios + log lines + isolation + 4 memory, + PostgreSQL's ratio.
+    let targets = if postgres.is_some() { 10 } else { 9 };
+    assert_eq!(json["targets"].as_array().unwrap().len(), targets);
     for key in ["cpu_model", "cpus", "kernel", "date"] {
         assert!(!json["machine"][key].is_null(), "machine.{key}");
     }

@@ -42,24 +42,39 @@ impl TestDatabase {
                     eprintln!("TEST_DATABASE_URL unset: PostgreSQL variant not run");
                     return None;
                 };
-                let name = format!("demo_test_{tag}");
-                let mut conn = sqlx::PgConnection::connect(&admin_url)
-                    .await
-                    .unwrap_or_else(|e| panic!("connecting to TEST_DATABASE_URL: {e}"));
-                sqlx::query(&format!("CREATE DATABASE {name}"))
-                    .execute(&mut conn)
-                    .await
-                    .unwrap();
-                let base = admin_url
-                    .rsplit_once('/')
-                    .map_or(admin_url.as_str(), |(b, _)| b);
-                Some(Self {
-                    url: format!("{base}/{name}"),
-                    dir: None,
-                    admin: Some((admin_url.clone(), name)),
-                })
+                Some(
+                    Self::create_postgres(&admin_url)
+                        .await
+                        .unwrap_or_else(|e| panic!("TEST_DATABASE_URL: {e:#}")),
+                )
             }
         }
+    }
+
+    /// A fresh database on the PostgreSQL server `admin_url` points at
+    /// (dropped with the value); an error, not a panic, when the server
+    /// does not answer within 5 s or refuses: the bench skips PostgreSQL then.
+    pub async fn create_postgres(admin_url: &str) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        let name = format!("demo_test_{:016x}", fastrand::u64(..));
+        let mut conn = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            sqlx::PgConnection::connect(admin_url),
+        )
+        .await
+        .context("no answer within 5 s")?
+        .context("connecting")?;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .with_context(|| format!("creating database {name}"))?;
+        let _ = conn.close().await;
+        let base = admin_url.rsplit_once('/').map_or(admin_url, |(b, _)| b);
+        Ok(Self {
+            url: format!("{base}/{name}"),
+            dir: None,
+            admin: Some((admin_url.to_owned(), name)),
+        })
     }
 }
 

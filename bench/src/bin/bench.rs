@@ -11,13 +11,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use bench::instructions::Counter;
 use bench::load_tool::{self, LoadTool};
 use bench::machine::Machine;
 use bench::median;
 use bench::pinning::Pinning;
-use bench::report::{Figure, MemoryFigure, Ratios, Results, Run, Settings, SlowPages, Spans};
+use bench::report::{
+    Figure, INSTRUCTIONS_DATABASE_CEILING, INSTRUCTIONS_INSTRUMENTED, INSTRUCTIONS_UNINSTRUMENTED,
+    INSTRUCTIONS_UNINSTRUMENTED_WARN, InstructionFigure, Instructions, LogLines, MemoryFigure,
+    PostgresFigures, Ratios, Results, Run, Settings, SlowPages, Spans,
+};
+use business_logic::settings::redact;
 use clap::Parser;
 use test_support::collector::{Collector, now_us};
+use test_support::database::TestDatabase;
 use test_support::service::{Launch, Service};
 use tokio::task::JoinSet;
 
@@ -55,14 +62,48 @@ struct Args {
     /// Do not pin servers and load generator to separate CPUs.
     #[arg(long)]
     no_pin: bool,
+    /// The PostgreSQL server for the PostgreSQL figures (a fresh database is
+    /// made on it and dropped after); skipped with a note when unreachable.
+    #[arg(
+        long,
+        env = "BENCH_POSTGRES_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    postgres_url: String,
+    /// Leave PostgreSQL out.
+    #[arg(long)]
+    no_postgres: bool,
+    /// Count instructions per fast page under perf or callgrind (default: on
+    /// in a full run when either works here, off with --quick).
+    #[arg(long, conflicts_with = "no_instructions")]
+    instructions: bool,
+    /// Leave the instruction counts out.
+    #[arg(long)]
+    no_instructions: bool,
+    /// Requests counted per setting for the instruction figures (default 2000, quick 200).
+    #[arg(long)]
+    instruction_requests: Option<u32>,
+    /// Requests before counting starts (default 200, quick 20).
+    #[arg(long)]
+    instruction_warmup: Option<u32>,
+}
+
+/// Which database a stack reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Db {
+    Sqlite,
+    Postgres,
 }
 
 /// What is under load in one run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Config {
     Ceiling,
-    Instrumented,
-    Uninstrumented,
+    DatabaseCeiling(Db),
+    Instrumented(Db),
+    Uninstrumented(Db),
+    /// Uninstrumented (SQLite) with `RUST_LOG=warn`: no per-request log lines.
+    UninstrumentedWarn,
     InstrumentedWithSlow,
 }
 
@@ -70,21 +111,43 @@ impl Config {
     fn label(self) -> &'static str {
         match self {
             Self::Ceiling => "ceiling",
-            Self::Instrumented => "fast page, instrumented",
-            Self::Uninstrumented => "fast page, uninstrumented",
+            Self::DatabaseCeiling(Db::Sqlite) => "database ceiling, SQLite",
+            Self::DatabaseCeiling(Db::Postgres) => "database ceiling, PostgreSQL",
+            Self::Instrumented(Db::Sqlite) => "fast page, instrumented",
+            Self::Instrumented(Db::Postgres) => "fast page, instrumented, PostgreSQL",
+            Self::Uninstrumented(Db::Sqlite) => "fast page, uninstrumented",
+            Self::Uninstrumented(Db::Postgres) => "fast page, uninstrumented, PostgreSQL",
+            Self::UninstrumentedWarn => "fast page, uninstrumented, RUST_LOG=warn",
             Self::InstrumentedWithSlow => "fast page, instrumented, slow pages in flight",
         }
     }
+
+    fn instrumented(self) -> bool {
+        matches!(self, Self::Instrumented(_) | Self::InstrumentedWithSlow)
+    }
 }
 
-/// Round order: A B C D, then D C B A, so a drift of the machine over
-/// time weighs on every configuration alike.
-const ORDER: [Config; 4] = [
-    Config::Ceiling,
-    Config::Instrumented,
-    Config::Uninstrumented,
-    Config::InstrumentedWithSlow,
-];
+/// Round order: A B C ..., then ... C B A, so a drift of the machine over
+/// time weighs on every configuration alike. PostgreSQL's runs come last
+/// in a round (first in the reversed one) when it is reachable.
+fn order(postgres: bool) -> Vec<Config> {
+    let mut order = vec![
+        Config::Ceiling,
+        Config::DatabaseCeiling(Db::Sqlite),
+        Config::Instrumented(Db::Sqlite),
+        Config::Uninstrumented(Db::Sqlite),
+        Config::UninstrumentedWarn,
+        Config::InstrumentedWithSlow,
+    ];
+    if postgres {
+        order.extend([
+            Config::DatabaseCeiling(Db::Postgres),
+            Config::Instrumented(Db::Postgres),
+            Config::Uninstrumented(Db::Postgres),
+        ]);
+    }
+    order
+}
 
 /// The span in which business-logic holds a slow request (the trace's
 /// documented shape, which the tests check): one that started before a
@@ -99,14 +162,16 @@ struct Plan {
     slow_requests: u32,
     slow_delay_ms: u64,
     startup_samples: u32,
+    instruction_requests: u32,
+    instruction_warmup: u32,
 }
 
 impl Plan {
     fn new(args: &Args) -> Self {
-        let (warmup, duration, rounds, slow, samples) = if args.quick {
-            (1, 2, 1, 100, 1)
+        let (warmup, duration, rounds, slow, samples, counted, counted_warmup) = if args.quick {
+            (1, 2, 1, 100, 1, 200, 20)
         } else {
-            (3, 10, 3, 300, 3)
+            (3, 10, 3, 300, 3, 2000, 200)
         };
         let warmup = args.warmup.unwrap_or(warmup);
         let duration = args.duration.unwrap_or(duration).max(1);
@@ -120,6 +185,14 @@ impl Plan {
             slow_requests: args.slow_requests.unwrap_or(slow),
             slow_delay_ms,
             startup_samples: samples,
+            instruction_requests: args
+                .instruction_requests
+                .unwrap_or(counted)
+                .clamp(1, 100_000),
+            instruction_warmup: args
+                .instruction_warmup
+                .unwrap_or(counted_warmup)
+                .min(10_000),
         }
     }
 }
@@ -175,10 +248,11 @@ impl Binaries {
 
 /// The cluster's settings for both services (see helm/app), with spans
 /// going to the stand-in collector. `instrumented: false` turns span export
-/// and metrics off and nothing else.
-fn service_env(instrumented: bool, zipkin: &str) -> Vec<(&'static str, String)> {
+/// and metrics off and nothing else; `rust_log` is `info` but for the
+/// log-line pair.
+fn service_env(instrumented: bool, rust_log: &str, zipkin: &str) -> Vec<(&'static str, String)> {
     let mut env = vec![
-        ("RUST_LOG", "info".to_owned()),
+        ("RUST_LOG", rust_log.to_owned()),
         ("LOG_FORMAT", "text".to_owned()),
         ("OTEL_EXPORTER_ZIPKIN_ENDPOINT", zipkin.to_owned()),
     ];
@@ -221,21 +295,19 @@ impl Harness {
         Launch::program(name, binary).cpu(self.pinning.servers_cpu())
     }
 
-    /// business-logic on a fresh SQLite file in `scratch/<tag>`, then the
-    /// front-end calling it; both ready. Returns the pair and both start-up times.
+    /// business-logic on `database_url` (default: a fresh SQLite file in
+    /// `scratch/<tag>`), then the front-end calling it; both ready. Returns
+    /// the pair and both start-up times.
     async fn start_stack(
         &self,
         tag: &str,
         instrumented: bool,
+        rust_log: &str,
+        database_url: Option<&str>,
     ) -> anyhow::Result<(Pair, Duration, Duration)> {
-        let dir = self.scratch.join(tag);
-        std::fs::create_dir_all(&dir)?;
-        let mut env = service_env(instrumented, &self.collector.zipkin_endpoint());
+        let mut env = service_env(instrumented, rust_log, &self.collector.zipkin_endpoint());
         let mut back_env = env.clone();
-        back_env.push((
-            "DATABASE_URL",
-            format!("sqlite://{}/business-logic.db", dir.display()),
-        ));
+        back_env.push(("DATABASE_URL", self.database_url(tag, database_url)?));
         let mut back = self
             .launch("business-logic", &self.binaries.business_logic)
             .envs(&back_env)
@@ -259,18 +331,43 @@ impl Harness {
         Ok((Pair { front, back }, front_startup, back_startup))
     }
 
-    async fn start_ceiling(&self) -> anyhow::Result<Pair> {
+    /// `database_url`, or a fresh SQLite file in `scratch/<tag>`.
+    fn database_url(&self, tag: &str, database_url: Option<&str>) -> anyhow::Result<String> {
+        if let Some(url) = database_url {
+            return Ok(url.to_owned());
+        }
+        let dir = self.scratch.join(tag);
+        std::fs::create_dir_all(&dir)?;
+        Ok(format!("sqlite://{}/business-logic.db", dir.display()))
+    }
+
+    /// The ceiling pair: a bare back, or with `database` (`Some(None)`: a
+    /// fresh SQLite file) the back that runs business-logic's query first.
+    async fn start_ceiling(
+        &self,
+        tag: &str,
+        database: Option<Option<&str>>,
+    ) -> anyhow::Result<Pair> {
+        let back_args = match database {
+            None => vec!["back".to_owned()],
+            Some(url) => vec![
+                "back-database".to_owned(),
+                "--database-url".to_owned(),
+                self.database_url(tag, url)?,
+            ],
+        };
+        let back_args: Vec<&str> = back_args.iter().map(String::as_str).collect();
         let mut back = self
             .launch("ceiling-back", &self.binaries.ceiling)
-            .args(&["back"])
-            .log_file(&self.logs.join("ceiling-back.log"))
+            .args(&back_args)
+            .log_file(&self.logs.join(format!("{tag}-back.log")))
             .start(Duration::from_secs(30))?;
-        back.wait_ready(Duration::from_secs(30)).await?;
+        back.wait_ready(Duration::from_secs(60)).await?;
         let backend_url = back.url("");
         let mut front = self
             .launch("ceiling-front", &self.binaries.ceiling)
             .args(&["front", "--backend-url", &backend_url])
-            .log_file(&self.logs.join("ceiling-front.log"))
+            .log_file(&self.logs.join(format!("{tag}-front.log")))
             .start(Duration::from_secs(30))?;
         front.wait_ready(Duration::from_secs(30)).await?;
         Ok(Pair { front, back })
@@ -406,6 +503,21 @@ async fn run(args: Args, pinning: Pinning) -> anyhow::Result<()> {
         plan.duration.as_secs(),
         plan.warmup.as_secs()
     ));
+    let counter = choose_counter(&args)?;
+    let postgres = if args.no_postgres {
+        Err("left out (--no-postgres)".to_owned())
+    } else {
+        TestDatabase::create_postgres(&args.postgres_url)
+            .await
+            .map_err(|e| format!("{} unreachable: {e:#}", redact(&args.postgres_url)))
+    };
+    match &postgres {
+        Ok(_) => say(format!(
+            "PostgreSQL: a fresh database on {}",
+            redact(&args.postgres_url)
+        )),
+        Err(why) => say(format!("PostgreSQL figures skipped: {why}")),
+    }
     let cx = Harness {
         pinning,
         binaries,
@@ -414,9 +526,22 @@ async fn run(args: Args, pinning: Pinning) -> anyhow::Result<()> {
         collector: Collector::counting(&[SLOW_HELD_SPAN])?,
         plan,
     };
-    let result = measure(&args, &cx, &tool, tool_version, machine).await;
+    let postgres_url = postgres.as_ref().ok().map(|db| db.url.clone());
+    let result = measure(
+        &args,
+        &cx,
+        &tool,
+        tool_version,
+        machine,
+        postgres_url.as_deref(),
+        counter,
+    )
+    .await;
+    let postgres_skipped = postgres.as_ref().err().cloned();
+    drop(postgres);
     let _ = std::fs::remove_dir_all(&scratch);
-    let results = result?;
+    let mut results = result?;
+    results.postgres_skipped = postgres_skipped;
 
     let json = serde_json::to_string_pretty(&results)?;
     std::fs::write(args.out.join("results.json"), json + "\n")?;
@@ -430,12 +555,66 @@ async fn run(args: Args, pinning: Pinning) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The instruction counter this run uses, if any: `--instructions` insists
+/// (an error without one), `--no-instructions` and `--quick` leave it out,
+/// a full run takes what the machine has.
+fn choose_counter(args: &Args) -> anyhow::Result<Option<Counter>> {
+    if args.no_instructions || (args.quick && !args.instructions) {
+        say("instructions per request: not counted (--instructions to count them)");
+        return Ok(None);
+    }
+    let counter = Counter::detect();
+    match counter {
+        Some(counter) => say(format!(
+            "instructions per request: counted with {}",
+            counter.name()
+        )),
+        None if args.instructions => bail!(
+            "--instructions: neither `perf stat` counts instructions here nor is valgrind \
+             installed (Debian: apt-get install valgrind)"
+        ),
+        None => say(
+            "instructions per request: not counted (perf cannot count here and valgrind is not installed)",
+        ),
+    }
+    Ok(counter)
+}
+
+/// The stacks under load, by configuration.
+struct Stacks {
+    on: Pair,
+    off: Pair,
+    off_warn: Pair,
+    ceiling: Pair,
+    ceiling_db: Pair,
+    postgres: Option<[Pair; 3]>,
+}
+
+impl Stacks {
+    fn get(&self, config: Config) -> &Pair {
+        let pg = |i: usize| &self.postgres.as_ref().expect("PostgreSQL stacks")[i];
+        match config {
+            Config::Ceiling => &self.ceiling,
+            Config::DatabaseCeiling(Db::Sqlite) => &self.ceiling_db,
+            Config::Instrumented(Db::Sqlite) | Config::InstrumentedWithSlow => &self.on,
+            Config::Uninstrumented(Db::Sqlite) => &self.off,
+            Config::UninstrumentedWarn => &self.off_warn,
+            Config::DatabaseCeiling(Db::Postgres) => pg(0),
+            Config::Instrumented(Db::Postgres) => pg(1),
+            Config::Uninstrumented(Db::Postgres) => pg(2),
+        }
+    }
+}
+
+#[allow(clippy::too_many_lines)] // one measurement, read top to bottom
 async fn measure(
     args: &Args,
     cx: &Harness,
     tool: &LoadTool,
     tool_version: String,
     machine: Machine,
+    postgres_url: Option<&str>,
+    counter: Option<Counter>,
 ) -> anyhow::Result<Results> {
     let plan = &cx.plan;
 
@@ -447,24 +626,55 @@ async fn measure(
     let mut front_startups = Vec::new();
     let mut back_startups = Vec::new();
     for i in 0..plan.startup_samples {
-        let (_pair, front, back) = cx.start_stack(&format!("startup-{i}"), true).await?;
+        let (_pair, front, back) = cx
+            .start_stack(&format!("startup-{i}"), true, "info", None)
+            .await?;
         front_startups.push(front.as_secs_f64() * 1e3);
         back_startups.push(back.as_secs_f64() * 1e3);
     }
 
-    say("starting the instrumented, uninstrumented and ceiling stacks");
-    let (on, ..) = cx.start_stack("instrumented", true).await?;
-    let (off, ..) = cx.start_stack("uninstrumented", false).await?;
-    let ceiling = cx.start_ceiling().await?;
-    for (name, pair) in [
-        ("instrumented", &on),
-        ("uninstrumented", &off),
-        ("ceiling", &ceiling),
-    ] {
+    say("starting the stacks: instrumented, uninstrumented (info, warn), ceilings");
+    let (on, ..) = cx.start_stack("instrumented", true, "info", None).await?;
+    let (off, ..) = cx
+        .start_stack("uninstrumented", false, "info", None)
+        .await?;
+    let (off_warn, ..) = cx
+        .start_stack("uninstrumented-warn", false, "warn", None)
+        .await?;
+    let ceiling = cx.start_ceiling("ceiling", None).await?;
+    let ceiling_db = cx.start_ceiling("ceiling-sqlite", Some(None)).await?;
+    let postgres = match postgres_url {
+        Some(url) => {
+            say("starting the PostgreSQL stacks: database ceiling, instrumented, uninstrumented");
+            Some([
+                cx.start_ceiling("ceiling-postgres", Some(Some(url)))
+                    .await?,
+                cx.start_stack("postgres-instrumented", true, "info", Some(url))
+                    .await?
+                    .0,
+                cx.start_stack("postgres-uninstrumented", false, "info", Some(url))
+                    .await?
+                    .0,
+            ])
+        }
+        None => None,
+    };
+    let stacks = Stacks {
+        on,
+        off,
+        off_warn,
+        ceiling,
+        ceiling_db,
+        postgres,
+    };
+    let order_of_round = order(stacks.postgres.is_some());
+    for config in &order_of_round {
+        let pair = stacks.get(*config);
         let status = test_support::http::status(&pair.front.url("/fast-page")).await;
         if status != Some(200) {
             bail!(
-                "{name} fast page answered {status:?}:\n{}\n{}",
+                "{} fast page answered {status:?}:\n{}\n{}",
+                config.label(),
                 pair.front.log_tail(40),
                 pair.back.log_tail(40)
             );
@@ -472,6 +682,7 @@ async fn measure(
     }
     // Idle: ready, one request served, a second to settle.
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let on = &stacks.on;
     let idle = [on.front.memory(), on.back.memory()];
     let load_max = [Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0))];
 
@@ -479,18 +690,16 @@ async fn measure(
     let mut instrumented_requests: u64 = 1;
     let mut slow_held = Vec::new();
     let mut slow_ok = 0usize;
+    // Log lines the uninstrumented stack printed at RUST_LOG=info, and its requests.
+    let (mut log_lines, mut logged_requests) = (0u64, 0u64);
     for round in 0..plan.rounds {
         let order: Vec<Config> = if round % 2 == 0 {
-            ORDER.to_vec()
+            order_of_round.clone()
         } else {
-            ORDER.iter().rev().copied().collect()
+            order_of_round.iter().rev().copied().collect()
         };
         for config in order {
-            let stack = match config {
-                Config::Ceiling => &ceiling,
-                Config::Instrumented | Config::InstrumentedWithSlow => &on,
-                Config::Uninstrumented => &off,
-            };
+            let stack = stacks.get(config);
             stack.front.clear_logs()?;
             stack.back.clear_logs()?;
             let slow = if config == Config::InstrumentedWithSlow {
@@ -509,9 +718,11 @@ async fn measure(
             let warm = tool
                 .run(&cx.pinning, &url, args.concurrency, plan.warmup)
                 .await?;
-            let instrumented =
-                matches!(config, Config::Instrumented | Config::InstrumentedWithSlow);
-            let sampler = instrumented
+            let sampled = matches!(
+                config,
+                Config::Instrumented(Db::Sqlite) | Config::InstrumentedWithSlow
+            );
+            let sampler = sampled
                 .then(|| sample_memory(vec![on.front.pid(), on.back.pid()], load_max.to_vec()));
             let before = cpu_times();
             let measured_from = now_us();
@@ -530,6 +741,15 @@ async fn measure(
                 ),
                 Pinning::None => (busy_pct(&before, &after, "cpu"), None),
             };
+            // CPU time per request on the servers' CPU: only when the
+            // servers have a CPU of their own (unpinned, the load generator's
+            // share would be in it).
+            let server_cpu_us = match (&cx.pinning, server_cpu) {
+                (Pinning::Pinned { .. }, Some(busy)) if stats.requests_per_s > 0.0 => {
+                    Some(busy / 100.0 / stats.requests_per_s * 1e6)
+                }
+                _ => None,
+            };
             say(format!(
                 "round {}: {:<46} {:>8.0} req/s  p50 {:>9}  p99 {:>9}  errors {}  (CPU servers {:.0} %, load {:.0} %)",
                 round + 1,
@@ -541,8 +761,14 @@ async fn measure(
                 server_cpu.unwrap_or(f64::NAN),
                 load_cpu.unwrap_or(f64::NAN),
             ));
-            if instrumented {
+            if config.instrumented() {
                 instrumented_requests += warm.requests + stats.requests;
+            }
+            if config == Config::Uninstrumented(Db::Sqlite) {
+                // A buffered log writer may hold the last lines for a moment.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                log_lines += (stack.front.logs().len() + stack.back.logs().len()) as u64;
+                logged_requests += warm.requests + stats.requests;
             }
             if let Some(mut set) = slow {
                 let limit = Duration::from_millis(plan.slow_delay_ms + 30_000);
@@ -569,6 +795,7 @@ async fn measure(
                 stats,
                 server_cpu_busy_pct: server_cpu,
                 load_cpu_busy_pct: load_cpu,
+                server_cpu_us_per_request: server_cpu_us,
             });
         }
     }
@@ -587,14 +814,40 @@ async fn measure(
 
     let mut figure =
         |config: Config| Figure::from_runs(runs.remove(config.label()).unwrap_or_default());
-    let fast_page = figure(Config::Instrumented);
+    let fast_page = figure(Config::Instrumented(Db::Sqlite));
     let ceiling_figure = figure(Config::Ceiling);
-    let uninstrumented = figure(Config::Uninstrumented);
+    let database_ceiling = figure(Config::DatabaseCeiling(Db::Sqlite));
+    let uninstrumented = figure(Config::Uninstrumented(Db::Sqlite));
+    let uninstrumented_warn = figure(Config::UninstrumentedWarn);
     let with_slow = figure(Config::InstrumentedWithSlow);
+    let postgres = stacks.postgres.is_some().then(|| {
+        PostgresFigures::new(
+            figure(Config::Instrumented(Db::Postgres)),
+            figure(Config::Uninstrumented(Db::Postgres)),
+            figure(Config::DatabaseCeiling(Db::Postgres)),
+            &ceiling_figure,
+        )
+    });
+    let log_lines_per_page = log_lines as f64 / logged_requests.max(1) as f64;
     let ratios = Ratios {
         fast_page_over_ceiling: fast_page.requests_per_s / ceiling_figure.requests_per_s,
+        fast_page_over_database_ceiling: fast_page.requests_per_s / database_ceiling.requests_per_s,
         instrumented_over_uninstrumented: fast_page.requests_per_s / uninstrumented.requests_per_s,
+        log_info_over_warn: uninstrumented.requests_per_s / uninstrumented_warn.requests_per_s,
         slow_path_isolation: with_slow.p99_ms / fast_page.p99_ms,
+    };
+    let log_lines = LogLines {
+        per_page: log_lines_per_page,
+        cpu_us_per_line: match (
+            uninstrumented.server_cpu_us_per_request,
+            uninstrumented_warn.server_cpu_us_per_request,
+        ) {
+            (Some(info), Some(warn)) if log_lines_per_page > 0.0 => {
+                Some((info - warn) / log_lines_per_page)
+            }
+            _ => None,
+        },
+        instructions_per_line: None,
     };
     let mut memory = BTreeMap::new();
     for (i, server) in [&on.front, &on.back].into_iter().enumerate() {
@@ -629,6 +882,12 @@ async fn measure(
         instrumented_requests,
         per_request: received as f64 / instrumented_requests.max(1) as f64,
     };
+    // The load is over: the counted runs start processes of their own.
+    drop(stacks);
+    let instructions = match counter {
+        Some(counter) => Some(count_instructions(cx, counter).await?),
+        None => None,
+    };
     let zipkin = cx.collector.zipkin_endpoint();
     let mut results = Results {
         machine,
@@ -639,18 +898,31 @@ async fn measure(
             warmup_s: plan.warmup.as_secs(),
             duration_s: plan.duration.as_secs(),
             rounds: plan.rounds,
-            order: "ceiling, instrumented, uninstrumented, instrumented + slow; reversed every other round".into(),
+            order: format!(
+                "{}; reversed every other round",
+                order_of_round
+                    .iter()
+                    .map(|c| c.label())
+                    .collect::<Vec<_>>()
+                    .join(" · ")
+            ),
             pinning: cx.pinning.describe(),
             slow_requests: plan.slow_requests,
             slow_delay_ms: plan.slow_delay_ms,
-            instrumented_env: describe_env(&service_env(true, &zipkin)),
-            uninstrumented_env: describe_env(&service_env(false, &zipkin)),
+            instrumented_env: describe_env(&service_env(true, "info", &zipkin)),
+            uninstrumented_env: describe_env(&service_env(false, "info", &zipkin)),
         },
         fast_page,
         ceiling: ceiling_figure,
+        database_ceiling,
         fast_page_uninstrumented: uninstrumented,
+        fast_page_uninstrumented_warn: uninstrumented_warn,
         fast_page_with_slow: with_slow,
+        postgres,
+        postgres_skipped: None,
         ratios,
+        log_lines,
+        instructions,
         memory,
         startup_ms,
         startup_samples: plan.startup_samples,
@@ -663,7 +935,178 @@ async fn measure(
         },
         targets: Vec::new(),
     };
+    results.log_lines.instructions_per_line = results.instructions_per_log_line();
     results.judge();
-    drop((on, off, ceiling));
     Ok(results)
+}
+
+/// The settings whose instructions per fast page are counted.
+#[derive(Debug, Clone, Copy)]
+enum Counted {
+    Stack {
+        instrumented: bool,
+        rust_log: &'static str,
+    },
+    DatabaseCeiling,
+}
+
+impl Counted {
+    const ALL: [Self; 4] = [
+        Self::Stack {
+            instrumented: true,
+            rust_log: "info",
+        },
+        Self::Stack {
+            instrumented: false,
+            rust_log: "info",
+        },
+        Self::Stack {
+            instrumented: false,
+            rust_log: "warn",
+        },
+        Self::DatabaseCeiling,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Stack {
+                instrumented: true, ..
+            } => INSTRUCTIONS_INSTRUMENTED,
+            Self::Stack {
+                instrumented: false,
+                rust_log: "info",
+            } => INSTRUCTIONS_UNINSTRUMENTED,
+            Self::Stack { .. } => INSTRUCTIONS_UNINSTRUMENTED_WARN,
+            Self::DatabaseCeiling => INSTRUCTIONS_DATABASE_CEILING,
+        }
+    }
+}
+
+/// Instructions per fast page for each [`Counted`] setting on SQLite: both
+/// processes under `counter`, a bounded warm-up, then a fixed number of
+/// requests one after another over one keep-alive connection.
+async fn count_instructions(cx: &Harness, counter: Counter) -> anyhow::Result<Instructions> {
+    let plan = &cx.plan;
+    let dumps = cx.scratch.join("instructions");
+    std::fs::create_dir_all(&dumps)?;
+    let mut settings = Vec::new();
+    for counted in Counted::ALL {
+        let tag = format!("instructions-{}", settings.len());
+        let database_url = cx.database_url(&tag, None)?;
+        let zipkin = cx.collector.zipkin_endpoint();
+        let start = |name: &str, binary: &Path, args: &[&str], env: &[(&str, String)]| {
+            counter
+                .launch(name, binary, &dumps)
+                .args(args)
+                .envs(env)
+                .cpu(cx.pinning.servers_cpu())
+                .log_file(&cx.logs.join(format!("{tag}-{name}.log")))
+                .start(Duration::from_secs(120))
+        };
+        let (mut back, back_url) = match counted {
+            Counted::Stack {
+                instrumented,
+                rust_log,
+            } => {
+                let mut env = service_env(instrumented, rust_log, &zipkin);
+                env.push(("DATABASE_URL", database_url.clone()));
+                let back = start("business-logic", &cx.binaries.business_logic, &[], &env)?;
+                let url = back.url("");
+                (back, url)
+            }
+            Counted::DatabaseCeiling => {
+                let back = start(
+                    "ceiling-back",
+                    &cx.binaries.ceiling,
+                    &["back-database", "--database-url", &database_url],
+                    &[],
+                )?;
+                let url = back.url("");
+                (back, url)
+            }
+        };
+        back.wait_ready(Duration::from_secs(300)).await?;
+        let mut front = match counted {
+            Counted::Stack {
+                instrumented,
+                rust_log,
+            } => {
+                let mut env = service_env(instrumented, rust_log, &zipkin);
+                env.push(("BUSINESS_LOGIC_URL", back_url));
+                // Under callgrind code runs about fifty times slower.
+                env.push(("FAST_PAGE_TIMEOUT_MS", "60000".to_owned()));
+                start("front-end", &cx.binaries.front_end, &[], &env)?
+            }
+            Counted::DatabaseCeiling => start(
+                "ceiling-front",
+                &cx.binaries.ceiling,
+                &["front", "--backend-url", &back_url],
+                &[],
+            )?,
+        };
+        front.wait_ready(Duration::from_secs(300)).await?;
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(120))
+            .pool_max_idle_per_host(1)
+            .build()?;
+        let url = front.url("/fast-page");
+        drive(&client, &url, plan.instruction_warmup, &front, &back).await?;
+        // The warm-up's last span batch leaves within 500 ms (longer under callgrind).
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let counting = [
+            counter.start(&back, &dumps)?,
+            counter.start(&front, &dumps)?,
+        ];
+        drive(&client, &url, plan.instruction_requests, &front, &back).await?;
+        // The span batch of the counted requests belongs to them.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let [back_count, front_count] = counting;
+        let n = f64::from(plan.instruction_requests);
+        let back_per_request =
+            tokio::task::spawn_blocking(move || back_count.finish()).await?? as f64 / n;
+        let front_per_request =
+            tokio::task::spawn_blocking(move || front_count.finish()).await?? as f64 / n;
+        say(format!(
+            "instructions per fast page, {}: front {:.0}, back {:.0}",
+            counted.label(),
+            front_per_request,
+            back_per_request
+        ));
+        settings.push(InstructionFigure {
+            setting: counted.label().to_owned(),
+            front_per_request,
+            back_per_request,
+            total_per_request: front_per_request + back_per_request,
+        });
+    }
+    Ok(Instructions {
+        counter: counter.name().to_owned(),
+        requests: plan.instruction_requests,
+        warmup: plan.instruction_warmup,
+        settings,
+    })
+}
+
+/// `n` fast pages one after another, each answered 200.
+async fn drive(
+    client: &reqwest::Client,
+    url: &str,
+    n: u32,
+    front: &Service,
+    back: &Service,
+) -> anyhow::Result<()> {
+    for _ in 0..n {
+        let response = client.get(url).send().await?;
+        let status = response.status();
+        let _ = response.bytes().await?;
+        if status != reqwest::StatusCode::OK {
+            bail!(
+                "{url} answered {status}:\n{}\n{}",
+                front.log_tail(20),
+                back.log_tail(20)
+            );
+        }
+    }
+    Ok(())
 }

@@ -1,10 +1,14 @@
-//! The benchmark's ceiling: the least a front -> back hop costs on this
+//! The benchmark's ceilings: the least a front -> back hop costs on this
 //! machine with the services' own building blocks (actix-web, one pooled
 //! reqwest client) and nothing else: no tracing, no metrics, no logs, no
-//! database, no templates.
+//! templates. `back` answers without a database (the bare ceiling);
+//! `back-database` runs business-logic's own indexed read
+//! (`business_logic::db::Database::item_by_sku`, same SQL, same pool
+//! settings) against `--database-url` first (the database ceiling). No
+//! tracing subscriber is installed, so the query's span is a no-op.
 //!
 //! ```sh
-//! PORT=9001 ceiling back
+//! PORT=9001 ceiling back        # or: ceiling back-database --database-url sqlite://c.db
 //! PORT=9000 ceiling front --backend-url http://127.0.0.1:9001
 //! curl localhost:9000/fast-page
 //! ```
@@ -13,6 +17,8 @@
 use std::time::Duration;
 
 use actix_web::{App, HttpResponse, HttpServer, web};
+use business_logic::db::Database;
+use business_logic::settings::Settings;
 use clap::{Parser, ValueEnum};
 use contract::{FastAnswer, Item};
 
@@ -20,6 +26,9 @@ use contract::{FastAnswer, Item};
 enum Mode {
     /// `GET /fast-endpoint`: a small JSON item, like business-logic's.
     Back,
+    /// `GET /fast-endpoint`: the same item read by business-logic's own
+    /// query from `--database-url` (migrated and seeded at start).
+    BackDatabase,
     /// `GET /fast-page`: calls the back and renders a small HTML page.
     Front,
 }
@@ -31,6 +40,9 @@ struct Args {
     /// The back's base URL (front mode).
     #[arg(long, default_value = "http://127.0.0.1:8081")]
     backend_url: String,
+    /// The database (back-database mode): `sqlite://FILE` or `postgres://…`.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://ceiling.db")]
+    database_url: String,
     #[arg(long, env = "HOST", default_value = "127.0.0.1")]
     host: String,
     #[arg(long, env = "PORT", default_value_t = 0)]
@@ -58,6 +70,21 @@ async fn fast_endpoint() -> HttpResponse {
         elapsed_ms: 0.0,
         trace_id: None,
     })
+}
+
+/// The same random SKU business-logic picks, read the way it reads it.
+async fn fast_endpoint_database(db: web::Data<Database>) -> HttpResponse {
+    let sku = format!("SKU-{:05}", fastrand::u32(1..=5000));
+    match db.item_by_sku(&sku).await {
+        Ok(Some(item)) => HttpResponse::Ok().json(FastAnswer {
+            endpoint: "fast".into(),
+            item,
+            elapsed_ms: 0.0,
+            trace_id: None,
+        }),
+        Ok(None) => HttpResponse::NotFound().body(format!("item {sku:?} not found")),
+        Err(error) => HttpResponse::ServiceUnavailable().body(error.to_string()),
+    }
 }
 
 async fn fast_page(front: web::Data<Front>) -> HttpResponse {
@@ -101,6 +128,24 @@ async fn main() -> anyhow::Result<()> {
         })
         .listen(listener)?
         .run(),
+        Mode::BackDatabase => {
+            // business-logic's pool, built from its own settings type.
+            let settings = Settings {
+                database_url: args.database_url.clone(),
+                ..Settings::default()
+            };
+            let db = Database::connect_lazy(&settings)?;
+            db.migrate().await?;
+            let db = web::Data::new(db);
+            HttpServer::new(move || {
+                App::new()
+                    .app_data(db.clone())
+                    .route("/fast-endpoint", web::get().to(fast_endpoint_database))
+                    .route("/readyz", web::get().to(ready))
+            })
+            .listen(listener)?
+            .run()
+        }
         Mode::Front => {
             let front = web::Data::new(Front {
                 client: reqwest::Client::builder()
