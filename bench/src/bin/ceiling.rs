@@ -81,6 +81,7 @@ async fn fast_endpoint_database(db: web::Data<Database>) -> HttpResponse {
             item,
             elapsed_ms: 0.0,
             trace_id: None,
+            version: None,
         }),
         Ok(None) => HttpResponse::NotFound().body(format!("item {sku:?} not found")),
         Err(error) => HttpResponse::ServiceUnavailable().body(error.to_string()),
