@@ -4,6 +4,7 @@ Every wait is bounded."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -13,6 +14,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -109,3 +111,58 @@ def service_binaries() -> Path:
                 pytest.fail(message)
             pytest.skip(message)
     return bin_dir
+
+
+class Collector:
+    """A stand-in Zipkin collector on loopback: accepts v2 JSON on /api/v2/spans
+    and remembers every span."""
+
+    def __init__(self) -> None:
+        self.spans: list[dict] = []
+        self.lock = threading.Lock()
+        collector = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's naming)
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                ok = self.path == "/api/v2/spans"
+                if ok:
+                    with collector.lock:
+                        collector.spans.extend(json.loads(body))
+                self.send_response(202 if ok else 404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/api/v2/spans"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def trace_ids(self) -> set[str]:
+        with self.lock:
+            return {s["traceId"] for s in self.spans}
+
+    def exported_by(self, service: str) -> set[str]:
+        with self.lock:
+            return {s["traceId"] for s in self.spans if s.get("localEndpoint", {}).get("serviceName") == service}
+
+    def services_of(self, trace_id: str) -> set[str]:
+        with self.lock:
+            return {s.get("localEndpoint", {}).get("serviceName") for s in self.spans if s["traceId"] == trace_id}
+
+    def server_spans_of(self, trace_id: str) -> set[str]:
+        """The services whose SERVER span of this trace arrived (a request's last span to end)."""
+        with self.lock:
+            return {s.get("localEndpoint", {}).get("serviceName") for s in self.spans
+                    if s["traceId"] == trace_id and s.get("kind") == "SERVER"}
+
+    def span(self, trace_id: str, span_id: str) -> dict | None:
+        with self.lock:
+            return next((s for s in self.spans if s["traceId"] == trace_id and s["id"] == span_id), None)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

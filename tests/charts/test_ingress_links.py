@@ -22,7 +22,7 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 from chart_render import CHART, NAMESPACE, render_ok
 from chart_wiring import load_docs, of_kind, resolve_route
-from service_process import Service, service_binaries
+from service_process import Collector, Service, service_binaries
 
 PREFIX = "/demo-app/"
 
@@ -108,30 +108,6 @@ def links_of(html: str) -> list[str]:
     return parser.found
 
 
-class SpanSink:
-    """Accepts the front-end's Zipkin span exports on loopback and drops them: the
-    front-end shows the Jaeger link only while it exports spans."""
-
-    def __init__(self) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (http.server's naming)
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                self.send_response(202 if self.path == "/api/v2/spans" else 404)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/api/v2/spans"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory):
     bin_dir = service_binaries()
@@ -140,7 +116,7 @@ def gateway(tmp_path_factory):
             "SHUTDOWN_GRACE_PERIOD_SECS": "1", "WORK_DIR": str(tmp)}
     services = []
     gateway = None
-    sink = SpanSink()
+    sink = Collector()  # the front-end shows the Jaeger link only while it exports spans
     try:
         backend = Service(bin_dir / "business-logic", {
             **base, "DATABASE_URL": f"sqlite://{tmp / 'links.db'}", "SLOW_ENDPOINT_DELAY_MS": "10"})

@@ -27,11 +27,9 @@ import os
 import re
 import shutil
 import subprocess
-import threading
 import time
 import urllib.parse
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -48,7 +46,7 @@ from cluster_support import (
 )
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_prometheus_text
-from service_process import Service, free_port, http_get, service_binaries, wait_until
+from service_process import Collector, Service, free_port, http_get, service_binaries, wait_until
 
 MESH_MARK = "Needs the mesh"
 # Grafana's interval variables, for instant queries over the test's short window.
@@ -65,62 +63,6 @@ def http_get_with(url: str, headers: dict[str, str], timeout: float = 10.0) -> t
         return e.code, e.headers.get("Content-Type", ""), e.read().decode(errors="replace")
     except OSError:
         return 0, "", ""
-
-
-# --- a stand-in Zipkin collector --------------------------------------------------------------------
-
-class Collector:
-    """Accepts Zipkin v2 JSON on /api/v2/spans and remembers every span."""
-
-    def __init__(self) -> None:
-        self.spans: list[dict] = []
-        self.lock = threading.Lock()
-        collector = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (http.server's naming)
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                ok = self.path == "/api/v2/spans"
-                if ok:
-                    with collector.lock:
-                        collector.spans.extend(json.loads(body))
-                self.send_response(202 if ok else 404)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/api/v2/spans"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def trace_ids(self) -> set[str]:
-        with self.lock:
-            return {s["traceId"] for s in self.spans}
-
-    def exported_by(self, service: str) -> set[str]:
-        with self.lock:
-            return {s["traceId"] for s in self.spans if s.get("localEndpoint", {}).get("serviceName") == service}
-
-    def services_of(self, trace_id: str) -> set[str]:
-        with self.lock:
-            return {s.get("localEndpoint", {}).get("serviceName") for s in self.spans if s["traceId"] == trace_id}
-
-    def server_spans_of(self, trace_id: str) -> set[str]:
-        """The services whose SERVER span of this trace arrived (a request's last span to end)."""
-        with self.lock:
-            return {s.get("localEndpoint", {}).get("serviceName") for s in self.spans
-                    if s["traceId"] == trace_id and s.get("kind") == "SERVER"}
-
-    def span(self, trace_id: str, span_id: str) -> dict | None:
-        with self.lock:
-            return next((s for s in self.spans if s["traceId"] == trace_id and s["id"] == span_id), None)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 # --- the services -------------------------------------------------------------------------------------

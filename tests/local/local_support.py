@@ -3,17 +3,14 @@ Makefile's lint and help, and the repository standing alone."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from service_process import free_port, wait_until  # noqa: F401 (re-exported to the tests)
+from service_process import Collector, free_port, wait_until  # noqa: F401 (re-exported to the tests)
 
 REPO = Path(__file__).resolve().parents[2]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -52,36 +49,3 @@ def build_services() -> None:
     assert build.returncode == 0, build.stderr[-4000:]
 
 
-class Collector:
-    """A stand-in Zipkin collector: accepts v2 JSON on /api/v2/spans, keeps every span."""
-
-    def __init__(self) -> None:
-        self.spans: list[dict] = []
-        self.lock = threading.Lock()
-        collector = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (http.server's naming)
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                ok = self.path == "/api/v2/spans"
-                if ok:
-                    with collector.lock:
-                        collector.spans.extend(json.loads(body))
-                self.send_response(202 if ok else 404)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/api/v2/spans"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def services_of(self, trace_id: str) -> set[str]:
-        with self.lock:
-            return {s.get("localEndpoint", {}).get("serviceName") for s in self.spans if s["traceId"] == trace_id}
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
