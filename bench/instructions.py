@@ -43,6 +43,8 @@ SETTINGS = {
     # what `make bench` calls "instrumented": spans to Zipkin, metrics, info logs
     "instrumented": {},
     "instrumented-warn": {"RUST_LOG": "warn"},
+    # the same without exemplars (issue 13: what they cost)
+    "instrumented-no-exemplars": {"METRICS_EXEMPLARS": "false"},
     "uninstrumented": {"OTEL_TRACES_EXPORTER": "none", "METRICS_ENABLED": "false"},
     # one part at a time, to see what each costs
     "traces-only": {"METRICS_ENABLED": "false"},
