@@ -6,14 +6,11 @@ rises for v2 only. Bounded: a fixed number of requests, every wait timed."""
 from __future__ import annotations
 
 import math
-import subprocess
-import time
 import urllib.parse
 
 import pytest
-import yaml
-from test_cluster_observability import (Collector, Service, dashboard_queries, free_port, http_get,
-                                        prometheus_binary, query, service_binaries, substitute, wait_until)
+from test_cluster_observability import (Collector, Service, dashboard_queries, http_get, prometheus_binary, query,
+                                        running_prometheus, service_binaries, substitute)
 
 CANARY_TITLE = "Canary:"
 
@@ -46,29 +43,14 @@ def prometheus(versions, tmp_path_factory):
     targets = [urllib.parse.urlparse(s.url).netloc for s in versions.values()]
     config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
               "scrape_configs": [{"job_name": "business-logic", "static_configs": [{"targets": targets}]}]}
-    (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
-    proc = subprocess.Popen([binary, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'data'}",
-                             f"--web.listen-address=127.0.0.1:{port}"],
-                            stdout=subprocess.DEVNULL, stderr=(tmp / "prometheus.log").open("w"))
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: http_get(url + "/-/ready", 2)[0] == 200, 30, "Prometheus to be ready", step=0.2)
-        wait_until(lambda: len(query(url, "up == 1")) == 2, 30, "both versions to be up", step=0.5)
-        for _ in range(4):  # 4 x 20 fast requests per version, spread over several scrapes
-            for service in versions.values():
-                for _ in range(20):
-                    assert http_get(service.url + "/fast-endpoint")[0] in (200, 500)
-            time.sleep(1)
-        time.sleep(3)
+
+    def traffic():
+        for service in versions.values():
+            for _ in range(20):  # 4 x 20 fast requests per version, spread over several scrapes
+                assert http_get(service.url + "/fast-endpoint")[0] in (200, 500)
+
+    with running_prometheus(binary, tmp, config, 2, traffic) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 def canary_queries() -> list[tuple[str, str]]:

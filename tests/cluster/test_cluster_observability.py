@@ -21,6 +21,7 @@ Every wait is bounded; every process is stopped at the end.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -38,7 +39,6 @@ from cluster_support import (
     ADDONS,
     APP_NAMESPACE,
     GRAFANA,
-    REPO,
     grafana_datasources,
     load_docs,
     unavailable,
@@ -230,18 +230,27 @@ def prometheus(stack, tmp_path_factory):
         for job in jobs:
             job["scrape_protocols"] = cluster_scrape_protocols()
     config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"}, "scrape_configs": jobs}
+    with running_prometheus(binary, tmp, config, len(targets), lambda: stack.traffic(rounds=2),
+                            "--enable-feature=exemplar-storage") as url:
+        yield url
+
+
+@contextlib.contextmanager
+def running_prometheus(binary: str, tmp: Path, config: dict, targets: int, traffic, *flags: str):
+    """A real Prometheus on a free loopback port scraping `config`'s jobs. Yields its URL once
+    all `targets` are up and `traffic()` has run over several scrapes; stopped at the end."""
     (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = free_port()
     proc = subprocess.Popen([binary, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'data'}",
-                             f"--web.listen-address=127.0.0.1:{port}", "--enable-feature=exemplar-storage"],
+                             f"--web.listen-address=127.0.0.1:{port}", *flags],
                             stdout=subprocess.DEVNULL, stderr=(tmp / "prometheus.log").open("w"))
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: http_get(url + "/-/ready", 2)[0] == 200, 30, "Prometheus to be ready", step=0.2)
-        wait_until(lambda: len(query(url, "up == 1")) == len(targets), 30, "both targets to be up", step=0.5)
+        wait_until(lambda: len(query(url, "up == 1")) == targets, 30, "every target to be up", step=0.5)
         # Traffic spread over several scrapes, then a few more scrapes.
         for _ in range(4):
-            stack.traffic(rounds=2)
+            traffic()
             time.sleep(1)
         time.sleep(3)
         yield url
