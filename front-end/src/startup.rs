@@ -45,7 +45,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Running> {
             .wrap(from_fn(error_pages))
             .wrap(headers)
             .wrap(Condition::new(metrics_enabled, metrics.clone()))
-            .wrap(telemetry::TraceResponse)
+            .wrap(from_fn(telemetry::traceresponse))
             .wrap(telemetry::tracing_middleware())
     })?;
     tracing::info!(

@@ -35,7 +35,7 @@ pub use http::{DemoRootSpan, REQUEST_ID_HEADER, tracing_middleware};
 pub use metrics::{RequestMetrics, metrics_middleware};
 pub use output::BufferedStdout;
 pub use settings::{LogFormat, TelemetrySettings, TracesExporter};
-pub use traceresponse::{TRACERESPONSE_HEADER, TraceResponse};
+pub use traceresponse::{TRACERESPONSE_HEADER, traceresponse};
 pub use traces::propagator;
 
 /// Log targets whose events are noise or would report every failed export

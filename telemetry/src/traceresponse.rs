@@ -4,73 +4,33 @@
 //! a client (a browser's dev tools, `curl -i`, `make verify`) learns the
 //! trace id of what it just asked for without parsing the page.
 
-use std::future::{Future, Ready, ready};
-use std::pin::Pin;
-
 use actix_web::Error;
-use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
 use opentelemetry::trace::TraceContextExt;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// The response header's name.
 pub const TRACERESPONSE_HEADER: &str = "traceresponse";
 
-/// Middleware adding `traceresponse` to every response. Wrap it *inside*
+/// Middleware adding `traceresponse` to every response:
+/// `.wrap(from_fn(telemetry::traceresponse))`. Wrap it *inside*
 /// [`crate::tracing_middleware`] (register it before), so that the request's
 /// span is the current one when it runs.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TraceResponse;
-
-impl<S, B> Transform<S, ServiceRequest> for TraceResponse
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
-    S::Future: 'static,
-    B: 'static,
-{
-    type Response = ServiceResponse<B>;
-    type Error = Error;
-    type Transform = TraceResponseMiddleware<S>;
-    type InitError = ();
-    type Future = Ready<Result<Self::Transform, Self::InitError>>;
-
-    fn new_transform(&self, service: S) -> Self::Future {
-        ready(Ok(TraceResponseMiddleware { service }))
+pub async fn traceresponse(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let value = current_traceresponse();
+    let mut response = next.call(request).await?;
+    if let Some(value) = value {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static(TRACERESPONSE_HEADER), value);
     }
-}
-
-/// The service [`TraceResponse`] wraps around the app.
-#[derive(Debug)]
-pub struct TraceResponseMiddleware<S> {
-    service: S,
-}
-
-impl<S, B> Service<ServiceRequest> for TraceResponseMiddleware<S>
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
-    S::Future: 'static,
-    B: 'static,
-{
-    type Response = ServiceResponse<B>;
-    type Error = Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>>>>;
-
-    forward_ready!(service);
-
-    fn call(&self, request: ServiceRequest) -> Self::Future {
-        // The request's span is entered while the inner service is called.
-        let value = current_traceresponse();
-        let response = self.service.call(request);
-        Box::pin(async move {
-            let mut response = response.await?;
-            if let Some(value) = value {
-                response
-                    .headers_mut()
-                    .insert(HeaderName::from_static(TRACERESPONSE_HEADER), value);
-            }
-            Ok(response)
-        })
-    }
+    Ok(response)
 }
 
 /// `00-<trace id>-<span id>-<flags>` of the current span, if it has a valid
@@ -93,6 +53,7 @@ fn current_traceresponse() -> Option<HeaderValue> {
 
 #[cfg(test)]
 mod tests {
+    use actix_web::middleware::from_fn;
     use actix_web::{App, HttpResponse, test, web};
 
     use super::*;
@@ -104,7 +65,7 @@ mod tests {
         let app = test::init_service(
             App::new()
                 .route("/", web::get().to(HttpResponse::Ok))
-                .wrap(TraceResponse),
+                .wrap(from_fn(traceresponse)),
         )
         .await;
         let response = test::call_service(&app, test::TestRequest::get().to_request()).await;
