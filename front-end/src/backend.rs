@@ -25,6 +25,11 @@ pub enum BackendError {
     Malformed(#[source] serde_json::Error),
 }
 
+/// How long the client keeps an idle connection to business-logic: below
+/// business-logic's keep-alive, so the client closes it first.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+const _: () = assert!(POOL_IDLE_TIMEOUT.as_secs() < service_kit::KEEP_ALIVE.as_secs());
+
 /// The client, built once at start-up and shared by all workers.
 #[derive(Debug, Clone)]
 pub struct Backend {
@@ -38,7 +43,7 @@ impl Backend {
     pub fn new(settings: &Settings) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(1))
-            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .tcp_nodelay(true)
             .build()?;
         let span_names = OtelPathNames::known_paths(["/fast-endpoint", "/slow-endpoint"])?;

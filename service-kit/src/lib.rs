@@ -15,7 +15,7 @@ pub mod settings;
 use std::future::Future;
 
 pub use header_limit::{HeadersTooLarge, MAX_HEADER_BYTES, header_limit};
-pub use server::Running;
+pub use server::{KEEP_ALIVE, Running};
 pub use settings::{ServerSettings, read_env, read_env_with_text};
 
 /// A service's settings as the skeleton needs them: its own variables,

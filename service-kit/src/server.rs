@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::net::TcpListener;
+use std::time::Duration;
 
 use actix_http::Request;
 use actix_service::{IntoServiceFactory, Service, ServiceFactory};
@@ -17,6 +18,17 @@ use anyhow::Context;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::settings::ServerSettings;
+
+/// How long an idle keep-alive connection stays open. It must outlast the
+/// idle timeout of every client that pools connections to the service, so
+/// that the client, never the server, closes an idle connection: when the
+/// server closes one just as the client sends on it, that request fails
+/// (an `IncompleteMessage` in hyper, a 503 UC in Envoy) although nothing is
+/// wrong. actix-web's default of 5 s is below them all: the front-end's
+/// pool (30 s, `front-end/src/backend.rs`) and the sidecars' pools, which
+/// the chart's DestinationRules set to 30 s (Envoy's own default is 1 h).
+/// A graceful stop closes idle connections at once, whatever this is.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(75);
 
 /// A service, bound and ready to serve.
 pub struct Running {
@@ -62,6 +74,7 @@ where
     let port = listener.local_addr()?.port();
     let server = HttpServer::new(factory)
         .disable_signals()
+        .keep_alive(KEEP_ALIVE)
         .shutdown_timeout(settings.shutdown_grace_period_secs)
         .listen(listener)?
         .run();

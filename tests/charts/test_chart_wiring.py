@@ -6,6 +6,7 @@ to show that it can fail."""
 
 from __future__ import annotations
 
+import re
 import warnings
 from urllib.parse import urlsplit
 
@@ -513,3 +514,24 @@ def test_prefix_rewrite_follows_the_gateway_api_table(prefix, replacement, path,
                                                                   "replacePrefixMatch": replacement}}}],
         "backendRefs": [{"name": "b", "port": 1}]}]}}
     assert resolve_route([route], path) == ("backend", ("ns", "b", 1), want)
+
+
+def keep_alive_secs() -> int:
+    """service-kit's KEEP_ALIVE: how long the services keep an idle connection."""
+    source = (REPO / "service-kit/src/server.rs").read_text()
+    match = re.search(r"pub const KEEP_ALIVE: Duration = Duration::from_secs\((\d+)\);", source)
+    assert match, "KEEP_ALIVE not found in service-kit/src/server.rs"
+    return int(match[1])
+
+
+def test_sidecars_close_idle_http_connections_before_the_services_do():
+    docs = load_docs(render_ok(CHART))
+    limit = keep_alive_secs()
+    idle = {dr["spec"]["host"].split(".")[0]: dr["spec"]["trafficPolicy"].get("connectionPool", {})
+            for dr in of_kind(docs, "DestinationRule")}
+    for workload in ("front-end", "business-logic"):
+        timeout = idle[workload]["http"]["idleTimeout"]
+        assert re.fullmatch(r"\d+s", timeout), timeout
+        assert int(timeout[:-1]) < limit, f"{workload}: {timeout} is not below the services' {limit} s keep-alive"
+    # TCP to PostgreSQL has no HTTP pool.
+    assert "http" not in idle["postgres"]

@@ -7,6 +7,7 @@ mod backend_dies;
 mod bad_input;
 mod collector_faults;
 mod database_faults;
+mod keep_alive;
 mod shutdown;
 mod sustained_load;
 
