@@ -106,6 +106,13 @@ where
         .with(
             tracing_opentelemetry::layer()
                 .with_tracer(tracer)
+                // Not on every span: the thread a span was created on (an
+                // async span runs on whichever worker polls it) and the
+                // busy/idle split (one clock read per poll). Together about
+                // a tenth of the instrumented instructions per page
+                // (docs/instrumentation-cost.md). Code location stays.
+                .with_threads(false)
+                .with_tracked_inactivity(false)
                 .with_filter(export_filter),
         )
         .with(fmt)
