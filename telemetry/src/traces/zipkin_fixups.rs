@@ -1,7 +1,10 @@
 //! Mends the Zipkin v2 JSON that `opentelemetry-zipkin` writes before it
 //! goes out.
 
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use memchr::memmem::Finder;
 
 /// Sits between `opentelemetry-zipkin` and the HTTP client and mends two
 /// defects of its 0.32 JSON (the same in 0.33): `localEndpoint` carries no
@@ -30,14 +33,29 @@ pub(super) struct ZipkinFixups {
 }
 
 /// The local endpoint as opentelemetry-zipkin writes it without an address.
-const EMPTY_ENDPOINT: &str = r#""localEndpoint":{}"#;
+const EMPTY_ENDPOINT: &[u8] = br#""localEndpoint":{}"#;
 /// A root span's parent; the exporter writes `id` right after it (so a tag
 /// that happened to be called `parentId` is not mistaken for it).
-const ZERO_PARENT: &str = r#""parentId":"0000000000000000","id":"#;
+const ZERO_PARENT: &[u8] = br#""parentId":"0000000000000000","id":"#;
 /// What [`ZERO_PARENT`] becomes.
-const ID_ONLY: &str = r#""id":"#;
+const ID_ONLY: &[u8] = br#""id":"#;
 /// Once per span.
-const SPAN_START: &str = r#""traceId":"#;
+const SPAN_START: &[u8] = br#""traceId":"#;
+
+/// The three patterns' searchers, built once. `memchr`'s SIMD search: the
+/// standard library's `str::find` took about 10 instructions per byte here,
+/// a tenth of business-logic's instructions per page.
+struct Finders {
+    empty_endpoint: Finder<'static>,
+    zero_parent: Finder<'static>,
+    span_start: Finder<'static>,
+}
+
+static FINDERS: LazyLock<Finders> = LazyLock::new(|| Finders {
+    empty_endpoint: Finder::new(EMPTY_ENDPOINT),
+    zero_parent: Finder::new(ZERO_PARENT),
+    span_start: Finder::new(SPAN_START),
+});
 
 impl ZipkinFixups {
     pub(super) fn new(inner: reqwest::blocking::Client, service_name: String) -> Self {
@@ -52,31 +70,34 @@ impl ZipkinFixups {
 
     /// The mended batch, or `None` when not every span has the empty local
     /// endpoint this expects (a changed exporter): then it goes out as it is.
+    /// Only whole ASCII patterns are replaced, so UTF-8 stays intact.
     fn mend(&self, body: &[u8]) -> Option<Vec<u8>> {
-        let body = std::str::from_utf8(body).ok()?;
-        let spans = body.matches(SPAN_START).count();
-        if spans == 0 || body.matches(EMPTY_ENDPOINT).count() != spans {
+        let finders = &*FINDERS;
+        let spans = finders.span_start.find_iter(body).count();
+        let endpoints: Vec<usize> = finders.empty_endpoint.find_iter(body).collect();
+        if spans == 0 || endpoints.len() != spans {
             return None;
         }
-        let mut out = String::with_capacity(body.len() + spans * self.endpoint.len());
-        let mut rest = body;
-        while let Some(at) = rest.find(EMPTY_ENDPOINT) {
-            push_without_zero_parents(&mut out, &rest[..at]);
-            out.push_str(&self.endpoint);
-            rest = &rest[at + EMPTY_ENDPOINT.len()..];
+        let mut out = Vec::with_capacity(body.len() + spans * self.endpoint.len());
+        let mut from = 0;
+        for at in endpoints {
+            push_without_zero_parents(&mut out, &body[from..at], finders);
+            out.extend_from_slice(self.endpoint.as_bytes());
+            from = at + EMPTY_ENDPOINT.len();
         }
-        push_without_zero_parents(&mut out, rest);
-        Some(out.into_bytes())
+        push_without_zero_parents(&mut out, &body[from..], finders);
+        Some(out)
     }
 }
 
-fn push_without_zero_parents(out: &mut String, mut text: &str) {
-    while let Some(at) = text.find(ZERO_PARENT) {
-        out.push_str(&text[..at]);
-        out.push_str(ID_ONLY);
-        text = &text[at + ZERO_PARENT.len()..];
+fn push_without_zero_parents(out: &mut Vec<u8>, text: &[u8], finders: &Finders) {
+    let mut from = 0;
+    for at in finders.zero_parent.find_iter(text) {
+        out.extend_from_slice(&text[from..at]);
+        out.extend_from_slice(ID_ONLY);
+        from = at + ZERO_PARENT.len();
     }
-    out.push_str(text);
+    out.extend_from_slice(&text[from..]);
 }
 
 #[async_trait::async_trait]
