@@ -45,6 +45,8 @@ SETTINGS = {
     "instrumented-warn": {"RUST_LOG": "warn"},
     # the same without exemplars (issue 13: what they cost)
     "instrumented-no-exemplars": {"METRICS_EXEMPLARS": "false"},
+    # the same spans over OTLP/HTTP protobuf instead of Zipkin JSON ({sink}: the local sink)
+    "instrumented-otlp": {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": "{sink}"},
     "uninstrumented": {"OTEL_TRACES_EXPORTER": "none", "METRICS_ENABLED": "false"},
     # one part at a time, to see what each costs
     "traces-only": {"METRICS_ENABLED": "false"},
@@ -141,10 +143,12 @@ def run(args, name: str, env_extra: dict[str, str], work: pathlib.Path) -> dict:
     sink = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Sink)
     threading.Thread(target=sink.serve_forever, daemon=True).start()
     db_dir = pathlib.Path(tempfile.mkdtemp(dir=work))
+    sink_url = f"http://127.0.0.1:{sink.server_port}"
+    env_extra = {k: v.replace("{sink}", sink_url) for k, v in env_extra.items()}
     base_env = {
         "PATH": os.environ.get("PATH", ""),
         "HOST": "127.0.0.1",
-        "OTEL_EXPORTER_ZIPKIN_ENDPOINT": f"http://127.0.0.1:{sink.server_port}/api/v2/spans",
+        "OTEL_EXPORTER_ZIPKIN_ENDPOINT": f"{sink_url}/api/v2/spans",
         "RUST_LOG": "info",
     }
     back_env = {
