@@ -109,7 +109,7 @@ where
                 // Not on every span: the thread a span was created on (an
                 // async span runs on whichever worker polls it) and the
                 // busy/idle split (one clock read per poll). Together about
-                // a tenth of the instrumented instructions per page
+                // 7 % of the instrumented instructions per page
                 // (docs/instrumentation-cost.md). Code location stays.
                 .with_threads(false)
                 .with_tracked_inactivity(false)
