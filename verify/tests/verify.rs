@@ -92,6 +92,15 @@ fn broken(world: World, check: &str, hints: &[&str]) {
     }
 }
 
+/// Runs `world` and asserts it passes (exit 0); the output.
+fn passes(world: World) -> String {
+    let standin = StandIn::start(world, 0);
+    let output = verify(&["--url", &standin.url()], None);
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{out}");
+    out
+}
+
 #[test]
 fn a_healthy_world_passes_every_check_and_exits_0() {
     let standin = StandIn::start(World::default(), 0);
@@ -209,20 +218,17 @@ fn the_promql_it_sends_parses_in_prometheus_own_parser() {
 
 #[test]
 fn without_postgresql_the_graph_ends_at_business_logic() {
-    let standin = StandIn::start(
-        World {
-            no_postgres: true,
-            ..World::default()
-        },
-        0,
-    );
-    let output = verify(&["--url", &standin.url()], None);
-    let out = stdout(&output);
-    assert_eq!(output.status.code(), Some(0), "{out}");
+    let world = World {
+        no_postgres: true,
+        ..World::default()
+    };
+    let out = passes(world);
     assert!(
-        out.contains("istio-ingressgateway → front-end → business-logic, every edge with mTLS")
+        out.contains("istio-ingressgateway → front-end → business-logic, every edge with mTLS"),
+        "{out}"
     );
     // Unless the user says PostgreSQL is on.
+    let standin = StandIn::start(world, 0);
     let output = verify(&["--url", &standin.url(), "--postgres", "on"], None);
     assert_eq!(output.status.code(), Some(1));
     assert!(stdout(&output).contains("no edge business-logic → postgres"));
@@ -230,16 +236,10 @@ fn without_postgresql_the_graph_ends_at_business_logic() {
 
 #[test]
 fn a_gateway_api_gateway_is_accepted_and_named() {
-    let standin = StandIn::start(
-        World {
-            gateway_api: true,
-            ..World::default()
-        },
-        0,
-    );
-    let output = verify(&["--url", &standin.url()], None);
-    let out = stdout(&output);
-    assert_eq!(output.status.code(), Some(0), "{out}");
+    let out = passes(World {
+        gateway_api: true,
+        ..World::default()
+    });
     assert!(
         out.contains(": app-gateway-istio.demo-app → front-end.demo-app → front-end"),
         "{out}"

@@ -21,6 +21,26 @@ async fn start(grace_secs: &str) -> (Service, Collector, TestDatabase) {
     (service, collector, db)
 }
 
+/// business-logic with `grace_secs` of grace, holding one 20 s request (the
+/// returned task); the collector and database must outlive the test.
+async fn holding_a_long_request(
+    grace_secs: &str,
+) -> (
+    Service,
+    tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>,
+    (Collector, TestDatabase),
+) {
+    let (service, collector, db) = start(grace_secs).await;
+    let url = service.url("/slow-endpoint?delay_ms=20000");
+    let request = tokio::spawn(async move { reqwest::get(&url).await });
+    assert!(
+        service
+            .wait_for_log("applying the deliberate delay", Duration::from_secs(10))
+            .is_some()
+    );
+    (service, request, (collector, db))
+}
+
 /// Which service a shutdown case stops, and how.
 #[derive(Debug, Clone, Copy)]
 enum Target {
@@ -159,14 +179,7 @@ async fn front_end_drains_on_sigint() {
 /// out the grace period for a long request.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_signal_stops_at_once() {
-    let (mut service, _collector, _db) = start("30").await;
-    let url = service.url("/slow-endpoint?delay_ms=20000");
-    let request = tokio::spawn(async move { reqwest::get(&url).await });
-    assert!(
-        service
-            .wait_for_log("applying the deliberate delay", Duration::from_secs(10))
-            .is_some()
-    );
+    let (mut service, request, _held) = holding_a_long_request("30").await;
     service.signal(Signal::INT);
     assert!(
         service
@@ -192,14 +205,7 @@ async fn a_second_signal_stops_at_once() {
 /// past it.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_request_longer_than_the_grace_period_does_not_hold_the_process() {
-    let (mut service, _collector, _db) = start("1").await;
-    let url = service.url("/slow-endpoint?delay_ms=20000");
-    let request = tokio::spawn(async move { reqwest::get(&url).await });
-    assert!(
-        service
-            .wait_for_log("applying the deliberate delay", Duration::from_secs(10))
-            .is_some()
-    );
+    let (mut service, request, _held) = holding_a_long_request("1").await;
     let signalled = Instant::now();
     service.signal(Signal::TERM);
     let status = service
