@@ -333,11 +333,6 @@ impl Service {
         crate::wait_until(limit, || child.try_wait().ok().flatten())
     }
 
-    /// Whether the process is still running.
-    pub fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
     /// Resident memory now (zeros once the process is gone).
     pub fn memory(&self) -> Memory {
         os::memory_of(self.pid()).unwrap_or_default()
