@@ -5,7 +5,9 @@
 
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use contract::{FastAnswer, SlowAnswer, SlowQuery};
+use reqwest::{IntoUrl, Url};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Extension};
 use reqwest_tracing::{OtelPathNames, TracingMiddleware};
 use serde::de::DeserializeOwned;
@@ -35,6 +37,9 @@ const _: () = assert!(POOL_IDLE_TIMEOUT.as_secs() < service_kit::KEEP_ALIVE.as_s
 pub struct Backend {
     client: ClientWithMiddleware,
     base_url: String,
+    /// The fast endpoint's URL, parsed once: parsing it per request was
+    /// about 6,000 instructions of each fast page.
+    fast_url: Url,
     fast_timeout: Duration,
     slow_timeout: Duration,
 }
@@ -51,9 +56,13 @@ impl Backend {
             .with_init(Extension(span_names))
             .with(TracingMiddleware::default())
             .build();
+        let base_url = settings.business_logic_url.trim_end_matches('/').to_owned();
+        let fast_url = Url::parse(&format!("{base_url}/fast-endpoint"))
+            .with_context(|| format!("BUSINESS_LOGIC_URL={base_url:?} is not a URL"))?;
         Ok(Self {
             client,
-            base_url: settings.business_logic_url.trim_end_matches('/').to_owned(),
+            base_url,
+            fast_url,
             fast_timeout: settings.fast_timeout(),
             slow_timeout: settings.slow_timeout(),
         })
@@ -61,7 +70,7 @@ impl Backend {
 
     /// The fast endpoint's answer and the round-trip time.
     pub async fn fast(&self, request_id: &str) -> Result<(FastAnswer, Duration), BackendError> {
-        self.get("/fast-endpoint", self.fast_timeout, request_id)
+        self.get(self.fast_url.clone(), self.fast_timeout, request_id)
             .await
     }
 
@@ -71,13 +80,13 @@ impl Backend {
         query: SlowQuery,
         request_id: &str,
     ) -> Result<(SlowAnswer, Duration), BackendError> {
-        let path = format!("/slow-endpoint{}", query.to_query_string());
-        self.get(&path, self.slow_timeout, request_id).await
+        let url = format!("{}/slow-endpoint{}", self.base_url, query.to_query_string());
+        self.get(url, self.slow_timeout, request_id).await
     }
 
     async fn get<T: DeserializeOwned>(
         &self,
-        path: &str,
+        url: impl IntoUrl,
         timeout: Duration,
         request_id: &str,
     ) -> Result<(T, Duration), BackendError> {
@@ -90,7 +99,7 @@ impl Backend {
         };
         let response = self
             .client
-            .get(format!("{}{path}", self.base_url))
+            .get(url)
             .header(telemetry::REQUEST_ID_HEADER, request_id)
             .timeout(timeout)
             .send()

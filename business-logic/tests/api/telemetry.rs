@@ -257,3 +257,58 @@ async fn with_export_off_requests_still_get_trace_ids_and_nothing_is_sent() {
     std::thread::sleep(Duration::from_millis(1500));
     assert!(app.collector.spans().is_empty());
 }
+
+/// The request's SERVER span carries tracing-actix-web's HTTP fields, named
+/// as its `root_span!` names them, plus the caller's `x-request-id`; its
+/// `trace_id` tag is the trace's, whether continued or started here.
+#[tokio::test]
+async fn the_server_span_carries_the_http_fields_and_its_trace_id() {
+    let app = TestApp::spawn(Backend::Sqlite, &[]).await.unwrap();
+    let port = app.service.port();
+    for caller in [true, false] {
+        let mut request = app
+            .client
+            .get(app.service.url("/fast-endpoint?sku=SKU-00042"))
+            .header("User-Agent", "probe/1.0")
+            .header("x-request-id", "req-42");
+        if caller {
+            request = request
+                .header("traceparent", format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01"))
+                .header("X-B3-TraceId", CALLER_TRACE)
+                .header("X-B3-SpanId", CALLER_SPAN)
+                .header("X-B3-Sampled", "1");
+        }
+        let body: Value = request.send().await.unwrap().json().await.unwrap();
+        let trace_id = body["trace_id"].as_str().unwrap().to_owned();
+        assert_eq!(trace_id == CALLER_TRACE, caller, "{trace_id}");
+        let spans = app.collector.wait_for_trace(&trace_id, EXPORT_WAIT, |s| {
+            s.iter().any(|s| s.kind.as_deref() == Some("SERVER"))
+        });
+        let server = spans
+            .iter()
+            .find(|s| s.kind.as_deref() == Some("SERVER"))
+            .unwrap();
+        assert_eq!(server.name, "GET /fast-endpoint");
+        assert_eq!(server.parent_id.as_deref(), caller.then_some(CALLER_SPAN));
+        let tag = |name: &str| server.tags.get(name).and_then(Value::as_str);
+        for (name, value) in [
+            ("http.method", "GET"),
+            ("http.route", "/fast-endpoint"),
+            ("http.flavor", "1.1"),
+            ("http.scheme", "http"),
+            ("http.host", &format!("127.0.0.1:{port}")),
+            ("http.client_ip", "127.0.0.1"),
+            ("http.user_agent", "probe/1.0"),
+            ("http.target", "/fast-endpoint?sku=SKU-00042"),
+            ("http.status_code", "200"),
+            ("trace_id", &trace_id),
+            ("x_request_id", "req-42"),
+        ] {
+            assert_eq!(tag(name), Some(value), "{name}: {:?}", server.tags);
+        }
+        // tracing-actix-web's own request id: a UUID.
+        let request_id = tag("request_id").unwrap_or_default();
+        assert_eq!(request_id.len(), 36, "{:?}", server.tags);
+        assert_eq!(request_id.matches('-').count(), 4, "{request_id}");
+    }
+}
