@@ -10,9 +10,11 @@ use actix_web::http::header::{HeaderMap, HeaderName, USER_AGENT};
 use opentelemetry::propagation::Extractor;
 use opentelemetry::trace::TraceContextExt;
 use tracing::Span;
-use tracing::field::{Empty, display};
+use tracing::field::Empty;
 use tracing_actix_web::{DefaultRootSpanBuilder, RequestId, RootSpanBuilder, TracingLogger};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::ids::{HexId, trace_hex};
 
 /// Paths polled by Kubernetes and Prometheus: logged at debug level only.
 const QUIET_PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
@@ -48,7 +50,7 @@ impl RootSpanBuilder for DemoRootSpan {
         let remote_trace_id = {
             let remote = parent.span();
             let sc = remote.span_context();
-            sc.is_valid().then(|| sc.trace_id())
+            sc.is_valid().then(|| trace_hex(sc.trace_id()))
         };
         let method = request.method().as_str();
         let route = request.match_pattern();
@@ -70,8 +72,8 @@ impl RootSpanBuilder for DemoRootSpan {
             otel.name = name.as_str(),
             otel.kind = "server",
             otel.status_code = Empty,
-            trace_id = remote_trace_id.map(display),
-            request_id = request_id.map(display),
+            trace_id = remote_trace_id.as_ref().map(HexId::as_str),
+            request_id = request_id.map(tracing::field::display),
             exception.message = Empty,
             exception.details = Empty,
             x_request_id = header(&X_REQUEST_ID),
@@ -81,7 +83,7 @@ impl RootSpanBuilder for DemoRootSpan {
         if remote_trace_id.is_none() {
             // A new trace: its id exists now that the span does.
             let trace_id = span.context().span().span_context().trace_id();
-            span.record("trace_id", display(trace_id));
+            span.record("trace_id", trace_hex(trace_id).as_str());
         }
         span
     }

@@ -13,6 +13,7 @@
 
 mod filter;
 mod http;
+mod ids;
 mod logs;
 mod metrics;
 mod output;
@@ -167,5 +168,6 @@ pub fn current_trace_id() -> Option<String> {
     let cx = tracing::Span::current().context();
     let span = cx.span();
     let sc = span.span_context();
-    sc.is_valid().then(|| sc.trace_id().to_string())
+    sc.is_valid()
+        .then(|| ids::trace_hex(sc.trace_id()).as_str().to_owned())
 }

@@ -18,6 +18,7 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::layer::Layer;
 use tracing_subscriber::registry::LookupSpan;
 
+use crate::ids::{span_hex, trace_hex};
 use crate::settings::LogFormat;
 
 /// The dispatch the formatter asks for OpenTelemetry contexts, captured when
@@ -83,7 +84,10 @@ where
                 write!(writer, " {:>5} {}: ", meta.level(), meta.target())?;
                 ctx.field_format().format_fields(writer.by_ref(), event)?;
                 if let Some((trace_id, span_id)) = ids {
-                    write!(writer, " trace_id={trace_id} span_id={span_id}")?;
+                    writer.write_str(" trace_id=")?;
+                    writer.write_str(trace_hex(trace_id).as_str())?;
+                    writer.write_str(" span_id=")?;
+                    writer.write_str(span_hex(span_id).as_str())?;
                 }
                 writeln!(writer)
             }
@@ -100,7 +104,9 @@ where
                 fields.result?;
                 write!(writer, "}},\"level\":\"{}\"", meta.level())?;
                 if let Some((_, span_id)) = ids {
-                    write!(writer, ",\"span_id\":\"{span_id}\"")?;
+                    writer.write_str(",\"span_id\":\"")?;
+                    writer.write_str(span_hex(span_id).as_str())?;
+                    writer.write_char('"')?;
                 }
                 writer.write_str(",\"target\":")?;
                 write_json_str(&mut writer, meta.target())?;
@@ -108,7 +114,9 @@ where
                 SystemTime.format_time(&mut writer)?;
                 writer.write_char('"')?;
                 if let Some((trace_id, _)) = ids {
-                    write!(writer, ",\"trace_id\":\"{trace_id}\"")?;
+                    writer.write_str(",\"trace_id\":\"")?;
+                    writer.write_str(trace_hex(trace_id).as_str())?;
+                    writer.write_char('"')?;
                 }
                 writer.write_str("}\n")
             }

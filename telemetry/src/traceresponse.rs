@@ -12,6 +12,8 @@ use actix_web::middleware::Next;
 use opentelemetry::trace::TraceContextExt;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use crate::ids::{flags_hex, span_hex, trace_hex};
+
 /// The response header's name.
 pub const TRACERESPONSE_HEADER: &str = "traceresponse";
 
@@ -42,13 +44,13 @@ fn current_traceresponse() -> Option<HeaderValue> {
     if !sc.is_valid() {
         return None;
     }
-    let value = format!(
-        "00-{}-{}-{:02x}",
-        sc.trace_id(),
-        sc.span_id(),
-        sc.trace_flags().to_u8()
-    );
-    HeaderValue::from_str(&value).ok()
+    // 00-<32>-<16>-<2>, written without core::fmt (crate::ids).
+    let mut value = [b'-'; 55];
+    value[..2].copy_from_slice(b"00");
+    value[3..35].copy_from_slice(trace_hex(sc.trace_id()).as_str().as_bytes());
+    value[36..52].copy_from_slice(span_hex(sc.span_id()).as_str().as_bytes());
+    value[53..].copy_from_slice(flags_hex(sc.trace_flags()).as_str().as_bytes());
+    HeaderValue::from_bytes(&value).ok()
 }
 
 #[cfg(test)]
