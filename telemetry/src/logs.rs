@@ -80,8 +80,13 @@ where
         let ids = self.ids(event);
         match self.format {
             LogFormat::Text => {
-                SystemTime.format_time(&mut writer)?;
-                write!(writer, " {:>5} {}: ", meta.level(), meta.target())?;
+                write_timestamp(&mut writer)?;
+                // ` {:>5} {}: ` of level and target, without the padding machinery.
+                writer.write_char(' ')?;
+                writer.write_str(padded_level(meta.level()))?;
+                writer.write_char(' ')?;
+                writer.write_str(meta.target())?;
+                writer.write_str(": ")?;
                 ctx.field_format().format_fields(writer.by_ref(), event)?;
                 if let Some((trace_id, span_id)) = ids {
                     writer.write_str(" trace_id=")?;
@@ -111,7 +116,7 @@ where
                 writer.write_str(",\"target\":")?;
                 write_json_str(&mut writer, meta.target())?;
                 writer.write_str(",\"timestamp\":\"")?;
-                SystemTime.format_time(&mut writer)?;
+                write_timestamp(&mut writer)?;
                 writer.write_char('"')?;
                 if let Some((trace_id, _)) = ids {
                     writer.write_str(",\"trace_id\":\"")?;
@@ -122,6 +127,31 @@ where
             }
         }
     }
+}
+
+/// The level right-aligned in five characters, as `{:>5}` writes it.
+fn padded_level(level: &tracing::Level) -> &'static str {
+    match *level {
+        tracing::Level::TRACE => "TRACE",
+        tracing::Level::DEBUG => "DEBUG",
+        tracing::Level::INFO => " INFO",
+        tracing::Level::WARN => " WARN",
+        tracing::Level::ERROR => "ERROR",
+    }
+}
+
+/// The line's time: RFC 3339 in UTC with microseconds
+/// (`2026-11-26T14:57:13.123456Z`), as tracing-subscriber's `SystemTime`
+/// writes it, but written by humantime into a fixed buffer: through
+/// `core::fmt`'s padded integers it was about 2,300 instructions a line.
+fn write_timestamp(writer: &mut Writer<'_>) -> fmt::Result {
+    let now = std::time::SystemTime::now();
+    if now < std::time::UNIX_EPOCH {
+        // humantime formats only times after 1970; a clock set before it
+        // still gets a line.
+        return SystemTime.format_time(writer);
+    }
+    write!(writer, "{}", humantime::format_rfc3339_micros(now))
 }
 
 /// Writes `s` as a JSON string, quotes included.
@@ -259,6 +289,46 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn levels_are_padded_as_the_format_string_pads_them() {
+        use tracing::Level;
+        for level in [
+            Level::TRACE,
+            Level::DEBUG,
+            Level::INFO,
+            Level::WARN,
+            Level::ERROR,
+        ] {
+            assert_eq!(padded_level(&level), format!("{level:>5}"));
+        }
+    }
+
+    #[test]
+    fn the_timestamp_reads_as_tracing_subscribers_own() {
+        let ours = {
+            let mut text = String::new();
+            write_timestamp(&mut Writer::new(&mut text)).unwrap();
+            text
+        };
+        let theirs = {
+            let mut text = String::new();
+            SystemTime.format_time(&mut Writer::new(&mut text)).unwrap();
+            text
+        };
+        let shape = |t: &str| {
+            t.bytes()
+                .map(|b| if b.is_ascii_digit() { b'0' } else { b })
+                .collect::<Vec<u8>>()
+        };
+        assert_eq!(shape(&ours), b"0000-00-00T00:00:00.000000Z", "{ours}");
+        assert_eq!(shape(&ours), shape(&theirs), "{ours} {theirs}");
+        let (a, b) = (
+            humantime::parse_rfc3339(&ours).unwrap(),
+            humantime::parse_rfc3339(&theirs).unwrap(),
+        );
+        assert!(b.duration_since(a).unwrap() < std::time::Duration::from_secs(1));
     }
 
     #[test]
