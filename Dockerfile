@@ -21,8 +21,10 @@ RUN cargo chef prepare --recipe-path recipe.json
 FROM chef AS builder
 # The workspace package (and binary) to build: front-end or business-logic.
 ARG PACKAGE
-# Dependencies alone: this layer survives edits to the workspace's own sources.
+# Dependencies alone: this layer survives edits to the workspace's own sources. Cargo's
+# config comes first: it sets how the bundled SQLite is built (LIBSQLITE3_FLAGS).
 COPY --from=planner /build/recipe.json recipe.json
+COPY .cargo .cargo
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     if [ -z "${PACKAGE}" ]; then \
       echo "set the package: docker build --build-arg PACKAGE=front-end (or business-logic) ." >&2; exit 1; \

@@ -122,7 +122,7 @@ def workspace_members() -> list[str]:
 
 def test_dockerignore_keeps_the_workspace_and_drops_the_rest():
     patterns = dockerignore_patterns()
-    needed = ["Cargo.toml", "Cargo.lock", "front-end/static/style.css", "front-end/templates/base.html",
+    needed = ["Cargo.toml", "Cargo.lock", ".cargo/config.toml", "front-end/static/style.css", "front-end/templates/base.html",
               "business-logic/migrations/postgres/0001.sql"]
     needed += [f"{m}/Cargo.toml" for m in workspace_members()] + [f"{m}/src/lib.rs" for m in workspace_members()]
     assert [p for p in needed if ignored(p, patterns)] == []
