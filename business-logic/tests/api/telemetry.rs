@@ -16,6 +16,19 @@ fn find<'a>(spans: &'a [Span], name: &str) -> Option<&'a Span> {
     spans.iter().find(|s| s.name == name)
 }
 
+fn is_server(span: &Span) -> bool {
+    span.kind.as_deref() == Some("SERVER")
+}
+
+/// Waits for the trace's SERVER span to be exported and returns it.
+fn server_span(app: &TestApp, trace_id: &str) -> Span {
+    app.collector
+        .wait_for_trace(trace_id, EXPORT_WAIT, |s| s.iter().any(is_server))
+        .into_iter()
+        .find(is_server)
+        .unwrap()
+}
+
 async fn a_b3_request_continues_the_callers_trace_down_to_data_transformation(backend: Backend) {
     let Some(app) = TestApp::spawn(backend, &[]).await else {
         return;
@@ -119,15 +132,7 @@ async fn a_w3c_traceparent_is_continued_too() {
         .unwrap();
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["trace_id"], CALLER_TRACE);
-    let spans = app
-        .collector
-        .wait_for_trace(CALLER_TRACE, EXPORT_WAIT, |s| {
-            s.iter().any(|s| s.kind.as_deref() == Some("SERVER"))
-        });
-    let server = spans
-        .iter()
-        .find(|s| s.kind.as_deref() == Some("SERVER"))
-        .unwrap();
+    let server = server_span(&app, CALLER_TRACE);
     assert_eq!(server.parent_id.as_deref(), Some(CALLER_SPAN));
 }
 
@@ -165,13 +170,7 @@ async fn malformed_b3_headers_start_a_fresh_trace_without_an_error() {
         let trace_id = body["trace_id"].as_str().unwrap().to_owned();
         assert!(is_hex(&trace_id, 32), "{headers:?}");
         assert_ne!(trace_id, CALLER_TRACE, "{headers:?}");
-        let spans = app.collector.wait_for_trace(&trace_id, EXPORT_WAIT, |s| {
-            s.iter().any(|s| s.kind.as_deref() == Some("SERVER"))
-        });
-        let server = spans
-            .iter()
-            .find(|s| s.kind.as_deref() == Some("SERVER"))
-            .unwrap();
+        let server = server_span(&app, &trace_id);
         assert_eq!(
             server.parent_id, None,
             "a fresh trace has a root server span"
@@ -281,13 +280,7 @@ async fn the_server_span_carries_the_http_fields_and_its_trace_id() {
         let body: Value = request.send().await.unwrap().json().await.unwrap();
         let trace_id = body["trace_id"].as_str().unwrap().to_owned();
         assert_eq!(trace_id == CALLER_TRACE, caller, "{trace_id}");
-        let spans = app.collector.wait_for_trace(&trace_id, EXPORT_WAIT, |s| {
-            s.iter().any(|s| s.kind.as_deref() == Some("SERVER"))
-        });
-        let server = spans
-            .iter()
-            .find(|s| s.kind.as_deref() == Some("SERVER"))
-            .unwrap();
+        let server = server_span(&app, &trace_id);
         assert_eq!(server.name, "GET /fast-endpoint");
         assert_eq!(server.parent_id.as_deref(), caller.then_some(CALLER_SPAN));
         let tag = |name: &str| server.tags.get(name).and_then(Value::as_str);
