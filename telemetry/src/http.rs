@@ -134,7 +134,9 @@ fn http_flavor(version: Version) -> &'static str {
 /// for their headers by name, as text; actix-web's map would parse each
 /// name into a fresh `HeaderName` (an allocation for every non-standard
 /// one) to look it up, so the names the propagators of this crate ask for
-/// are parsed once, here.
+/// are parsed once, here. (Not taken from the propagator's `fields()`:
+/// those are the headers it injects, and B3's extraction also asks for the
+/// single `b3` header, which then cost about 2,000 instructions a request.)
 struct RequestHeaders<'a>(&'a HeaderMap);
 
 static PROPAGATION_HEADERS: [HeaderName; 8] = [

@@ -30,7 +30,7 @@ pub fn flags_hex(flags: TraceFlags) -> HexId<2> {
 }
 
 impl<const N: usize> HexId<N> {
-    /// `bytes` must be `N / 2` long; the two constructors above see to it.
+    /// `bytes` must be `N / 2` long; the constructors above see to it.
     fn encode<const B: usize>(bytes: [u8; B]) -> Self {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut digits = [b'0'; N];
