@@ -81,7 +81,13 @@ impl Database {
         } else {
             let options = PgConnectOptions::from_str(url).map_err(invalid)?;
             Pool::Postgres(
+                // sqlx's ping before handing out a connection stays on: a
+                // PostgreSQL socket belongs to the event loop of the worker
+                // that opened it, and one left by a worker that stopped at
+                // shutdown fails ("being shutdown"); the ping replaces it
+                // (tests/api/workers.rs).
                 PgPoolOptions::new()
+                    .test_before_acquire(true)
                     .max_connections(settings.database_max_connections)
                     .acquire_timeout(ACQUIRE_TIMEOUT)
                     .connect_lazy_with(options),

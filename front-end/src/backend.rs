@@ -1,4 +1,4 @@
-//! The business-logic client: one pooled `reqwest` client wrapped with
+//! The business-logic client: a pooled `reqwest` client per worker, wrapped with
 //! `reqwest-tracing`, so every call is a CLIENT span and carries the trace
 //! context (B3 and W3C headers, through the global propagator) plus the
 //! caller's `x-request-id`.
@@ -32,7 +32,8 @@ pub enum BackendError {
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 const _: () = assert!(POOL_IDLE_TIMEOUT.as_secs() < service_kit::KEEP_ALIVE.as_secs());
 
-/// The client, built once at start-up and shared by all workers.
+/// The client: one per worker (see `crate::startup::build`), never shared
+/// between workers.
 #[derive(Debug, Clone)]
 pub struct Backend {
     client: ClientWithMiddleware,

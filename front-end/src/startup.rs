@@ -24,11 +24,18 @@ const SECURITY_HEADERS: [(&str, &str); 4] = [
     ("x-frame-options", "DENY"),
 ];
 
-/// Builds the backend client once, binds the listener and builds the server.
+/// Checks the backend settings, binds the listener and builds the server.
+///
+/// Each worker builds its own business-logic client, and so keeps its own
+/// pooled connections. A connection is driven by the event loop of the
+/// worker that opened it; at shutdown a worker with nothing in flight stops
+/// at once and its connections die with it. Were the pool shared, a page
+/// still in flight on another worker could be using one of them, and would
+/// fail with "business-logic is unreachable".
 pub async fn build(settings: Settings) -> anyhow::Result<Running> {
-    let state = web::Data::new(AppState {
-        backend: Backend::new(&settings)?,
-    });
+    // A bad BUSINESS_LOGIC_URL stops start-up here, before any worker starts.
+    Backend::new(&settings)?;
+    let backend_settings = settings.clone();
     let links = web::Data::new(Links::new(&settings));
     let metrics = telemetry::metrics_middleware(&settings.telemetry)?;
     let metrics_enabled = settings.telemetry.metrics_enabled;
@@ -36,8 +43,12 @@ pub async fn build(settings: Settings) -> anyhow::Result<Running> {
         let headers = SECURITY_HEADERS
             .iter()
             .fold(DefaultHeaders::new(), |h, header| h.add(*header));
+        let settings = backend_settings.clone();
         App::new()
-            .app_data(state.clone())
+            .data_factory(move || {
+                let settings = settings.clone();
+                async move { Backend::new(&settings).map(|backend| AppState { backend }) }
+            })
             .app_data(links.clone())
             .configure(routes::configure)
             .default_service(web::to(routes::not_found))

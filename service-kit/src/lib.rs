@@ -1,7 +1,7 @@
 //! The skeleton both services share, so each keeps only its own settings
 //! and routes:
 //!
-//! - [`settings`]: `HOST`, `PORT`, `SHUTDOWN_GRACE_PERIOD_SECS`, and the
+//! - [`settings`]: `HOST`, `PORT`, `SHUTDOWN_GRACE_PERIOD_SECS`, `WORKERS`, and the
 //!   figment reader each service's own settings use;
 //! - [`server`]: the HTTP server on its own listener (port 0 works, for
 //!   tests), stopped gracefully by SIGTERM or SIGINT (a second one forces it);
@@ -30,7 +30,7 @@ pub trait ServiceSettings: Default + serde::Serialize + serde::de::DeserializeOw
     /// Variables taken verbatim as text (see [`read_env_with_text`]).
     const TEXT_VARS: &'static [&'static str] = &[];
 
-    /// `HOST`, `PORT`, `SHUTDOWN_GRACE_PERIOD_SECS`.
+    /// `HOST`, `PORT`, `SHUTDOWN_GRACE_PERIOD_SECS`, `WORKERS`.
     fn server(&self) -> &ServerSettings;
     /// `OTEL_*`, `RUST_LOG`, `LOG_FORMAT`, `METRICS_ENABLED`.
     fn telemetry(&self) -> &telemetry::TelemetrySettings;

@@ -72,7 +72,11 @@ where
     let listener = TcpListener::bind((settings.host.as_str(), settings.port))
         .with_context(|| format!("binding {}:{}", settings.host, settings.port))?;
     let port = listener.local_addr()?.port();
-    let server = HttpServer::new(factory)
+    let mut server = HttpServer::new(factory);
+    if settings.workers > 0 {
+        server = server.workers(settings.workers);
+    }
+    let server = server
         .disable_signals()
         .keep_alive(KEEP_ALIVE)
         .shutdown_timeout(settings.shutdown_grace_period_secs)

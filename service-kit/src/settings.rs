@@ -9,6 +9,9 @@ use serde::de::DeserializeOwned;
 /// The longest grace period a service accepts, in seconds.
 pub const MAX_GRACE_PERIOD_SECS: u64 = 3600;
 
+/// The most HTTP workers a service accepts.
+pub const MAX_WORKERS: usize = 256;
+
 /// Where a service listens and how long it lets requests finish when
 /// stopped; field names are the environment variables, lower-cased.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -20,6 +23,10 @@ pub struct ServerSettings {
     /// `SHUTDOWN_GRACE_PERIOD_SECS`: how long in-flight requests may finish
     /// after SIGTERM or SIGINT.
     pub shutdown_grace_period_secs: u64,
+    /// `WORKERS`: how many HTTP workers (threads, each with its own event
+    /// loop and its own outbound connections) serve requests; 0 means one
+    /// per CPU core, actix-web's default.
+    pub workers: usize,
 }
 
 impl ServerSettings {
@@ -29,15 +36,16 @@ impl ServerSettings {
             host: "0.0.0.0".into(),
             port: default_port,
             shutdown_grace_period_secs: 20,
+            workers: 0,
         }
     }
 
-    /// Reads `HOST`, `PORT` and `SHUTDOWN_GRACE_PERIOD_SECS` over the
-    /// defaults and validates them.
+    /// Reads `HOST`, `PORT`, `SHUTDOWN_GRACE_PERIOD_SECS` and `WORKERS`
+    /// over the defaults and validates them.
     pub fn from_env(default_port: u16) -> anyhow::Result<Self> {
         let settings = read_env(
             Self::with_port(default_port),
-            &["HOST", "PORT", "SHUTDOWN_GRACE_PERIOD_SECS"],
+            &["HOST", "PORT", "SHUTDOWN_GRACE_PERIOD_SECS", "WORKERS"],
         )?;
         settings.validate().map_err(anyhow::Error::msg)?;
         Ok(settings)
@@ -55,6 +63,12 @@ impl ServerSettings {
             return Err(format!(
                 "SHUTDOWN_GRACE_PERIOD_SECS={} is out of range; allowed: 0 to {MAX_GRACE_PERIOD_SECS}",
                 self.shutdown_grace_period_secs
+            ));
+        }
+        if self.workers > MAX_WORKERS {
+            return Err(format!(
+                "WORKERS={} is out of range; allowed: 0 (one per CPU core) to {MAX_WORKERS}",
+                self.workers
             ));
         }
         Ok(())
@@ -128,8 +142,16 @@ mod tests {
     #[test]
     fn defaults_and_overrides() {
         assert_eq!(load(&[]).unwrap(), ServerSettings::with_port(8081));
-        let s = load(&[("PORT", "0"), ("SHUTDOWN_GRACE_PERIOD_SECS", "3600")]).unwrap();
-        assert_eq!((s.port, s.shutdown_grace_period_secs), (0, 3600));
+        let s = load(&[
+            ("PORT", "0"),
+            ("SHUTDOWN_GRACE_PERIOD_SECS", "3600"),
+            ("WORKERS", "3"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (s.port, s.shutdown_grace_period_secs, s.workers),
+            (0, 3600, 3)
+        );
     }
 
     #[test]
@@ -144,6 +166,11 @@ mod tests {
         let e = load(&[("SHUTDOWN_GRACE_PERIOD_SECS", "soon")]).unwrap_err();
         assert!(
             e.contains("SHUTDOWN_GRACE_PERIOD_SECS") && e.contains("soon"),
+            "{e}"
+        );
+        let e = load(&[("WORKERS", "257")]).unwrap_err();
+        assert!(
+            e.contains("WORKERS=257") && e.contains("allowed: 0 (one per CPU core) to 256"),
             "{e}"
         );
         let e = load(&[("HOST", "")]).unwrap_err();

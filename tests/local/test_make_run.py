@@ -135,6 +135,45 @@ def test_make_run_drains_slow_pages_on_ctrl_c_and_reports_no_error(built, tmp_pa
         run.stop()
 
 
+def test_ctrl_c_after_a_fast_page_still_answers_the_slow_page(built, tmp_path, collector):
+    """The newcomer's steps: one fast page, then a slow page, then Ctrl-C while it is in flight.
+
+    The fast page leaves an idle connection to business-logic behind on the worker that served it; the
+    slow page comes in on another connection, which actix-web gives to the next worker. Were the
+    front-end's connections to business-logic shared by its workers, the slow page would borrow that
+    idle one, and the first worker, with nothing in flight, would stop at once on Ctrl-C and take the
+    connection with it: a 502 "business-logic is unreachable". Two workers make the crossing certain."""
+    run = Run(["make", "run"], tmp_path, collector, WORKERS="2")
+    try:
+        run.wait_ready()
+        with urllib.request.urlopen(run.url("/fast-page"), timeout=30) as fast:
+            assert fast.status == 200
+        results: list = []
+
+        def slow_page():
+            try:
+                with urllib.request.urlopen(run.url(f"/slow-page?delay_ms={SLOW_DELAY_MS}"), timeout=30) as r:
+                    results.append((r.status, r.read().decode()))
+            except Exception as e:  # noqa: BLE001 (reported by the assertion below)
+                results.append((None, repr(e)))
+
+        thread = threading.Thread(target=slow_page)
+        thread.start()
+        wait_until(lambda: "applying the deliberate delay" in run.output(), 10, "the slow page's delay")
+        run.ctrl_c()
+        thread.join(timeout=30)
+        code = run.proc.wait(timeout=40)
+        output = run.output()
+        assert [status for status, _ in results] == [200], f"{results}\n{output}"
+        trace_id = ID.search(results[0][1]).group(1)
+        wait_until(lambda: collector.services_of(trace_id) >= {"front-end", "business-logic"}, 10,
+                   f"the spans of {trace_id} from both services")
+        assert "unreachable" not in output, output
+        assert code in (0, -signal.SIGINT), (code, output)
+    finally:
+        run.stop()
+
+
 def test_make_run_stopped_with_sigterm_exits_0(built, tmp_path, collector):
     """A process manager's SIGTERM to make alone: make passes it on; all exit 0."""
     run = Run(["make", "run"], tmp_path, collector)

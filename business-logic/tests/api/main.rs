@@ -8,3 +8,4 @@ mod endpoints;
 mod helpers;
 mod logs;
 mod telemetry;
+mod workers;

@@ -230,3 +230,105 @@ fn to_signal(name: &str) -> Signal {
         other => panic!("no such signal in these tests: {other}"),
     }
 }
+
+/// A page in flight on one worker whose backend call runs on a connection
+/// another worker opened: when that other worker goes idle during the stop,
+/// the page must still finish. Each front-end worker keeps its own
+/// connections to business-logic, so no worker's stop can cut another's
+/// call.
+///
+/// The steps make the crossing certain with a client shared by all workers:
+/// one client connection per worker (actix-web hands accepted connections
+/// to its workers in turn), a fast page on each, one after another, so the
+/// backend connections are opened and left idle; then the last worker's
+/// long slow page takes an idle backend connection first, and the other
+/// workers' short slow pages follow. Once SIGTERM arrives, the short pages
+/// end and their workers stop, while the long page is still in flight.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_workers_stop_does_not_cut_another_workers_backend_call() {
+    const WORKERS: usize = 3;
+    let workers = WORKERS.to_string();
+    let grace = [
+        ("SHUTDOWN_GRACE_PERIOD_SECS", "10"),
+        ("WORKERS", workers.as_str()),
+    ];
+    let mut stack = Stack::start_with(&[], &grace, None).await;
+    // One keep-alive connection per client: each stays with one worker.
+    let clients: Vec<reqwest::Client> = (0..WORKERS)
+        .map(|_| {
+            reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap()
+        })
+        .collect();
+    for client in &clients {
+        let response = client
+            .get(stack.front.url("/fast-page"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.text().await.unwrap();
+    }
+    let backend = stack.backend.as_ref().unwrap();
+    let delays_reached = |n: usize| {
+        test_support::wait_until(Duration::from_secs(10), || {
+            let reached = backend
+                .logs()
+                .iter()
+                .filter(|l| l.contains("applying the deliberate delay"))
+                .count();
+            (reached >= n).then_some(())
+        })
+    };
+    let page = |client: &reqwest::Client, delay_ms: u64| {
+        let request = client
+            .get(stack.front.url(&format!("/slow-page?delay_ms={delay_ms}")))
+            .send();
+        tokio::spawn(async move {
+            let response = request.await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap())
+        })
+    };
+    let mut in_flight = vec![page(&clients[WORKERS - 1], 3000)];
+    assert!(
+        delays_reached(1).is_some(),
+        "the long slow page did not start"
+    );
+    in_flight.extend(clients[..WORKERS - 1].iter().map(|c| page(c, 500)));
+    assert!(
+        delays_reached(WORKERS).is_some(),
+        "the short slow pages did not start"
+    );
+
+    stack.front.signal(Signal::TERM);
+    let mut trace_ids = Vec::new();
+    for (i, page) in join_all(in_flight).await.into_iter().enumerate() {
+        let (status, body) = page.unwrap();
+        assert_eq!(
+            status,
+            200,
+            "page {i} was cut off by another worker's stop:\n{body}\n{}",
+            stack.front.log_tail(20)
+        );
+        trace_ids.push(trace_id_on(&body));
+    }
+    let status = stack
+        .front
+        .wait_exit(Duration::from_secs(10))
+        .expect("front-end did not exit");
+    assert!(status.success(), "exit status {status:?}");
+    for trace_id in &trace_ids {
+        stack
+            .collector
+            .wait_for_trace(trace_id, Duration::from_secs(2), |spans| {
+                spans.iter().any(|s| s.name == "data_transformation")
+                    && spans.iter().any(|s| {
+                        s.kind.as_deref() == Some("SERVER") && s.service_name == "front-end"
+                    })
+            });
+    }
+}
