@@ -322,6 +322,53 @@ def test_test_rust_skips_postgresql_visibly_and_refuses_to_in_ci():
     assert ci.returncode != 0 and "TEST_DATABASE_URL is unset" in ci.stderr
 
 
+# --- README --------------------------------------------------------------------------------------------
+
+def readme_sh_blocks() -> list[str]:
+    return re.findall(r"^```sh\n(.*?)^```$", (REPO / "README.md").read_text(), re.M | re.S)
+
+
+def test_the_readme_installs_the_test_prerequisites_in_one_copy_paste_block():
+    """One block with every Debian package CI installs (.ci/run) and cargo-nextest; the durations on two
+    cores; how to include PostgreSQL."""
+    ci_packages = set(re.findall(r"need_apt\+=\(([\w.-]+)\)", (REPO / ".ci" / "run").read_text()))
+    assert {"chromium", "prometheus", "valgrind"} <= ci_packages, ci_packages
+    installs = [b for b in readme_sh_blocks() if "apt-get install" in b]
+    assert len(installs) == 1, installs
+    block = installs[0]
+    apt = re.search(r"apt-get install -y ([^\n]+)", block).group(1).split()
+    assert set(apt) == ci_packages, f"README installs {sorted(apt)}, CI {sorted(ci_packages)}"
+    assert "cargo install --locked cargo-nextest" in block
+    readme = (REPO / "README.md").read_text()
+    test_it = readme[readme.index("## Test it"):readme.index("## On a cluster")]
+    assert re.search(r"make test .*about 8 minutes on two cores", test_it)
+    assert re.search(r"make bench .*about 12 minutes on two cores", test_it)
+    assert "make test TEST_DATABASE_URL=postgres://" in test_it
+
+
+INTERNAL_ISSUE = re.compile(r"\bissues?\s*#?\s*\d+\b|(?<![\w/-])#\d+\b", re.I)
+
+
+def internal_issue_refs(text: str) -> list[str]:
+    """"issue 15", "#15": our own issue numbers; an upstream reference (owner/repo#N, or the text of a
+    [#N](https://github.com/...) link) is not one."""
+    return [text[max(0, m.start() - 40):m.end() + 20] for m in INTERNAL_ISSUE.finditer(text)
+            if not text.startswith("](https://github.com/", m.end())]
+
+
+def test_the_readme_and_docs_speak_of_changes_not_internal_issue_numbers():
+    """History is told by change ("before the instruction cuts"), never by our issue numbers."""
+    for bad in ("before issue 15", "Issue #7", "a fix (#12)", "see issues 3"):
+        assert internal_issue_refs(bad), bad
+    for fine in ("[opentelemetry-rust#3250](https://github.com/o/r/issues/3250)",
+                 "[#3492](https://github.com/o/r/pull/3492)", "tokio-rs/tracing#1303", "colour #1d2330"):
+        assert not internal_issue_refs(fine), fine
+    found = [f"{path}: ...{ref}..."
+             for path in ["README.md", *(str(p.relative_to(REPO)) for p in sorted((REPO / "docs").rglob("*.md")))]
+             for ref in internal_issue_refs((REPO / path).read_text())]
+    assert not found, "\n".join(found)
+
+
 # --- lint output -----------------------------------------------------------------------------------------
 
 def test_lint_prints_failures_and_a_summary_not_every_success():
