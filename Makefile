@@ -47,6 +47,7 @@ run: ## Build, then run business-logic and front-end (SQLite): http://localhost:
 	  "Install Rust with rustup (https://rustup.rs):" \
 	  "  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh" \
 	  "then open a new terminal (or run: . \"\$$HOME/.cargo/env\") and run make run again." >&2; exit 1; }
+	@FRONT_END_PORT=$(FRONT_END_PORT) BUSINESS_LOGIC_PORT=$(BUSINESS_LOGIC_PORT) scripts/run-local.sh --check-ports
 	@echo "==> building business-logic and front-end (debug build; the first one takes a few minutes)"
 	$(CARGO) build -p business-logic -p front-end
 	@FRONT_END_PORT=$(FRONT_END_PORT) BUSINESS_LOGIC_PORT=$(BUSINESS_LOGIC_PORT) scripts/run-local.sh

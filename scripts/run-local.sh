@@ -14,7 +14,8 @@
 # (target/debug, or $CARGO_TARGET_DIR/debug).
 #
 # Before starting, both ports must be free: a port another program holds ends
-# the script at once with the variable to change. "Open …" is printed only
+# the script at once with the variable to change (`--check-ports` does only
+# that, so make run can check before it builds). "Open …" is printed only
 # once both services answer /readyz from sockets they own themselves (read
 # from /proc where there is one), never because another program answers there.
 set -euo pipefail
@@ -27,13 +28,6 @@ HOST="${HOST:-127.0.0.1}"
 GRACE="${SHUTDOWN_GRACE_PERIOD_SECS:-20}"
 
 say() { printf '==> %s\n' "$*"; }
-
-for bin in business-logic front-end; do
-  if [ ! -x "$BIN_DIR/$bin" ]; then
-    echo "$BIN_DIR/$bin not found: build it first (make run does: cargo build -p business-logic -p front-end)" >&2
-    exit 1
-  fi
-done
 
 # The variable that sets each service's port, for the messages.
 port_var() { case "$1" in front-end) echo FRONT_END_PORT ;; *) echo BUSINESS_LOGIC_PORT ;; esac; }
@@ -65,6 +59,14 @@ for name in business-logic front-end; do
   fi
 done
 [ "$taken" -eq 0 ] || exit 1
+[ "${1:-}" != --check-ports ] || exit 0
+
+for bin in business-logic front-end; do
+  if [ ! -x "$BIN_DIR/$bin" ]; then
+    echo "$BIN_DIR/$bin not found: build it first (make run does: cargo build -p business-logic -p front-end)" >&2
+    exit 1
+  fi
+done
 
 # Job control: each background service gets its own process group, so the
 # terminal's SIGINT goes to this script (and make) only.

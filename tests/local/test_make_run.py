@@ -231,13 +231,14 @@ def test_a_port_held_by_another_program_stops_make_run_before_anything_starts(bu
     try:
         run = Run(["make", "run"], tmp_path, collector, FRONT_END_PORT=str(intruder.port))
         try:
-            code = run.proc.wait(timeout=600)  # make run builds first (up to date here)
+            code = run.proc.wait(timeout=60)
             output = run.output()
             assert code != 0, output
             assert f"Port {intruder.port} (FRONT_END_PORT) is taken by another program" in output, output
             assert "make run FRONT_END_PORT=9090" in output, output
             assert "Open http" not in output, output
             assert "starting" not in output and "backtrace" not in output, output
+            assert "==> building" not in output, "checked before the build"
             assert f"Port {run.bl_port} (BUSINESS_LOGIC_PORT)" not in output, "that port is free"
         finally:
             run.stop()
