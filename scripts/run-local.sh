@@ -182,9 +182,14 @@ while [ "$done_count" -lt 2 ]; do
       say "${names[$i]} stopped (exit 0)"
     else
       say "${names[$i]} exited with status $code"
-      # Another program took the port between the check above and the bind.
-      if [ "$ready" -eq 0 ] && [ -z "$intruder" ] && answers_on "${ports[$i]}"; then
-        port_hint "${names[$i]}" "${ports[$i]}"
+      if [ "$ready" -eq 0 ] && [ -z "$intruder" ] && [ "$stopping" -eq 0 ]; then
+        if answers_on "${ports[$i]}"; then
+          # Another program took the port between the check above and the bind.
+          port_hint "${names[$i]}" "${ports[$i]}"
+        else
+          say "${names[$i]} stopped before it was ready (see its message above;" \
+            "its port is $(port_var "${names[$i]}")=${ports[$i]})"
+        fi
       fi
       [ "$status" -ne 0 ] || status="$code"
       [ "$stopping" -eq 1 ] || { say "stopping the other service"; stop; }

@@ -201,6 +201,31 @@ def test_when_one_service_fails_the_script_stops_the_other_and_says_why(built, t
         run.stop()
 
 
+def test_a_bind_failure_under_make_run_names_port_and_the_make_variable_without_a_backtrace(built, tmp_path,
+                                                                                          collector):
+    """A socket bound to business-logic's port but not listening passes the check (nothing accepts there),
+    then business-logic's own bind fails: one line from the service naming PORT, no backtrace even with
+    RUST_BACKTRACE=1, then the script's line naming BUSINESS_LOGIC_PORT; exit non-zero, never "Open"."""
+    import socket
+
+    with socket.socket() as held:  # no SO_REUSEADDR: the service's bind conflicts with it
+        held.bind(("127.0.0.1", 0))
+        port = held.getsockname()[1]
+        run = Run(["scripts/run-local.sh"], tmp_path, collector, BIN_DIR=str(cargo_target_dir() / "debug"),
+                  BUSINESS_LOGIC_PORT=str(port), RUST_BACKTRACE="1")
+        try:
+            code = run.proc.wait(timeout=40)
+            output = run.output()
+            assert code == 1, output
+            assert (f"business-logic: cannot listen on 127.0.0.1:{port} (HOST=127.0.0.1, PORT={port}): "
+                    f"Address already in use") in output, output
+            assert f"its port is BUSINESS_LOGIC_PORT={port})" in output, output
+            assert "backtrace" not in output.lower() and "Caused by" not in output, output
+            assert "Open http" not in output and "front-end stopped (exit 0)" in output, output
+        finally:
+            run.stop()
+
+
 class Intruder:
     """Another program on a port: an HTTP server that answers 200 to every GET, /readyz included."""
 
