@@ -83,7 +83,11 @@ async fn database_ceiling_reads_sqlite() {
     reads_the_database(Backend::Sqlite).await;
 }
 
-#[tokio::test]
-async fn database_ceiling_reads_postgres() {
-    reads_the_database(Backend::Postgres).await;
+/// Tests that need PostgreSQL (`make test-rust` skips this marker when
+/// TEST_DATABASE_URL is unset).
+mod needs_postgres {
+    #[tokio::test]
+    async fn database_ceiling_reads_postgres() {
+        super::reads_the_database(super::Backend::Postgres).await;
+    }
 }

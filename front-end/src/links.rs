@@ -1,6 +1,9 @@
 //! Links from a page to its trace in Jaeger and its log lines in Grafana.
 //! A link is shown only where it can work: the trace link while spans are
 //! exported and `JAEGER_UI_URL` is set, the logs link when `GRAFANA_URL` is.
+//! When the trace link leads to a Jaeger on this machine (`make jaeger`'s
+//! port 16686, as under `make run`), the pages say how to start it, since
+//! nothing listens there until one does.
 
 use serde_json::json;
 use telemetry::TracesExporter;
@@ -10,10 +13,14 @@ use crate::settings::Settings;
 /// The Grafana data source uid of Loki, as provisioned in `istio-add-ons/`.
 pub const LOKI_DATASOURCE_UID: &str = "loki";
 
+/// The port of Jaeger's UI as `make jaeger` publishes it.
+pub const JAEGER_UI_PORT: u16 = 16686;
+
 /// Builds the observability links of a trace; kept in the application state.
 #[derive(Debug, Clone, Default)]
 pub struct Links {
     jaeger_ui_url: Option<String>,
+    jaeger_on_this_machine: bool,
     grafana_url: Option<String>,
     loki_selector: String,
 }
@@ -24,6 +31,9 @@ pub struct TraceLinks {
     pub trace_id: String,
     /// Jaeger's trace view, if spans go somewhere Jaeger reads.
     pub jaeger_url: Option<String>,
+    /// The trace view is on this machine's Jaeger (`make jaeger`): the page
+    /// says how to start it.
+    pub jaeger_on_this_machine: bool,
     /// Grafana Explore on the trace's log lines, if Grafana is configured.
     pub logs_url: Option<String>,
 }
@@ -33,14 +43,40 @@ fn non_empty(url: &str) -> Option<String> {
     (!url.is_empty()).then(|| url.to_owned())
 }
 
+/// Whether `url` is Jaeger's UI on this machine, where `make jaeger` puts it.
+fn on_this_machine(url: &str) -> bool {
+    reqwest::Url::parse(url).is_ok_and(|url| {
+        matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"))
+            && url.port_or_known_default() == Some(JAEGER_UI_PORT)
+    })
+}
+
 impl Links {
     pub fn new(settings: &Settings) -> Self {
         let exported = settings.telemetry.otel_traces_exporter != TracesExporter::None;
+        let jaeger_ui_url = non_empty(&settings.jaeger_ui_url).filter(|_| exported);
         Self {
-            jaeger_ui_url: non_empty(&settings.jaeger_ui_url).filter(|_| exported),
+            jaeger_on_this_machine: jaeger_ui_url.as_deref().is_some_and(on_this_machine),
+            jaeger_ui_url,
             grafana_url: non_empty(&settings.grafana_url),
             loki_selector: settings.loki_selector.trim().to_owned(),
         }
+    }
+
+    /// Whether pages link to their trace in Jaeger.
+    pub fn has_traces(&self) -> bool {
+        self.jaeger_ui_url.is_some()
+    }
+
+    /// Whether pages link to their log lines in Grafana.
+    pub fn has_logs(&self) -> bool {
+        self.grafana_url.is_some()
+    }
+
+    /// Whether the trace links lead to a Jaeger on this machine, which
+    /// `make jaeger` starts.
+    pub fn jaeger_on_this_machine(&self) -> bool {
+        self.jaeger_on_this_machine
     }
 
     /// The current request's trace id with its links, if it has a valid trace.
@@ -48,6 +84,7 @@ impl Links {
         let trace_id = telemetry::current_trace_id()?;
         Some(TraceLinks {
             jaeger_url: self.trace(&trace_id),
+            jaeger_on_this_machine: self.jaeger_on_this_machine,
             logs_url: self.logs(&trace_id),
             trace_id,
         })
@@ -125,6 +162,29 @@ mod tests {
             None
         );
         assert!(links(&[], TracesExporter::Otlp).trace(TRACE).is_some());
+    }
+
+    #[test]
+    fn only_a_jaeger_on_this_machine_gets_the_make_jaeger_hint() {
+        for (url, local) in [
+            ("http://localhost:16686", true),
+            ("http://127.0.0.1:16686/", true),
+            ("http://[::1]:16686", true),
+            ("http://localhost:8080/jaeger", false),
+            ("http://jaeger.example:16686", false),
+        ] {
+            let links = links(&[("JAEGER_UI_URL", url)], TracesExporter::Zipkin);
+            assert_eq!(links.jaeger_on_this_machine(), local, "{url}");
+        }
+        // The defaults are make run's: Jaeger on this machine, no Grafana.
+        let defaults = Links::new(&Settings::default());
+        assert!(defaults.jaeger_on_this_machine() && !defaults.has_logs());
+        // No trace link, no hint.
+        let links = links(
+            &[("JAEGER_UI_URL", "http://localhost:16686")],
+            TracesExporter::None,
+        );
+        assert!(!links.has_traces() && !links.jaeger_on_this_machine());
     }
 
     #[test]

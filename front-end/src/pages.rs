@@ -7,7 +7,7 @@
 use askama::Template;
 use contract::{FastAnswer, SlowAnswer};
 
-use crate::links::TraceLinks;
+use crate::links::{Links, TraceLinks};
 
 /// `root` of the pages at the top level.
 pub const TOP: &str = "./";
@@ -23,11 +23,12 @@ pub fn root_of(path: &str) -> String {
     }
 }
 
-/// The landing page.
+/// The landing page; it promises only the links the result pages show.
 #[derive(Debug, Template)]
 #[template(path = "index.html")]
-pub struct Landing {
+pub struct Landing<'a> {
     pub root: &'static str,
+    pub links: &'a Links,
 }
 
 /// What the fast and slow pages show around the backend's answer.

@@ -54,8 +54,11 @@ fn millis(d: std::time::Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-async fn landing() -> Result<HttpResponse, PageError> {
-    html(Landing { root: TOP })
+async fn landing(links: web::Data<Links>) -> Result<HttpResponse, PageError> {
+    html(Landing {
+        root: TOP,
+        links: &links,
+    })
 }
 
 async fn fast_page(

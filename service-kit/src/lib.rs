@@ -13,6 +13,7 @@ pub mod server;
 pub mod settings;
 
 use std::future::Future;
+use std::process::ExitCode;
 
 pub use header_limit::{HeadersTooLarge, MAX_HEADER_BYTES, header_limit};
 pub use server::{KEEP_ALIVE, Running};
@@ -55,9 +56,29 @@ pub fn load_settings<S: ServiceSettings>() -> anyhow::Result<S> {
 
 /// A service's `main`: reads its settings, sets up telemetry, builds the
 /// service, serves until a signal stops it, then flushes the spans still
-/// queued. Errors before serving (a bad setting, a port in use) end the
-/// process with the message and exit status 1.
-pub fn run<S, B, F>(settings: anyhow::Result<S>, build: B) -> anyhow::Result<()>
+/// queued. An error before or while serving (a bad setting, a port in use)
+/// ends the process with exit status 1 and one line on stderr, the service's
+/// name and the error with its causes, never a backtrace (whatever
+/// `RUST_BACKTRACE` says): the message names the variable to change.
+pub fn run<S, B, F>(settings: anyhow::Result<S>, build: B) -> ExitCode
+where
+    S: ServiceSettings,
+    B: FnOnce(S) -> F,
+    F: Future<Output = anyhow::Result<Running>>,
+{
+    match serve(settings, build) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            #[allow(clippy::print_stderr)] // the process's last word, telemetry or not
+            {
+                eprintln!("{}: {error:#}", S::SERVICE_NAME);
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve<S, B, F>(settings: anyhow::Result<S>, build: B) -> anyhow::Result<()>
 where
     S: ServiceSettings,
     B: FnOnce(S) -> F,

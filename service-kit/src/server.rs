@@ -6,6 +6,7 @@
 //! requests finish within the grace period, a second one stops at once.
 
 use std::fmt;
+use std::io::ErrorKind;
 use std::net::TcpListener;
 use std::time::Duration;
 
@@ -70,7 +71,7 @@ where
     // Before anything can be in flight: a signal from now on drains.
     let signals = Signals::install().context("installing the SIGTERM/SIGINT handlers")?;
     let listener = TcpListener::bind((settings.host.as_str(), settings.port))
-        .with_context(|| format!("binding {}:{}", settings.host, settings.port))?;
+        .map_err(|error| anyhow::Error::msg(bind_failure(settings, &error)))?;
     let port = listener.local_addr()?.port();
     let mut server = HttpServer::new(factory);
     if settings.workers > 0 {
@@ -89,6 +90,25 @@ where
         server,
         signals,
     })
+}
+
+/// Why the listener could not be opened, in one line that names the
+/// variables to change: `PORT` (and `HOST` where the address is the problem).
+fn bind_failure(settings: &ServerSettings, error: &std::io::Error) -> String {
+    let (host, port) = (&settings.host, settings.port);
+    let hint = match error.kind() {
+        ErrorKind::AddrInUse => format!(
+            "another program holds port {port}: stop it, or set PORT to a free port (PORT=0 picks one)"
+        ),
+        ErrorKind::PermissionDenied => {
+            "ports below 1024 need privileges: set PORT to 1024 or above".to_owned()
+        }
+        ErrorKind::AddrNotAvailable => {
+            format!("{host} is not an address of this machine: set HOST to 0.0.0.0 or 127.0.0.1")
+        }
+        _ => "check HOST and PORT".to_owned(),
+    };
+    format!("cannot listen on {host}:{port} (HOST={host}, PORT={port}): {error}; {hint}")
 }
 
 impl Running {

@@ -4,6 +4,7 @@ the whole process group) while slow pages are in flight."""
 
 from __future__ import annotations
 
+import http.server
 import os
 import re
 import shutil
@@ -222,20 +223,115 @@ def test_make_run_without_cargo_says_how_to_get_it(tmp_path):
 
 
 def test_when_one_service_fails_the_script_stops_the_other_and_says_why(built, tmp_path, collector):
-    """business-logic cannot bind its port: the script reports it, stops the front-end, exits non-zero."""
+    """business-logic dies (SIGKILL) while both run: the script reports it, stops the front-end, exits non-zero."""
+    run = Run(["scripts/run-local.sh"], tmp_path, collector, BIN_DIR=str(cargo_target_dir() / "debug"))
+    try:
+        run.wait_ready()
+        pid = re.search(r"starting business-logic on \S+ \(pid (\d+)\)", run.output())
+        assert pid, run.output()
+        os.kill(int(pid.group(1)), signal.SIGKILL)
+        code = run.proc.wait(timeout=40)
+        output = run.output()
+        assert code != 0, output
+        assert "business-logic exited with status 137" in output, output
+        assert "stopping the other service" in output and "front-end stopped (exit 0)" in output, output
+        assert "both services stopped cleanly" not in output
+    finally:
+        run.stop()
+
+
+def test_a_bind_failure_under_make_run_names_port_and_the_make_variable_without_a_backtrace(built, tmp_path,
+                                                                                          collector):
+    """A socket bound to business-logic's port but not listening passes the check (nothing accepts there),
+    then business-logic's own bind fails: one line from the service naming PORT, no backtrace even with
+    RUST_BACKTRACE=1, then the script's line naming BUSINESS_LOGIC_PORT; exit non-zero, never "Open"."""
     import socket
 
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
+    with socket.socket() as held:  # no SO_REUSEADDR: the service's bind conflicts with it
+        held.bind(("127.0.0.1", 0))
+        port = held.getsockname()[1]
         run = Run(["scripts/run-local.sh"], tmp_path, collector, BIN_DIR=str(cargo_target_dir() / "debug"),
-                  BUSINESS_LOGIC_PORT=str(taken.getsockname()[1]))
+                  BUSINESS_LOGIC_PORT=str(port), RUST_BACKTRACE="1")
         try:
             code = run.proc.wait(timeout=40)
             output = run.output()
-            assert code != 0, output
-            assert re.search(r"business-logic exited with status [1-9]", output), output
-            assert "stopping the other service" in output and "front-end stopped (exit 0)" in output, output
-            assert "both services stopped cleanly" not in output
+            assert code == 1, output
+            assert (f"business-logic: cannot listen on 127.0.0.1:{port} (HOST=127.0.0.1, PORT={port}): "
+                    f"Address already in use") in output, output
+            assert f"its port is BUSINESS_LOGIC_PORT={port})" in output, output
+            assert "backtrace" not in output.lower() and "Caused by" not in output, output
+            assert "Open http" not in output and "front-end stopped (exit 0)" in output, output
         finally:
             run.stop()
+
+
+class Intruder:
+    """Another program on a port: an HTTP server that answers 200 to every GET, /readyz included."""
+
+    def __init__(self, port: int = 0) -> None:
+        class Answer(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Answer)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_port_held_by_another_program_stops_make_run_before_anything_starts(built, tmp_path, collector):
+    """What a newcomer met: another program answered /readyz on 8080, make run said "Open …" and then the
+    front-end failed to bind. Now make run checks both ports first and says which variable to change."""
+    intruder = Intruder()
+    try:
+        run = Run(["make", "run"], tmp_path, collector, FRONT_END_PORT=str(intruder.port))
+        try:
+            code = run.proc.wait(timeout=60)
+            output = run.output()
+            assert code != 0, output
+            assert f"Port {intruder.port} (FRONT_END_PORT) is taken by another program" in output, output
+            assert "make run FRONT_END_PORT=9090" in output, output
+            assert "Open http" not in output, output
+            assert "starting" not in output and "backtrace" not in output, output
+            assert "==> building" not in output, "checked before the build"
+            assert f"Port {run.bl_port} (BUSINESS_LOGIC_PORT)" not in output, "that port is free"
+        finally:
+            run.stop()
+    finally:
+        intruder.close()
+
+
+def test_an_answer_from_another_program_on_a_services_port_is_not_taken_for_it(built, tmp_path, collector):
+    """Another program takes the front-end's port after the check and answers /readyz there, while the
+    front-end (a stand-in that never listens) runs: the script says so and exits 1, never "Open …"."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "business-logic").symlink_to(cargo_target_dir() / "debug" / "business-logic")
+    stand_in = bin_dir / "front-end"
+    stand_in.write_text("#!/bin/sh\nexec sleep 60\n")
+    stand_in.chmod(0o755)
+    run = Run(["scripts/run-local.sh"], tmp_path, collector, BIN_DIR=str(bin_dir))
+    intruder = None
+    try:
+        wait_until(lambda: "starting front-end" in run.output() or run.proc.poll() is not None, 30,
+                   "the script to start the front-end")
+        intruder = Intruder(run.fe_port)
+        code = run.proc.wait(timeout=40)
+        output = run.output()
+        assert code == 1, output
+        assert re.search(rf"front-end \(pid \d+\) does not listen on port {run.fe_port}", output), output
+        assert "make run FRONT_END_PORT=9090" in output, output
+        assert "Open http" not in output, output
+    finally:
+        run.stop()
+        if intruder:
+            intruder.close()

@@ -2,7 +2,8 @@
 chart tools and CRD schemas are in the repository, every shell script is
 linted, `make help` shows every lint target in one group and the main
 variables, `make clean` removes the local artefacts, `make jaeger` runs the
-documented container, and no PostgreSQL test can pass without a database."""
+documented container, and no PostgreSQL test can pass without a database
+(the tests that need one are skipped by that need, not by their names)."""
 
 from __future__ import annotations
 
@@ -183,37 +184,189 @@ def test_make_jaeger_without_docker_says_where_to_get_it(tmp_path):
 
 # --- PostgreSQL variants -------------------------------------------------------------------------------
 
-def test_every_postgresql_test_has_postgres_in_its_name():
-    """make test-rust leaves out `test(/postgres/)` when TEST_DATABASE_URL is unset, so that nextest
-    counts them as skipped: every test that asks for PostgreSQL must match that filter."""
-    found = 0
-    for path in sorted(REPO.glob("*/tests/**/*.rs")):
-        if "target" in path.parts:
-            continue
-        text = path.read_text()
-        # A `Backend::Postgres =>` match arm only handles the variant; the test
-        # that passes `Backend::Postgres` is the one that asks for PostgreSQL.
-        for m in re.finditer(r"Backend::Postgres(?!\s*=>)", text):
-            before = text[:m.start()]
-            line = before[before.rfind("\n") + 1:]
-            if "mod postgres" in text[before.rfind("macro_rules!"):m.start()] and "macro_rules!" in before:
-                found += 1  # the on_both_databases! macro's `mod postgres { ... }` variants
+def blank_comments_and_literals(source: str) -> str:
+    """Rust source with comments and the insides of string and char literals blanked (same length), so
+    braces and names are read from code only."""
+    out = list(source)
+    i, n = 0, len(source)
+
+    def blank(a: int, b: int) -> None:
+        for k in range(a, b):
+            if out[k] != "\n":
+                out[k] = " "
+
+    while i < n:
+        if source.startswith("//", i):
+            j = source.find("\n", i)
+            j = n if j < 0 else j
+            blank(i, j)
+            i = j
+        elif source.startswith("/*", i):
+            j = source.find("*/", i + 2)
+            j = n if j < 0 else j + 2
+            blank(i, j)
+            i = j
+        elif m := re.compile(r'b?r(#*)"').match(source, i):
+            if i > 0 and (source[i - 1].isalnum() or source[i - 1] == "_"):
+                i += 1
                 continue
-            fns = re.findall(r"\bfn\s+(\w+)", before)
-            assert fns and "postgres" in fns[-1], f"{path.relative_to(REPO)}: {fns[-1] if fns else line}"
-            found += 1
-    assert found >= 2
+            close = '"' + m.group(1)
+            j = source.find(close, m.end())
+            j = n if j < 0 else j + len(close)
+            blank(m.end(), j - len(close))
+            i = j
+        elif source[i] == '"':
+            j = i + 1
+            while j < n and source[j] != '"':
+                j += 2 if source[j] == "\\" else 1
+            blank(i + 1, j)
+            i = j + 1
+        elif m := re.compile(r"'(\\.[^']*|[^\\'])'").match(source, i):
+            blank(i + 1, m.end() - 1)
+            i = m.end()
+        else:
+            i += 1
+    return "".join(out)
+
+
+TEST_FN = re.compile(r"#\[(?:[\w:]+::)?test\b[^\]]*\]\s*(?:#\[[^\]]*\]\s*)*(?:pub(?:\([^)]*\))?\s+)?"
+                     r"(?:async\s+)?fn\s+(\$?\w+)")
+
+
+def rust_tests() -> list[tuple[str, str]]:
+    """Every Rust test function as (its name as nextest shows it: file module and inline modules, then the
+    function; `$test` inside a macro, `path:` first), its body)."""
+    found = []
+    for path in sorted(REPO.glob("*/*/**/*.rs")):
+        rel = path.relative_to(REPO)
+        if rel.parts[1] not in ("src", "tests") or "target" in rel.parts:
+            continue
+        code = blank_comments_and_literals(path.read_text())
+        # The file's own module path inside its crate or test binary.
+        inner = list(rel.parts[2:])
+        if rel.parts[1] == "tests" and len(inner) > 1:
+            inner = inner[1:]  # tests/<binary>/...
+        inner[-1] = inner[-1].removesuffix(".rs")
+        file_mods = [p for p in inner if p not in ("main", "lib", "mod")]
+        if rel.parts[1] == "tests" and len(rel.parts) == 3:
+            file_mods = []  # tests/<binary>.rs is the binary's root
+        stack: list[str | None] = []
+        events = sorted([(m.start(), "mod", m) for m in re.finditer(r"\bmod\s+(\w+)\s*\{", code)] +
+                        [(m.start(), "test", m) for m in TEST_FN.finditer(code)] +
+                        [(i, c, None) for i, c in enumerate(code) if c in "{}"], key=lambda e: e[0])
+        pending_mod = None
+        for pos, kind, m in events:
+            if kind == "mod":
+                pending_mod = m.group(1), m.end() - 1
+            elif kind == "{":
+                if pending_mod and pending_mod[1] == pos:
+                    stack.append(pending_mod[0])
+                    pending_mod = None
+                else:
+                    stack.append(None)
+            elif kind == "}":
+                stack.pop()
+            else:
+                body_start = code.index("{", m.end())
+                depth, j = 0, body_start
+                while True:
+                    depth += {"{": 1, "}": -1}.get(code[j], 0)
+                    if depth == 0:
+                        break
+                    j += 1
+                name = "::".join([*file_mods, *(s for s in stack if s), m.group(1)])
+                found.append((f"{rel}: {name}", code[body_start:j + 1]))
+    return found
+
+
+def test_each_test_that_needs_postgresql_carries_the_marker_and_no_other_does():
+    """make test-rust skips by what a test needs, not by a word in its name: without TEST_DATABASE_URL it
+    leaves out the filter NEEDS_POSTGRES, which must match exactly the tests that ask for PostgreSQL (pass
+    `Backend::Postgres`, directly or through the on_both_databases! macro). A test that merely has
+    "postgres" in its name (verify's graph without PostgreSQL) runs."""
+    makefile = (REPO / "Makefile").read_text()
+    marker = re.search(r"^NEEDS_POSTGRES := test\(/(.+)/\)$", makefile, re.M)
+    assert marker, "Makefile: NEEDS_POSTGRES"
+    skipped = re.compile(marker.group(1))
+    tests = rust_tests()
+    assert len(tests) > 100, len(tests)
+    needs = {name for name, body in tests if re.search(r"Backend::Postgres(?!\s*=>)", body)}
+    marked = {name for name, _ in tests if skipped.search(name.split(": ", 1)[1])}
+    assert needs == marked, f"need PostgreSQL but run without it: {sorted(needs - marked)}; " \
+                            f"skipped but need no PostgreSQL: {sorted(marked - needs)}"
+    assert len(needs) >= 3, needs
+    assert any("without_postgresql" in name for name, _ in tests) and \
+        not any("without_postgresql" in name for name in marked)
+
+
+def test_the_rust_test_scan_reads_modules_macros_and_literals(tmp_path):
+    source = ('''mod a { #[test] fn x() { let s = "}{"; let c = '{'; } }\n'''
+              '''// mod b { #[test] fn y() {} }\n'''
+              '''macro_rules! m { ($($t:ident),*) => { mod needs_postgres { $(#[tokio::test] async fn $t() '''
+              '''{ f(Backend::Postgres).await })* } }; }\n''')
+    code = blank_comments_and_literals(source)
+    assert len(code) == len(source) and "mod b" not in code and '"}{"' not in code
+    names = [m.group(1) for m in TEST_FN.finditer(code)]
+    assert names == ["x", "$t"]
 
 
 def test_test_rust_skips_postgresql_visibly_and_refuses_to_in_ci():
     env = {k: v for k, v in os.environ.items() if k != "TEST_DATABASE_URL"}
     local = make("-n", "test-rust", env={**env, "CI": ""}).stdout
-    assert "-E 'not test(/postgres/)'" in local and "PostgreSQL tests" in local
+    assert "-E 'not test(/(^|::)needs_postgres::/)'" in local, local
+    assert "--status-level skip" in local and "need PostgreSQL" in local, local
     with_db = make("-n", "test-rust", env={**env, "TEST_DATABASE_URL": "postgres://x@127.0.0.1/y"}).stdout
     assert "nextest run --workspace --no-fail-fast" in with_db
     ci = subprocess.run(["make", "test-rust"], cwd=REPO, env={**env, "CI": "true", "CARGO": "false"},
                         capture_output=True, text=True, timeout=60)
     assert ci.returncode != 0 and "TEST_DATABASE_URL is unset" in ci.stderr
+
+
+# --- README --------------------------------------------------------------------------------------------
+
+def readme_sh_blocks() -> list[str]:
+    return re.findall(r"^```sh\n(.*?)^```$", (REPO / "README.md").read_text(), re.M | re.S)
+
+
+def test_the_readme_installs_the_test_prerequisites_in_one_copy_paste_block():
+    """One block with every Debian package CI installs (.ci/run) and cargo-nextest; the durations on two
+    cores; how to include PostgreSQL."""
+    ci_packages = set(re.findall(r"need_apt\+=\(([\w.-]+)\)", (REPO / ".ci" / "run").read_text()))
+    assert {"chromium", "prometheus", "valgrind"} <= ci_packages, ci_packages
+    installs = [b for b in readme_sh_blocks() if "apt-get install" in b]
+    assert len(installs) == 1, installs
+    block = installs[0]
+    apt = re.search(r"apt-get install -y ([^\n]+)", block).group(1).split()
+    assert set(apt) == ci_packages, f"README installs {sorted(apt)}, CI {sorted(ci_packages)}"
+    assert "cargo install --locked cargo-nextest" in block
+    readme = (REPO / "README.md").read_text()
+    test_it = readme[readme.index("## Test it"):readme.index("## On a cluster")]
+    assert re.search(r"make test .*about 8 minutes on two cores", test_it)
+    assert re.search(r"make bench .*about 12 minutes on two cores", test_it)
+    assert "make test TEST_DATABASE_URL=postgres://" in test_it
+
+
+INTERNAL_ISSUE = re.compile(r"\bissues?\s*#?\s*\d+\b|(?<![\w/-])#\d+\b", re.I)
+
+
+def internal_issue_refs(text: str) -> list[str]:
+    """"issue 15", "#15": our own issue numbers; an upstream reference (owner/repo#N, or the text of a
+    [#N](https://github.com/...) link) is not one."""
+    return [text[max(0, m.start() - 40):m.end() + 20] for m in INTERNAL_ISSUE.finditer(text)
+            if not text.startswith("](https://github.com/", m.end())]
+
+
+def test_the_readme_and_docs_speak_of_changes_not_internal_issue_numbers():
+    """History is told by change ("before the instruction cuts"), never by our issue numbers."""
+    for bad in ("before issue 15", "Issue #7", "a fix (#12)", "see issues 3"):
+        assert internal_issue_refs(bad), bad
+    for fine in ("[opentelemetry-rust#3250](https://github.com/o/r/issues/3250)",
+                 "[#3492](https://github.com/o/r/pull/3492)", "tokio-rs/tracing#1303", "colour #1d2330"):
+        assert not internal_issue_refs(fine), fine
+    found = [f"{path}: ...{ref}..."
+             for path in ["README.md", *(str(p.relative_to(REPO)) for p in sorted((REPO / "docs").rglob("*.md")))]
+             for ref in internal_issue_refs((REPO / path).read_text())]
+    assert not found, "\n".join(found)
 
 
 # --- lint output -----------------------------------------------------------------------------------------

@@ -1,5 +1,7 @@
-//! Reaching the gateway URL: if nothing answers there, a temporary
-//! `kubectl port-forward` to the ingress gateway, stopped when done.
+//! Reaching the gateway URL: if nothing answers there, first whether there
+//! is a cluster at all (the kubectl context exists and its API server
+//! answers), then a temporary `kubectl port-forward` to the ingress gateway,
+//! stopped when done.
 
 use std::io::Read;
 use std::process::{Child, Command, Stdio};
@@ -19,7 +21,98 @@ pub struct Kubectl {
     pub context: Option<String>,
 }
 
+/// Why there is no cluster to forward to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NoCluster {
+    /// `kubectl` is not installed (or not at the given path).
+    NoKubectl(String),
+    /// The context asked for is not in kubectl's configuration; the ones
+    /// that are.
+    NoContext { context: String, known: Vec<String> },
+    /// No context asked for, and kubectl has no current one.
+    NoCurrentContext { known: Vec<String> },
+    /// The context exists, but its API server does not answer.
+    Unreachable { context: String, error: String },
+}
+
+/// How long kubectl may wait for the API server when asked whether it is up.
+const API_SERVER_TIMEOUT: &str = "5s";
+
 impl Kubectl {
+    /// kubectl without `--context`, for its configuration.
+    fn plain(&self) -> Command {
+        let mut command = Command::new(&self.program);
+        command.stdin(Stdio::null());
+        command
+    }
+
+    /// Runs `command`: its stdout when it succeeds, else its stderr's first
+    /// line (or the exit status); `NoKubectl` when the program is missing.
+    fn output(&self, mut command: Command) -> Result<Result<String, String>, NoCluster> {
+        match command.output() {
+            Ok(output) if output.status.success() => {
+                Ok(Ok(String::from_utf8_lossy(&output.stdout).into_owned()))
+            }
+            Ok(output) => {
+                let stderr = String::from_utf8_lossy(&output.stderr);
+                let first = stderr.lines().map(str::trim).find(|l| !l.is_empty());
+                Ok(Err(first.map_or_else(
+                    || format!("exited with {}", output.status),
+                    str::to_owned,
+                )))
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                Err(NoCluster::NoKubectl(self.program.clone()))
+            }
+            Err(error) => Ok(Err(error.to_string())),
+        }
+    }
+
+    /// The context in use, once it is known to exist and its API server
+    /// answers: asked before anything names a gateway, so that a machine
+    /// without a cluster hears that first.
+    pub fn cluster(&self) -> Result<String, NoCluster> {
+        let mut list = self.plain();
+        list.args(["config", "get-contexts", "-o", "name"]);
+        let known: Vec<String> = self
+            .output(list)?
+            .unwrap_or_default()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let context = match &self.context {
+            Some(context) if known.contains(context) => context.clone(),
+            Some(context) => {
+                return Err(NoCluster::NoContext {
+                    context: context.clone(),
+                    known,
+                });
+            }
+            None => {
+                let mut current = self.plain();
+                current.args(["config", "current-context"]);
+                match self.output(current)? {
+                    Ok(name) if !name.trim().is_empty() => name.trim().to_owned(),
+                    _ => return Err(NoCluster::NoCurrentContext { known }),
+                }
+            }
+        };
+        let mut ping = self.command();
+        ping.args([
+            "get",
+            "--raw",
+            "/readyz",
+            &format!("--request-timeout={API_SERVER_TIMEOUT}"),
+        ])
+        .stdin(Stdio::null());
+        match self.output(ping)? {
+            Ok(_) => Ok(context),
+            Err(error) => Err(NoCluster::Unreachable { context, error }),
+        }
+    }
+
     fn command(&self) -> Command {
         let mut command = Command::new(&self.program);
         if let Some(context) = &self.context {

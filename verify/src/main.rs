@@ -27,7 +27,7 @@ use reqwest::blocking::Client;
 use serde_json::Value;
 
 use checks::{Names, Outcome, Postgres};
-use gateway::{ForwardError, Kubectl};
+use gateway::{ForwardError, Kubectl, NoCluster};
 
 /// Checks the app, its trace, logs, metrics and mesh graph on the cluster.
 #[derive(Debug, Parser)]
@@ -348,6 +348,10 @@ fn reach_gateway(
         program: args.kubectl.clone(),
         context: args.context.clone(),
     };
+    // No cluster, no gateway to look for: say that first.
+    if let Err(no_cluster) = kubectl.cluster() {
+        return Ok((no_cluster_outcome(&no_cluster, base), None));
+    }
     let (namespace, service) = match args
         .gateway_service
         .as_deref()
@@ -378,14 +382,7 @@ fn reach_gateway(
             Some(forward),
         )),
         Err(ForwardError::NoKubectl(program)) => Ok((
-            Outcome::fail(
-                format!("nothing answers at {base}, and `{program}` is not installed"),
-                "no gateway to check: nothing forwards to the cluster, and verify cannot start a port-forward without kubectl",
-                &[
-                    "make port-forward   # in another terminal, then make verify again",
-                    "install kubectl: https://kubernetes.io/docs/tasks/tools/",
-                ],
-            ),
+            no_cluster_outcome(&NoCluster::NoKubectl(program), base),
             None,
         )),
         Err(ForwardError::Failed(message)) => Ok((
@@ -399,6 +396,59 @@ fn reach_gateway(
             ),
             None,
         )),
+    }
+}
+
+/// The gateway's outcome when there is no cluster to forward to: what is
+/// missing first, then what to run.
+fn no_cluster_outcome(no_cluster: &NoCluster, base: &str) -> Outcome {
+    let known = |known: &[String]| {
+        if known.is_empty() {
+            "kubectl knows no context at all".to_owned()
+        } else {
+            format!("kubectl knows {}", known.join(", "))
+        }
+    };
+    match no_cluster {
+        NoCluster::NoKubectl(program) => Outcome::fail(
+            format!("nothing answers at {base}, and `{program}` is not installed"),
+            "no gateway to check: nothing forwards to the cluster, and verify cannot start a port-forward without kubectl",
+            &[
+                "make port-forward   # in another terminal, then make verify again",
+                "install kubectl: https://kubernetes.io/docs/tasks/tools/",
+            ],
+        ),
+        NoCluster::NoContext {
+            context,
+            known: names,
+        } => Outcome::fail(
+            format!(
+                "no cluster: kubectl context {context:?} does not exist ({}); nothing answers at {base}",
+                known(names)
+            ),
+            "no cluster has been made on this machine yet: `make up` creates the kind cluster and deploys everything \
+             (another cluster: make verify KUBE_CONTEXT=<its context>)",
+            &["make up", "kubectl config get-contexts"],
+        ),
+        NoCluster::NoCurrentContext { known: names } => Outcome::fail(
+            format!(
+                "no cluster: kubectl has no current context ({}); nothing answers at {base}",
+                known(names)
+            ),
+            "no cluster chosen: `make up` creates the kind cluster and deploys everything, or name one with --context",
+            &["make up", "kubectl config get-contexts"],
+        ),
+        NoCluster::Unreachable { context, error } => Outcome::fail(
+            format!(
+                "no cluster: context {context:?} exists, but its API server does not answer ({error}); nothing answers at {base}"
+            ),
+            "the cluster is stopped or gone (a kind cluster stops with Docker): `make up` starts it again",
+            &[
+                "make up",
+                &format!("kubectl --context {context} cluster-info"),
+                "docker ps",
+            ],
+        ),
     }
 }
 

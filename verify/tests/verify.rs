@@ -357,6 +357,12 @@ fn nothing_at_the_url_and_no_kubectl_says_so_and_exits_1() {
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 
+/// The `case` arms of a stand-in `kubectl` for a cluster that is up: the
+/// context `kind-demo` exists and its API server answers.
+const CLUSTER_UP: &str = r#"  "config get-contexts -o name") echo kind-demo; exit 0 ;;
+  "config current-context") echo kind-demo; exit 0 ;;
+  *"get --raw /readyz"*) echo ok; exit 0 ;;"#;
+
 /// A stand-in `kubectl` that records its calls; `port-forward` records its
 /// pid and stays up (as the real one does) until it is stopped.
 fn standin_kubectl(dir: &Path) {
@@ -366,6 +372,7 @@ fn standin_kubectl(dir: &Path) {
             r#"#!/bin/sh
 echo "$*" >> "{dir}/calls"
 case "$*" in
+{CLUSTER_UP}
   *port-forward*) echo $$ > "{dir}/pid"; exec sleep 60 ;;
   *"get service"*) exit 0 ;;
 esac
@@ -456,6 +463,7 @@ fn a_gateway_api_gateway_is_preferred_when_the_namespace_has_one() {
             r#"#!/bin/sh
 echo "$*" >> "{dir}/calls"
 case "$*" in
+{CLUSTER_UP}
   *"get service"*) echo service/app-gateway-istio; exit 0 ;;
   *port-forward*) echo 'error: unable to forward port because pod is not running' >&2; exit 1 ;;
 esac
@@ -476,6 +484,99 @@ exit 1
     // kubectl's own complaint reaches the user.
     assert!(out.contains("pod is not running"), "{out}");
     assert!(marked(&out, "✘ ")[0].starts_with("✘ gateway"), "{out}");
+}
+
+/// A stand-in `kubectl` whose `case` arms are `arms` (anything else fails),
+/// recording its calls in `dir/calls`.
+fn kubectl_answering(dir: &Path, arms: &str) {
+    write_script(
+        &dir.join("kubectl"),
+        &format!(
+            "#!/bin/sh\necho \"$*\" >> \"{dir}/calls\"\ncase \"$*\" in\n{arms}\nesac\nexit 1\n",
+            dir = dir.display()
+        ),
+    );
+}
+
+/// Without a cluster, verify says so first (before naming any gateway) and
+/// what to run; it looks for no gateway and starts no port-forward.
+fn says_there_is_no_cluster(arms: &str, args: &[&str], first: &str, look: &str) {
+    let dir = temp_dir("no-cluster");
+    kubectl_answering(&dir, arms);
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let mut all = vec!["--url", url.as_str()];
+    all.extend(args);
+    let output = verify(&all, Some(&path_with(&dir)));
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    // The first line after the heading is the verdict, and it starts with it.
+    let verdict = out.lines().nth(1).unwrap_or_default();
+    assert!(
+        verdict.starts_with(&format!("✘ gateway       no cluster: {first}")),
+        "{out}"
+    );
+    let hints: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("look closer:"))
+        .map(str::trim)
+        .collect();
+    assert_eq!(hints.first(), Some(&"make up"), "{out}");
+    assert!(hints.contains(&look), "{out}");
+    assert!(
+        out.contains("`make up`"),
+        "the likely cause names it: {out}"
+    );
+    for fallback in [
+        "istio-ingressgateway",
+        "port-forward to",
+        "starting a port-forward",
+    ] {
+        assert!(!out.contains(fallback), "{fallback:?}: {out}");
+    }
+    let calls = std::fs::read_to_string(dir.join("calls")).unwrap_or_default();
+    assert!(
+        !calls.contains("port-forward") && !calls.contains("get service"),
+        "{calls}"
+    );
+    assert_eq!(marked(&out, "· ").len(), 5, "the rest not checked: {out}");
+}
+
+#[test]
+fn without_the_context_verify_says_first_there_is_no_cluster_and_to_run_make_up() {
+    says_there_is_no_cluster(
+        r#"  "config get-contexts -o name") echo other; exit 0 ;;"#,
+        &["--context", "kind-demo"],
+        r#"kubectl context "kind-demo" does not exist (kubectl knows other)"#,
+        "kubectl config get-contexts",
+    );
+    says_there_is_no_cluster(
+        r#"  "config get-contexts -o name") exit 0 ;;"#,
+        &["--context", "kind-demo"],
+        r#"kubectl context "kind-demo" does not exist (kubectl knows no context at all)"#,
+        "kubectl config get-contexts",
+    );
+}
+
+#[test]
+fn without_a_current_context_verify_says_first_there_is_no_cluster() {
+    says_there_is_no_cluster(
+        r#"  "config get-contexts -o name") exit 0 ;;
+  "config current-context") echo 'error: current-context is not set' >&2; exit 1 ;;"#,
+        &[],
+        "kubectl has no current context (kubectl knows no context at all)",
+        "kubectl config get-contexts",
+    );
+}
+
+#[test]
+fn a_cluster_that_does_not_answer_is_named_before_any_gateway() {
+    says_there_is_no_cluster(
+        r#"  "config get-contexts -o name") echo kind-demo; exit 0 ;;
+  *"get --raw /readyz"*) echo 'The connection to the server 127.0.0.1:6443 was refused - did you specify the right host or port?' >&2; exit 1 ;;"#,
+        &["--context", "kind-demo"],
+        r#"context "kind-demo" exists, but its API server does not answer (The connection to the server 127.0.0.1:6443 was refused"#,
+        "kubectl --context kind-demo cluster-info",
+    );
 }
 
 #[test]

@@ -54,13 +54,15 @@ impl TestApp {
     }
 }
 
-/// Runs each named `async fn(Backend)` once per database backend.
+/// Runs each named `async fn(Backend)` once per database backend; the
+/// PostgreSQL variants carry the marker `needs_postgres` in their names
+/// (`make test-rust` skips by it when TEST_DATABASE_URL is unset).
 macro_rules! on_both_databases {
     ($($test:ident),* $(,)?) => {
         mod sqlite {
             $(#[tokio::test(flavor = "multi_thread")] async fn $test() { super::$test(test_support::database::Backend::Sqlite).await })*
         }
-        mod postgres {
+        mod needs_postgres {
             $(#[tokio::test(flavor = "multi_thread")] async fn $test() { super::$test(test_support::database::Backend::Postgres).await })*
         }
     };

@@ -7,4 +7,5 @@ mod canary;
 mod helpers;
 mod logs;
 mod pages;
+mod start_up;
 mod traces;

@@ -304,3 +304,65 @@ async fn a_nested_unknown_path_gets_the_styled_404_page() {
         assert_eq!(behind.join(&home).unwrap().path(), "/demo-app/", "{path}");
     }
 }
+
+/// Under `make run` the trace links lead to `make jaeger`'s port on this
+/// machine, where nothing listens until Jaeger is started, and there is no
+/// Grafana: the landing page and the result pages say how to start Jaeger,
+/// and nothing promises logs in Grafana. On the cluster (both behind the
+/// gateway) there is no such hint, and the logs are promised. With export
+/// off, Jaeger is not mentioned at all.
+#[tokio::test(flavor = "multi_thread")]
+async fn pages_say_how_to_start_a_local_jaeger_and_promise_only_links_they_show() {
+    type Env = &'static [(&'static str, &'static str)];
+    let local: Env = &[
+        ("JAEGER_UI_URL", "http://localhost:16686"),
+        ("GRAFANA_URL", ""),
+    ];
+    let no_export: Env = &[
+        ("JAEGER_UI_URL", "http://localhost:16686"),
+        ("GRAFANA_URL", ""),
+        ("OTEL_TRACES_EXPORTER", "none"),
+    ];
+    // (settings, landing page mentions Jaeger, mentions Grafana, hint shown)
+    let cases: [(Env, bool, bool, bool); 3] = [
+        (local, true, false, true),
+        (&[], true, true, false),
+        (no_export, false, false, false),
+    ];
+    for (env, jaeger, grafana, hint) in cases {
+        let stack = Stack::start(env).await;
+        let (status, landing) = stack.page("/").await;
+        assert_eq!(status, 200);
+        assert_eq!(landing.contains("Jaeger"), jaeger, "{env:?}: {landing}");
+        assert_eq!(landing.contains("Grafana"), grafana, "{env:?}: {landing}");
+        assert_eq!(
+            landing.contains(r#"id="jaeger-hint""#),
+            hint,
+            "{env:?}: {landing}"
+        );
+        if hint {
+            assert!(
+                landing.contains("start Jaeger with <code>make jaeger</code>"),
+                "{landing}"
+            );
+        }
+        for path in ["/fast-page", "/no-such-page"] {
+            let (_, page) = stack.page(path).await;
+            assert_eq!(
+                page.contains(r#"id="jaeger-hint""#),
+                hint,
+                "{env:?} {path}: {page}"
+            );
+            if hint {
+                assert!(page.contains("<code>make jaeger</code>"), "{page}");
+                let trace_id = trace_id_on(&page);
+                assert!(
+                    page.contains(&format!(
+                        r#"href="http://localhost:16686/trace/{trace_id}""#
+                    )),
+                    "{page}"
+                );
+            }
+        }
+    }
+}
