@@ -97,8 +97,9 @@ test-rust: ## Rust unit and integration tests (cargo nextest); those needing Pos
 	fi
 
 .PHONY: test-reliability
-test-reliability: ## Fault, bad-input and sustained-load suite alone (needs TEST_DATABASE_URL for the database faults)
-	$(CARGO) nextest run -p test-support --test reliability --no-fail-fast --success-output final
+test-reliability: ## Fault, bad-input and sustained-load suite alone (the database faults need TEST_DATABASE_URL; skipped without it)
+	$(CARGO) nextest run -p test-support --test reliability --no-fail-fast --success-output final \
+	  $(if $(TEST_DATABASE_URL),,--status-level skip -E 'not $(NEEDS_POSTGRES)')
 
 # Extra pytest arguments for test-deploy, e.g. PYTEST_ARGS='-k chart -rs'.
 PYTEST_ARGS ?=
