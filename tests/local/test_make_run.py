@@ -70,17 +70,23 @@ def collector():
     c.close()
 
 
-def slow_pages_in_flight(run: Run) -> tuple[list, list[threading.Thread]]:
-    results: list = []
+def slow_page_into(run: Run, results: list) -> threading.Thread:
+    """A slow page fetched by a thread (not started), its (status, body) appended to results: status None
+    and the exception's text when it failed."""
 
     def fetch():
         try:
             with urllib.request.urlopen(run.url(f"/slow-page?delay_ms={SLOW_DELAY_MS}"), timeout=30) as r:
                 results.append((r.status, r.read().decode()))
-        except Exception as e:  # noqa: BLE001 (reported by the assertion below)
+        except Exception as e:  # noqa: BLE001 (reported by the callers' assertions)
             results.append((None, repr(e)))
 
-    threads = [threading.Thread(target=fetch) for _ in range(IN_FLIGHT)]
+    return threading.Thread(target=fetch)
+
+
+def slow_pages_in_flight(run: Run) -> tuple[list, list[threading.Thread]]:
+    results: list = []
+    threads = [slow_page_into(run, results) for _ in range(IN_FLIGHT)]
     for t in threads:
         t.start()
     time.sleep(SLOW_DELAY_MS / 3000)  # all of them inside data_transformation by now
@@ -150,15 +156,7 @@ def test_ctrl_c_after_a_fast_page_still_answers_the_slow_page(built, tmp_path, c
         with urllib.request.urlopen(run.url("/fast-page"), timeout=30) as fast:
             assert fast.status == 200
         results: list = []
-
-        def slow_page():
-            try:
-                with urllib.request.urlopen(run.url(f"/slow-page?delay_ms={SLOW_DELAY_MS}"), timeout=30) as r:
-                    results.append((r.status, r.read().decode()))
-            except Exception as e:  # noqa: BLE001 (reported by the assertion below)
-                results.append((None, repr(e)))
-
-        thread = threading.Thread(target=slow_page)
+        thread = slow_page_into(run, results)
         thread.start()
         wait_until(lambda: "applying the deliberate delay" in run.output(), 10, "the slow page's delay")
         run.ctrl_c()
