@@ -16,6 +16,11 @@
 //! Order is kept: whoever writes to stdout (the background thread, a flush,
 //! the panic hook) holds the same output lock from taking the buffer to the
 //! end of the write.
+//!
+//! tracing-appender's non-blocking writer does a similar job; measured
+//! against this one it costs more per line and more memory, and bounds its
+//! wait at shutdown (`docs/instrumentation-cost.md`, "Tried, measured, not
+//! taken").
 
 use std::io::{self, Write};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
