@@ -1,9 +1,8 @@
-//! Builds the service: the database pool, the routes and the middleware,
-//! on the shared skeleton's server (graceful on SIGTERM and SIGINT).
+//! Builds the service: the database pool and the routes, in the shared
+//! skeleton's middleware and server (graceful on SIGTERM and SIGINT).
 
-use actix_web::middleware::{Condition, from_fn};
 use actix_web::{App, web};
-use service_kit::{Running, header_limit};
+use service_kit::{Running, ServiceError, Stack};
 
 use crate::db::Database;
 use crate::problem::{self, ApiError};
@@ -30,16 +29,13 @@ pub async fn build(settings: Settings) -> anyhow::Result<Running> {
         version: settings.service_version.clone(),
         regression: settings.regression(),
     });
-    let metrics = telemetry::metrics_middleware(&settings.telemetry)?;
-    let metrics_enabled = settings.telemetry.metrics_enabled;
+    let middleware = Stack::<ApiError>::new(&settings.telemetry)?;
     let running = service_kit::server::start("business-logic", &settings.server, move || {
-        App::new()
+        let app = App::new()
             .app_data(state.clone())
             .configure(routes::configure)
-            .default_service(web::to(problem::no_route))
-            .wrap(from_fn(header_limit::<ApiError>))
-            .wrap(Condition::new(metrics_enabled, metrics.clone()))
-            .wrap(telemetry::tracing_middleware())
+            .default_service(web::to(problem::no_route));
+        middleware.wrap(app)
     })?;
     tracing::info!(
         port = running.port(),
@@ -59,3 +55,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Running> {
     }
     Ok(running)
 }
+
+/// Errors need nothing from the request: problem+json as
+/// [`ApiError`]'s `ResponseError` writes it.
+impl ServiceError for ApiError {}

@@ -1,16 +1,13 @@
 //! Everything a page can answer besides success, as a friendly HTML page
 //! with the trace id and its links. A handler returns a [`PageError`]; the
-//! [`error_pages`] middleware renders it with what it needs from the
+//! shared middleware's error mapping renders it with what it needs from the
 //! request (the links in the application state, the way back to the top).
 //! Rendering has no side effects; the request middleware logs the error and
 //! its cause once.
 
-use actix_web::body::BoxBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{ALLOW, CONTENT_TYPE};
-use actix_web::middleware::Next;
-use actix_web::{HttpResponse, ResponseError, web};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use askama::Template;
 
 use crate::backend::BackendError;
@@ -46,8 +43,8 @@ impl ResponseError for PageError {
         }
     }
 
-    /// The page without links, at the top level; [`error_pages`] renders
-    /// it in full.
+    /// The page without links, at the top level; the middleware renders
+    /// it in full (`response_for`).
     fn error_response(&self) -> HttpResponse {
         self.page(&Links::default(), TOP)
     }
@@ -121,31 +118,15 @@ impl service_kit::HeadersTooLarge for PageError {
     }
 }
 
-/// Middleware rendering every [`PageError`] response as the full error page:
-/// with the trace links from the application state, and with asset links
-/// that work from the request's address (`/a/b` too).
-pub async fn error_pages(
-    request: ServiceRequest,
-    next: Next<BoxBody>,
-) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let response = next.call(request).await?;
-    let Some(error) = response
-        .response()
-        .error()
-        .and_then(|e| e.as_error::<PageError>())
-    else {
-        return Ok(response);
-    };
-    let links = response.request().app_data::<web::Data<Links>>();
-    let page = error.page(
-        links.map_or(&Links::default(), |l| l.get_ref()),
-        &root_of(response.request().path()),
-    );
-    // Keep the original response, which carries the error for the request
-    // middleware's log line; take the page's headers and body.
-    let headers = page.headers().clone();
-    let (request, original) = response.into_parts();
-    let mut rendered = original.set_body(page.into_body());
-    *rendered.headers_mut() = headers;
-    Ok(ServiceResponse::new(request, rendered))
+impl service_kit::ServiceError for PageError {
+    /// The full error page: with the trace links from the application
+    /// state, and with asset links that work from the request's address
+    /// (`/a/b` too).
+    fn response_for(&self, request: &HttpRequest) -> Option<HttpResponse> {
+        let links = request.app_data::<web::Data<Links>>();
+        Some(self.page(
+            links.map_or(&Links::default(), |l| l.get_ref()),
+            &root_of(request.path()),
+        ))
+    }
 }

@@ -1,13 +1,12 @@
-//! Builds the service: the backend client, the links, the routes and the
-//! middleware, on the shared skeleton's server (graceful on SIGTERM and
-//! SIGINT).
+//! Builds the service: the backend client, the links and the routes, in
+//! the shared skeleton's middleware (with the security headers and the
+//! error pages) and server (graceful on SIGTERM and SIGINT).
 
-use actix_web::middleware::{Condition, DefaultHeaders, from_fn};
 use actix_web::{App, web};
-use service_kit::{Running, header_limit};
+use service_kit::{Running, Stack};
 
 use crate::backend::Backend;
-use crate::error::{PageError, error_pages};
+use crate::error::PageError;
 use crate::links::Links;
 use crate::routes::{self, AppState};
 use crate::settings::Settings;
@@ -37,27 +36,19 @@ pub async fn build(settings: Settings) -> anyhow::Result<Running> {
     Backend::new(&settings)?;
     let backend_settings = settings.clone();
     let links = web::Data::new(Links::new(&settings));
-    let metrics = telemetry::metrics_middleware(&settings.telemetry)?;
-    let metrics_enabled = settings.telemetry.metrics_enabled;
+    let middleware =
+        Stack::<PageError>::new(&settings.telemetry)?.with_response_headers(&SECURITY_HEADERS);
     let running = service_kit::server::start("front-end", &settings.server, move || {
-        let headers = SECURITY_HEADERS
-            .iter()
-            .fold(DefaultHeaders::new(), |h, header| h.add(*header));
         let settings = backend_settings.clone();
-        App::new()
+        let app = App::new()
             .data_factory(move || {
                 let settings = settings.clone();
                 async move { Backend::new(&settings).map(|backend| AppState { backend }) }
             })
             .app_data(links.clone())
             .configure(routes::configure)
-            .default_service(web::to(routes::not_found))
-            .wrap(from_fn(header_limit::<PageError>))
-            .wrap(from_fn(error_pages))
-            .wrap(headers)
-            .wrap(Condition::new(metrics_enabled, metrics.clone()))
-            .wrap(from_fn(telemetry::traceresponse))
-            .wrap(telemetry::tracing_middleware())
+            .default_service(web::to(routes::not_found));
+        middleware.wrap(app)
     })?;
     tracing::info!(
         port = running.port(),

@@ -5,17 +5,27 @@
 //!   figment reader each service's own settings use;
 //! - [`server`]: the HTTP server on its own listener (port 0 works, for
 //!   tests), stopped gracefully by SIGTERM or SIGINT (a second one forces it);
-//! - [`mod@header_limit`]: 431 for a request whose header block exceeds 60 KiB;
+//! - [`middleware`]: the request middleware both services wrap their `App`
+//!   in, in one order: the request's root span and log line
+//!   ([`middleware::root_span`]), the `traceresponse` header
+//!   ([`middleware::traceresponse`]), request metrics with exemplars
+//!   ([`middleware::metrics`]), the service's response headers, its error
+//!   mapping, and 431 for a header block over 60 KiB
+//!   ([`middleware::header_limit`]);
 //! - [`run`]: `main`'s flow, settings → telemetry → build → serve → flush.
+//!
+//! Process-wide set-up (log lines, span export, propagation) is the
+//! `telemetry` crate's; what needs actix-web is here.
 
-pub mod header_limit;
+pub mod middleware;
 pub mod server;
 pub mod settings;
 
 use std::future::Future;
 use std::process::ExitCode;
 
-pub use header_limit::{HeadersTooLarge, MAX_HEADER_BYTES, header_limit};
+pub use middleware::header_limit::{HeadersTooLarge, MAX_HEADER_BYTES};
+pub use middleware::{ServiceError, Stack};
 pub use server::{KEEP_ALIVE, Running};
 pub use settings::{ServerSettings, read_env, read_env_with_text};
 

@@ -1,7 +1,19 @@
-//! Telemetry shared by the demo services: log lines carrying trace ids,
-//! OpenTelemetry spans exported in Zipkin (or OTLP) format, B3 + W3C context
-//! propagation, and request metrics. Exporter and propagator choices live
-//! here and nowhere else.
+//! Telemetry set-up shared by the demo services, once per process: log
+//! lines carrying trace ids, OpenTelemetry spans exported in Zipkin (or
+//! OTLP) format, and B3 + W3C context propagation. Exporter and propagator
+//! choices live here and nowhere else. What needs actix-web (the request's
+//! root span, `traceresponse`, request metrics) is service-kit's.
+//!
+//! Layout:
+//! - [`settings`](TelemetrySettings): the `OTEL_*` variables, `RUST_LOG`,
+//!   `LOG_FORMAT`, `METRICS_ENABLED`, `METRICS_EXEMPLARS`;
+//! - `filter`: which events are logged and which spans are exported;
+//! - `logs`: the text and JSON line formats (service name, trace and span ids);
+//! - [`BufferedStdout`]: log lines written off the request path;
+//! - `traces`: the span exporters (Zipkin, OTLP) and the [`propagator`];
+//! - [`ids`]: trace and span ids as hex text;
+//! - here: [`init`]/[`init_stdout`], which install all of it, and the
+//!   [`TelemetryGuard`] that flushes it at shutdown.
 //!
 //! ```no_run
 //! let settings = telemetry::TelemetrySettings::with_service_name("my-service");
@@ -12,13 +24,10 @@
 //! ```
 
 mod filter;
-mod http;
-mod ids;
+pub mod ids;
 mod logs;
-mod metrics;
 mod output;
 mod settings;
-mod traceresponse;
 mod traces;
 
 use std::io::IsTerminal;
@@ -32,12 +41,12 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-pub use http::{DemoRootSpan, REQUEST_ID_HEADER, tracing_middleware};
-pub use metrics::{RequestMetrics, metrics_middleware};
 pub use output::BufferedStdout;
 pub use settings::{LogFormat, TelemetrySettings, TracesExporter};
-pub use traceresponse::{TRACERESPONSE_HEADER, traceresponse};
 pub use traces::propagator;
+
+/// The request header Istio and most proxies use to correlate requests.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// Log targets whose events are noise or would report every failed export
 /// batch; the exporter wrapper reports export failures instead.
@@ -95,10 +104,11 @@ where
         .with_writer(writer)
         // Colours only for a person at a terminal; never in collected logs.
         .with_ansi(std::io::stdout().is_terminal())
-        .event_format(logs::TraceLineFormat {
-            format: settings.log_format,
-            dispatch: slot.clone(),
-        })
+        .event_format(logs::TraceLineFormat::new(
+            settings.log_format,
+            &settings.otel_service_name,
+            slot.clone(),
+        ))
         .with_filter(filter);
     tracing_subscriber::registry()
         // Filtered to nothing: it only needs `on_register_dispatch`, and an

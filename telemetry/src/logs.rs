@@ -1,10 +1,13 @@
-//! Log lines that carry the OpenTelemetry trace and span ids.
+//! Log lines that carry the service's name and the OpenTelemetry trace and
+//! span ids.
 //!
-//! Each event becomes one line on stdout. Text lines end with
-//! `trace_id=<32 hex> span_id=<16 hex>`; JSON lines have top-level `trace_id`
-//! and `span_id` keys. Both forms match the Grafana derived-field regex
-//! `trace_id\W+([0-9a-f]{32})`, which is how a Loki log line links to its
-//! Jaeger trace.
+//! Each event becomes one line on stdout. Text lines name the service after
+//! the level (`… INFO front-end front_end::pages: …`, so the lines of two
+//! services in one terminal can be told apart) and end with
+//! `trace_id=<32 hex> span_id=<16 hex>`; JSON lines have top-level
+//! `service`, `trace_id` and `span_id` keys. Both forms match the Grafana
+//! derived-field regex `trace_id\W+([0-9a-f]{32})`, which is how a Loki log
+//! line links to its Jaeger trace.
 
 use std::fmt::{self, Write as _};
 use std::sync::{Arc, OnceLock};
@@ -36,14 +39,34 @@ impl<S: Subscriber> Layer<S> for CaptureDispatch {
     }
 }
 
-/// Formats events as text or JSON lines with trace ids.
+/// Formats events as text or JSON lines with the service name and trace ids.
 #[derive(Debug)]
 pub(crate) struct TraceLineFormat {
-    pub(crate) format: LogFormat,
-    pub(crate) dispatch: DispatchSlot,
+    format: LogFormat,
+    dispatch: DispatchSlot,
+    /// `OTEL_SERVICE_NAME`, as the format writes it: as is in text, as a
+    /// JSON string (quoted, escaped) in JSON.
+    service: Box<str>,
 }
 
 impl TraceLineFormat {
+    pub(crate) fn new(format: LogFormat, service: &str, dispatch: DispatchSlot) -> Self {
+        let service = match format {
+            LogFormat::Text => service.into(),
+            LogFormat::Json => {
+                let mut quoted = String::with_capacity(service.len() + 2);
+                // Writing to a String cannot fail.
+                let _ = write_json_str(&mut quoted, service);
+                quoted.into()
+            }
+        };
+        Self {
+            format,
+            dispatch,
+            service,
+        }
+    }
+
     /// Trace and span id of the span the event belongs to, if it is sampled
     /// into a valid OpenTelemetry context.
     ///
@@ -85,6 +108,8 @@ where
                 writer.write_char(' ')?;
                 writer.write_str(padded_level(meta.level()))?;
                 writer.write_char(' ')?;
+                writer.write_str(&self.service)?;
+                writer.write_char(' ')?;
                 writer.write_str(meta.target())?;
                 writer.write_str(": ")?;
                 ctx.field_format().format_fields(writer.by_ref(), event)?;
@@ -108,6 +133,8 @@ where
                 event.record(&mut fields);
                 fields.result?;
                 write!(writer, "}},\"level\":\"{}\"", meta.level())?;
+                writer.write_str(",\"service\":")?;
+                writer.write_str(&self.service)?;
                 if let Some((_, span_id)) = ids {
                     writer.write_str(",\"span_id\":\"")?;
                     writer.write_str(span_hex(span_id).as_str())?;
@@ -259,9 +286,9 @@ mod tests {
 
     use super::*;
 
-    /// Formats `log` with the JSON format (no OpenTelemetry layer, so no
-    /// ids) and returns the lines.
-    fn json_lines(log: impl FnOnce()) -> Vec<String> {
+    /// Formats `log` in `format` for a service called `service` (no
+    /// OpenTelemetry layer, so no ids) and returns the lines.
+    fn lines(format: LogFormat, service: &str, log: impl FnOnce()) -> Vec<String> {
         let out = Arc::new(Mutex::new(Vec::<u8>::new()));
         let writer = {
             let out = out.clone();
@@ -270,10 +297,11 @@ mod tests {
         let fmt = tracing_subscriber::fmt::layer()
             .with_writer(writer)
             .with_ansi(false)
-            .event_format(TraceLineFormat {
-                format: LogFormat::Json,
-                dispatch: DispatchSlot::default(),
-            });
+            .event_format(TraceLineFormat::new(
+                format,
+                service,
+                DispatchSlot::default(),
+            ));
         tracing::subscriber::with_default(tracing_subscriber::registry().with(fmt), log);
         let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
         text.lines().map(str::to_owned).collect()
@@ -334,7 +362,7 @@ mod tests {
     #[test]
     fn json_lines_are_valid_json_whatever_the_field_values_hold() {
         let error = std::io::Error::other("disk \"full\"\n");
-        let lines = json_lines(|| {
+        let lines = lines(LogFormat::Json, "front-end", || {
             tracing::warn!(
                 text = "quote \" backslash \\ newline \n tab \t bell \u{7} é ✓",
                 count = 42u64,
@@ -363,6 +391,7 @@ mod tests {
         assert_eq!(fields["error"], "disk \"full\"\n");
         assert_eq!(fields["debug"], r#"("tuple", '\'')"#);
         assert_eq!(line["level"], "WARN");
+        assert_eq!(line["service"], "front-end");
         assert_eq!(line["target"], "telemetry::logs::tests");
         assert!(line["timestamp"].as_str().unwrap().ends_with('Z'));
         // No span, so no ids.
@@ -373,6 +402,31 @@ mod tests {
             .keys()
             .map(String::as_str)
             .collect();
-        assert_eq!(keys, ["fields", "level", "target", "timestamp"]);
+        assert_eq!(keys, ["fields", "level", "service", "target", "timestamp"]);
+    }
+
+    #[test]
+    fn every_line_names_its_service_in_both_formats() {
+        let log = || {
+            tracing::info!(port = 8080, "listening");
+            tracing::error!("failed");
+        };
+        let text = lines(LogFormat::Text, "business-logic", log);
+        assert_eq!(text.len(), 2, "{text:?}");
+        for (line, level) in text.iter().zip([" INFO", "ERROR"]) {
+            // `<timestamp> <level> <service> <target>: <fields>`
+            let (_, rest) = line.split_once(' ').unwrap();
+            assert!(
+                rest.starts_with(&format!("{level} business-logic telemetry::logs::tests: ")),
+                "{line}"
+            );
+        }
+        // A name JSON must escape stays one valid string.
+        let json = lines(LogFormat::Json, "odd \"name\"", log);
+        assert_eq!(json.len(), 2, "{json:?}");
+        for line in json {
+            let line: serde_json::Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(line["service"], "odd \"name\"");
+        }
     }
 }

@@ -22,9 +22,9 @@ pub enum TracesExporter {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
-    /// `2026-11-24T09:00:00.123456Z  INFO target: message k=v trace_id=… span_id=…`
+    /// `2026-11-24T09:00:00.123456Z  INFO front-end target: message k=v trace_id=… span_id=…`
     Text,
-    /// One JSON object per line with top-level `trace_id` and `span_id`.
+    /// One JSON object per line with top-level `service`, `trace_id` and `span_id`.
     Json,
 }
 
@@ -33,7 +33,7 @@ pub enum LogFormat {
 /// [`TelemetrySettings::from_env`] or [`TelemetrySettings::with_service_name`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TelemetrySettings {
-    /// `OTEL_SERVICE_NAME`: the service name on spans and metrics.
+    /// `OTEL_SERVICE_NAME`: the service name on spans, metrics and log lines.
     pub otel_service_name: String,
     /// `OTEL_TRACES_EXPORTER`: `zipkin`, `otlp` or `none`.
     pub otel_traces_exporter: TracesExporter,

@@ -343,7 +343,7 @@ def test_loki_link_goes_to_jaeger_and_jaeger_links_back_to_loki():
 def test_prometheus_exemplars_link_to_the_jaeger_data_source():
     sources = grafana_datasources()
     (destination,) = sources["prometheus"]["jsonData"]["exemplarTraceIdDestinations"]
-    # The label the services put on their exemplars (telemetry/src/metrics.rs;
+    # The label the services put on their exemplars (service-kit/src/middleware/metrics.rs;
     # test_cluster_observability reads it back from their OpenMetrics).
     assert destination["name"] == "trace_id"
     assert sources[destination["datasourceUid"]]["type"] == "jaeger"

@@ -136,6 +136,52 @@ async fn a_w3c_traceparent_is_continued_too() {
     assert_eq!(server.parent_id.as_deref(), Some(CALLER_SPAN));
 }
 
+/// `traceresponse: 00-<trace id>-<span id>-<flags>`, split.
+fn traceresponse(response: &reqwest::Response) -> (String, String, String) {
+    let value = response
+        .headers()
+        .get("traceresponse")
+        .expect("a traceresponse header")
+        .to_str()
+        .unwrap();
+    match value.split('-').collect::<Vec<_>>()[..] {
+        ["00", trace, span, flags] => (trace.into(), span.into(), flags.into()),
+        _ => panic!("malformed traceresponse {value:?}"),
+    }
+}
+
+/// The same header as the front-end's (the shared middleware), on answers
+/// and problems alike: the trace the answer names, and the server span.
+#[tokio::test]
+async fn answers_and_problems_carry_a_traceresponse_naming_the_server_span() {
+    let app = TestApp::spawn(Backend::Sqlite, &[]).await.unwrap();
+    let continued = app
+        .client
+        .get(app.service.url("/fast-endpoint"))
+        .header("traceparent", format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(continued.status(), 200);
+    let (trace_id, span_id, flags) = traceresponse(&continued);
+    let body: Value = continued.json().await.unwrap();
+    assert_eq!(trace_id, CALLER_TRACE);
+    assert_eq!(body["trace_id"], CALLER_TRACE);
+    assert_eq!(flags, "01", "sampled");
+    assert_eq!(server_span(&app, &trace_id).id, span_id);
+
+    for (path, status) in [("/no-such-route", 404), ("/fast-endpoint?sku=", 400)] {
+        let problem = app.get(path).await;
+        assert_eq!(problem.status(), status, "{path}");
+        let (trace_id, span_id, _) = traceresponse(&problem);
+        assert!(is_hex(&trace_id, 32) && is_hex(&span_id, 16), "{path}");
+        assert_ne!(trace_id, CALLER_TRACE, "{path}: a fresh trace");
+        let body: Value = problem.json().await.unwrap();
+        assert_eq!(body["trace_id"], trace_id.as_str(), "{path}");
+        assert_eq!(server_span(&app, &trace_id).id, span_id, "{path}");
+    }
+}
+
 #[tokio::test]
 async fn malformed_b3_headers_start_a_fresh_trace_without_an_error() {
     let app = TestApp::spawn(Backend::Sqlite, &[]).await.unwrap();

@@ -1,6 +1,5 @@
-//! Request instrumentation for actix-web: a trace span per request that
-//! continues the caller's B3 or W3C context, and one log line per request.
-//! (Request metrics: [`crate::metrics`].)
+//! The request's root span: a trace span per request that continues the
+//! caller's B3 or W3C context, and one log line per request when it ends.
 
 use actix_web::HttpMessage;
 use actix_web::body::MessageBody;
@@ -14,13 +13,12 @@ use tracing::field::Empty;
 use tracing_actix_web::{DefaultRootSpanBuilder, RequestId, RootSpanBuilder, TracingLogger};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::ids::{HexId, trace_hex};
+use telemetry::REQUEST_ID_HEADER;
+use telemetry::ids::{HexId, trace_hex};
 
 /// Paths polled by Kubernetes and Prometheus: logged at debug level only.
 const QUIET_PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
 
-/// The request header Istio and most proxies use to correlate requests.
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
 static X_REQUEST_ID: HeaderName = HeaderName::from_static(REQUEST_ID_HEADER);
 
 /// Root span of every request: tracing-actix-web's HTTP span, with the same
@@ -164,7 +162,7 @@ impl Extractor for RequestHeaders<'_> {
     }
 }
 
-/// The tracing middleware: wrap the app with it.
+/// The tracing middleware: tracing-actix-web's, with [`DemoRootSpan`].
 pub fn tracing_middleware() -> TracingLogger<DemoRootSpan> {
     TracingLogger::<DemoRootSpan>::new()
 }
@@ -199,7 +197,7 @@ mod tests {
                 ("x-b3-spanid", "e457b5a2e4d86bd1"),
             ],
         ];
-        let propagator = crate::propagator();
+        let propagator = telemetry::propagator();
         for headers in cases {
             let mut map = HeaderMap::new();
             let mut plain = HashMap::new();

@@ -12,15 +12,14 @@ use actix_web::middleware::Next;
 use opentelemetry::trace::TraceContextExt;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::ids::{flags_hex, span_hex, trace_hex};
+use telemetry::ids::{flags_hex, span_hex, trace_hex};
 
 /// The response header's name.
 pub const TRACERESPONSE_HEADER: &str = "traceresponse";
 
-/// Middleware adding `traceresponse` to every response:
-/// `.wrap(from_fn(telemetry::traceresponse))`. Wrap it *inside*
-/// [`crate::tracing_middleware`] (register it before), so that the request's
-/// span is the current one when it runs.
+/// Middleware adding `traceresponse` to every response. It runs *inside*
+/// the tracing middleware, so that the request's span is the current one
+/// ([`super::Stack`] puts it there).
 pub async fn traceresponse(
     request: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -44,7 +43,7 @@ fn current_traceresponse() -> Option<HeaderValue> {
     if !sc.is_valid() {
         return None;
     }
-    // 00-<32>-<16>-<2>, written without core::fmt (crate::ids).
+    // 00-<32>-<16>-<2>, written without core::fmt (telemetry::ids).
     let mut value = [b'-'; 55];
     value[..2].copy_from_slice(b"00");
     value[3..35].copy_from_slice(trace_hex(sc.trace_id()).as_str().as_bytes());

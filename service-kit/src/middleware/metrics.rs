@@ -38,7 +38,7 @@ use opentelemetry::trace::{SpanId, TraceContextExt, TraceId};
 use prometheus::proto::{MetricFamily, MetricType};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::settings::TelemetrySettings;
+use telemetry::TelemetrySettings;
 
 /// Where metrics are served.
 const METRICS_PATH: &str = "/metrics";

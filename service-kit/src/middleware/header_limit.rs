@@ -35,8 +35,7 @@ pub trait HeadersTooLarge: Into<Error> {
 }
 
 /// Middleware answering 431 with `E`'s response when the header block
-/// exceeds [`MAX_HEADER_BYTES`]; wrap it innermost:
-/// `App::new().wrap(from_fn(header_limit::<MyError>))`.
+/// exceeds [`MAX_HEADER_BYTES`]; [`super::Stack`] puts it innermost.
 pub async fn header_limit<E: HeadersTooLarge>(
     request: ServiceRequest,
     next: Next<BoxBody>,
