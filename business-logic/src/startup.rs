@@ -29,6 +29,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Running> {
         slow_delay: settings.slow_delay(),
         version: settings.service_version.clone(),
         regression: settings.regression(),
+        openapi: routes::openapi_json(settings.telemetry.metrics_enabled)?,
     });
     let metrics = telemetry::metrics_middleware(&settings.telemetry)?;
     let metrics_enabled = settings.telemetry.metrics_enabled;

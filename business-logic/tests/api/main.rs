@@ -7,4 +7,5 @@ mod canary;
 mod endpoints;
 mod helpers;
 mod logs;
+mod openapi;
 mod telemetry;
