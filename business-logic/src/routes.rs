@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use actix_web::http::header::CONTENT_TYPE;
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
-use contract::routes::business_logic::Route;
+use contract::routes::business_logic::{METRICS, Route};
 use contract::{FastAnswer, FastQuery, NoQuery, SlowAnswer, SlowQuery};
 use tracing::Instrument;
 
@@ -64,6 +64,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .default_service(web::to(problem::get_only)),
         );
     }
+    // `GET /metrics` is answered by the metrics middleware ahead of the
+    // routes while METRICS_ENABLED (otherwise: 404, like any unknown path);
+    // other methods get the 405 every route gives.
+    cfg.service(
+        web::resource(METRICS)
+            .route(web::get().to(problem::no_route))
+            .default_service(web::to(problem::get_only)),
+    );
 }
 
 /// One indexed read: the item with `?sku=`, or a random one.
