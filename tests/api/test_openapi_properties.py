@@ -1,7 +1,10 @@
 """Property-based tests of business-logic's API: schemathesis generates
 requests from the OpenAPI document the live service serves at /openapi.json
-and checks every answer: no 5xx, status, content type and body as the
-document says, and every 4xx an application/problem+json problem document.
+and checks every answer: no 5xx, status, content type, headers and body as
+the document says, and every 4xx an application/problem+json problem
+document (problem_check.py). Hypothesis' generation through the Python API
+(valid and invalid requests), then the CLI's coverage phase (boundaries,
+wrong types, methods the document does not list).
 
 Bounded: a fixed number of examples per operation and mode, each request
 with a timeout, no example database. The slow endpoint's deliberate delay
@@ -14,6 +17,10 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import schemathesis
@@ -24,31 +31,18 @@ from schemathesis.core.failures import FailureGroup
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     negative_data_rejection,
+    response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
 from service_process import Service, http_get, service_binaries
 
+from problem_check import client_errors_are_problem_documents
+
 EXAMPLES = 40  # per operation and generation mode
 REQUEST_TIMEOUT = 10  # seconds, each request
 SLOW_DELAY_MS_FOR_VALID_REQUESTS = 50
-PROBLEM_MEMBERS = {"type": str, "title": str, "status": int, "detail": str}
-
-
-@schemathesis.check
-def client_errors_are_problem_documents(ctx, response, case):
-    """Every 4xx is application/problem+json with the RFC 9457 members, its status the response's."""
-    if not 400 <= response.status_code < 500:
-        return None
-    content_type = (response.headers.get("content-type") or [""])[0]
-    assert content_type.split(";")[0].strip() == "application/problem+json", (
-        f"{response.status_code} answered as {content_type!r}, not application/problem+json"
-    )
-    body = json.loads(response.content)
-    for member, kind in PROBLEM_MEMBERS.items():
-        assert isinstance(body.get(member), kind), f"problem member {member!r} missing or not {kind.__name__}: {body}"
-    assert body["status"] == response.status_code, body
-    return None
+CLI_TIMEOUT = 300  # seconds, the whole coverage run
 
 
 CHECKS = [
@@ -56,6 +50,7 @@ CHECKS = [
     status_code_conformance,
     content_type_conformance,
     response_schema_conformance,
+    response_headers_conformance,
     client_errors_are_problem_documents,
 ]
 
@@ -148,3 +143,22 @@ def test_the_checks_fail_when_the_service_contradicts_the_document(business_logi
     [slow] = [op for op in operations(wrong) if op.path == "/slow-endpoint"]
     found = failures(slow, business_logic.url, GenerationMode.NEGATIVE)
     assert "application/problem+json" in found and "Undocumented Content-Type" in found, found
+
+
+def test_the_coverage_phase_finds_nothing(business_logic, served_document, tmp_path):
+    """schemathesis' CLI, examples and coverage phases: each parameter's boundaries and
+    wrong types, missing values, and every method the document does not list (405)."""
+    document = tmp_path / "openapi.json"
+    document.write_text(json.dumps(with_short_delays(served_document)))
+    checks = ",".join(["not_a_server_error", "status_code_conformance", "content_type_conformance",
+                       "response_schema_conformance", "response_headers_conformance", "unsupported_method",
+                       "client_errors_are_problem_documents"])
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": "problem_check",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "schemathesis"), "run", str(document), "--url", business_logic.url,
+         "--phases", "examples,coverage", "--checks", checks, "--request-timeout", str(REQUEST_TIMEOUT),
+         "--no-color"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=CLI_TIMEOUT)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    assert "No issues found" in result.stdout, result.stdout[-3000:]
