@@ -28,7 +28,7 @@ const DESCRIPTION: &str = "The deliberately fast and slow endpoints of the servi
 observability demo. Every error is an RFC 9457 problem document \
 (`application/problem+json`) whose `trace_id` finds the request's spans and \
 logs. Rules common to every route: a query parameter the route does not \
-take is a 400 (never ignored), a parameter given twice is a 400, an unknown \
+take is a 400 (never ignored; `/metrics` alone ignores its query string), a parameter given twice is a 400, an unknown \
 path is a 404, a method other than GET on a known path is a 405 with \
 `Allow: GET`, a header block over the mesh's limit is a 431.";
 

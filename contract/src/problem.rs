@@ -22,6 +22,7 @@ pub struct Problem {
     /// The status' reason phrase, e.g. `Bad Request`.
     pub title: String,
     /// The HTTP status code, the same as the response's.
+    #[cfg_attr(feature = "openapi", schema(minimum = 400, maximum = 599))]
     pub status: u16,
     /// What went wrong with this request, fit to show to its caller: for a
     /// bad query parameter it names the parameter, what is allowed and what
