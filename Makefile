@@ -68,7 +68,7 @@ jaeger: ## Run Jaeger v2 in Docker for make run: UI http://localhost:16686, Zipk
 
 .PHONY: clean
 clean: ## Remove local artefacts: target/ (builds, target/bench, target/screenshots), the .venv, business-logic.db*
-	rm -rf target $(VENV) .pytest_cache business-logic.db business-logic.db-shm business-logic.db-wal
+	rm -rf target $(VENV) .pytest_cache .hypothesis business-logic.db business-logic.db-shm business-logic.db-wal
 	find tests tools -name __pycache__ -type d -prune -exec rm -rf {} +
 	rm -rf tools/*.egg-info
 

@@ -1,11 +1,12 @@
-//! API errors as RFC 7807 `application/problem+json` responses. Turning an
-//! error into a response has no side effects; the request middleware logs it
-//! (with its cause) once. Bodies never carry internal error text.
+//! API errors as `application/problem+json` responses, with the contract's
+//! [`Problem`] body (RFC 9457). Turning an error into a response has no side
+//! effects; the request middleware logs it (with its cause) once. Bodies
+//! never carry internal error text.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{ALLOW, CONTENT_TYPE};
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
-use serde::Serialize;
+use contract::{PROBLEM_JSON, Problem};
 
 /// Everything an endpoint can answer besides success.
 #[derive(Debug, thiserror::Error)]
@@ -55,18 +56,6 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
-/// The problem document (RFC 7807 §3.1), plus the trace id to look it up.
-#[derive(Debug, Serialize)]
-struct Problem<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    title: &'a str,
-    status: u16,
-    detail: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    trace_id: Option<String>,
-}
-
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
@@ -90,15 +79,14 @@ impl ResponseError for ApiError {
             }
             other => other.to_string(),
         };
-        let body = Problem {
-            kind: "about:blank",
-            title: status.canonical_reason().unwrap_or("Error"),
-            status: status.as_u16(),
+        let body = Problem::new(
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("Error"),
             detail,
-            trace_id: telemetry::current_trace_id(),
-        };
+        )
+        .with_trace_id(telemetry::current_trace_id());
         let mut response = HttpResponse::build(status);
-        response.insert_header((CONTENT_TYPE, "application/problem+json"));
+        response.insert_header((CONTENT_TYPE, PROBLEM_JSON));
         if let Self::MethodNotAllowed { allow, .. } = self {
             response.insert_header((ALLOW, *allow));
         }

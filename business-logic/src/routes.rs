@@ -1,10 +1,14 @@
 //! The endpoints. Routes are registered in one place, [`configure`], used by
-//! the server and the tests alike.
+//! the server and the tests alike, from the contract's list of routes: the
+//! same list the OpenAPI document describes.
 
 use std::time::{Duration, Instant};
 
+use actix_web::http::header::CONTENT_TYPE;
+use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
-use contract::{FastAnswer, FastQuery, SlowAnswer, SlowQuery};
+use contract::routes::business_logic::{METRICS, Route};
+use contract::{FastAnswer, FastQuery, NoQuery, SlowAnswer, SlowQuery};
 use tracing::Instrument;
 
 use crate::canary::Regression;
@@ -22,6 +26,13 @@ pub struct AppState {
     pub version: String,
     /// The canary regression's knobs (`crate::canary`), off by default.
     pub regression: Regression,
+    /// The OpenAPI document, as served at `/openapi.json`.
+    pub openapi: Bytes,
+}
+
+/// The OpenAPI document as served; `metrics`: `/metrics` is served too.
+pub fn openapi_json(metrics: bool) -> serde_json::Result<Bytes> {
+    serde_json::to_vec(&contract::openapi::document(metrics)).map(Bytes::from)
 }
 
 impl AppState {
@@ -36,15 +47,31 @@ impl AppState {
     }
 }
 
-/// Registers every route; unknown paths get a 404 and wrong methods a 405,
-/// both as problem+json.
+/// Registers every route of the contract, GET only; unknown paths get a
+/// 404 and wrong methods a 405, both as problem+json.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let get =
-        |path: &str| web::resource(path.to_owned()).default_service(web::to(problem::get_only));
-    cfg.service(get("/fast-endpoint").route(web::get().to(fast_endpoint)))
-        .service(get("/slow-endpoint").route(web::get().to(slow_endpoint)))
-        .service(get("/healthz").route(web::get().to(healthz)))
-        .service(get("/readyz").route(web::get().to(readyz)));
+    for route in Route::ALL {
+        let handler = match route {
+            Route::FastEndpoint => web::get().to(fast_endpoint),
+            Route::SlowEndpoint => web::get().to(slow_endpoint),
+            Route::Healthz => web::get().to(healthz),
+            Route::Readyz => web::get().to(readyz),
+            Route::OpenApi => web::get().to(openapi),
+        };
+        cfg.service(
+            web::resource(route.path())
+                .route(handler)
+                .default_service(web::to(problem::get_only)),
+        );
+    }
+    // `GET /metrics` is answered by the metrics middleware ahead of the
+    // routes while METRICS_ENABLED (otherwise: 404, like any unknown path);
+    // other methods get the 405 every route gives.
+    cfg.service(
+        web::resource(METRICS)
+            .route(web::get().to(problem::no_route))
+            .default_service(web::to(problem::get_only)),
+    );
 }
 
 /// One indexed read: the item with `?sku=`, or a random one.
@@ -119,19 +146,35 @@ async fn slow_endpoint(
 }
 
 /// Liveness: the process serves HTTP.
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain").body("ok")
+async fn healthz(request: HttpRequest) -> Result<HttpResponse, ApiError> {
+    NoQuery::parse(request.query_string())?;
+    Ok(HttpResponse::Ok().content_type("text/plain").body("ok"))
 }
 
 /// Readiness: migrations applied and the database answers.
-async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    if state.db.is_ready().await {
+async fn readyz(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    NoQuery::parse(request.query_string())?;
+    Ok(if state.db.is_ready().await {
         HttpResponse::Ok().content_type("text/plain").body("ready")
     } else {
         HttpResponse::ServiceUnavailable()
             .content_type("text/plain")
             .body("database not ready")
-    }
+    })
+}
+
+/// The OpenAPI document of this API, built from the contract at start-up.
+async fn openapi(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    NoQuery::parse(request.query_string())?;
+    Ok(HttpResponse::Ok()
+        .insert_header((CONTENT_TYPE, "application/json"))
+        .body(state.openapi.clone()))
 }
 
 fn millis(d: Duration) -> f64 {

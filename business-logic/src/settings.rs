@@ -11,13 +11,13 @@ use telemetry::TelemetrySettings;
 use crate::canary::Regression;
 
 /// The default `OTEL_SERVICE_NAME`.
-pub const SERVICE_NAME: &str = "business-logic";
+pub const SERVICE_NAME: &str = contract::routes::business_logic::SERVICE_NAME;
 
 /// The default `SERVICE_VERSION`.
 pub const DEFAULT_VERSION: &str = "v1";
 
 /// The default `PORT`.
-pub const DEFAULT_PORT: u16 = 8081;
+pub const DEFAULT_PORT: u16 = contract::routes::business_logic::DEFAULT_PORT;
 
 /// Everything the service can be told; field names are the environment
 /// variables, lower-cased.

@@ -1,14 +1,26 @@
-//! The contract between the two services: the answers business-logic sends
-//! and front-end reads, and the limits both check. A change of the wire
-//! format is an edit here, and the compiler finds every user.
+//! The contract between the two services: every fact on the wire. A change
+//! of the wire format is an edit here, and the compiler finds every user.
+//!
+//! - [`routes`]: the services' names, default ports and paths;
+//! - `query`: the query parameters of every route, their limits and the one
+//!   rule for unknown ones ([`FastQuery`], [`SlowQuery`], [`NoQuery`]);
+//! - the answers ([`FastAnswer`], [`SlowAnswer`]) and the error body
+//!   ([`Problem`]);
+//! - `openapi` (feature `openapi`): business-logic's OpenAPI document, built
+//!   from all of the above.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "openapi")]
+pub mod openapi;
+mod problem;
 mod query;
+pub mod routes;
 
-pub use query::{FastQuery, QueryError, SlowQuery};
+pub use problem::{ABOUT_BLANK, PROBLEM_JSON, Problem};
+pub use query::{DELAY_MS, FastQuery, NoQuery, QueryError, SKU, SlowQuery};
 
 /// The largest `delay_ms` the slow endpoint (and the slow page) accepts, and
 /// the upper bound of `SLOW_ENDPOINT_DELAY_MS`.
@@ -20,6 +32,7 @@ pub const MAX_SKU_LEN: usize = 32;
 /// One catalog item.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Item {
     pub sku: String,
     pub name: String,
@@ -30,6 +43,7 @@ pub struct Item {
 
 /// `GET /fast-endpoint`: one item, read by its SKU.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FastAnswer {
     /// Always `fast`.
     pub endpoint: String,
@@ -45,6 +59,7 @@ pub struct FastAnswer {
 
 /// One category of `GET /slow-endpoint`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CategorySummary {
     pub items: i64,
     pub units_in_stock: i64,
@@ -56,6 +71,7 @@ pub struct CategorySummary {
 
 /// `GET /slow-endpoint`: the whole catalog summarised per category.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SlowAnswer {
     /// Always `slow`.
     pub endpoint: String,

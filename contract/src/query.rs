@@ -1,6 +1,7 @@
-//! The query strings of the slow and fast requests, parsed once for both
-//! services so that every bad value gets the same message: it names the
-//! parameter, what is allowed, and what came.
+//! The query strings of every request, parsed once for both services so
+//! that every bad value gets the same message: it names the parameter, what
+//! is allowed, and what came. One rule for all routes of both services: a
+//! parameter the route does not take is a 400, never ignored.
 
 use std::fmt;
 
@@ -18,6 +19,29 @@ impl fmt::Display for QueryError {
 
 impl std::error::Error for QueryError {}
 
+/// The name of the slow endpoint's (and the slow page's) one parameter.
+pub const DELAY_MS: &str = "delay_ms";
+
+/// The name of the fast endpoint's one parameter.
+pub const SKU: &str = "sku";
+
+/// The query of every route that takes no parameter: it must be empty.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NoQuery;
+
+impl NoQuery {
+    /// Parses a raw query string: any parameter is unknown.
+    pub fn parse(query: &str) -> Result<Self, QueryError> {
+        match form_urlencoded::parse(query.as_bytes()).next() {
+            None => Ok(Self),
+            Some((key, _)) => Err(QueryError(format!(
+                "unknown query parameter {}; this address takes none",
+                echo(&key)
+            ))),
+        }
+    }
+}
+
 /// `?delay_ms=` of the slow endpoint and the slow page.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SlowQuery {
@@ -28,7 +52,7 @@ pub struct SlowQuery {
 impl SlowQuery {
     /// Parses a raw (still percent-encoded) query string.
     pub fn parse(query: &str) -> Result<Self, QueryError> {
-        let Some(raw) = only_param(query, "delay_ms", &delay_rule())? else {
+        let Some(raw) = only_param(query, DELAY_MS, &delay_rule())? else {
             return Ok(Self::default());
         };
         let delay_ms = raw
@@ -59,7 +83,7 @@ pub struct FastQuery {
 impl FastQuery {
     /// Parses a raw (still percent-encoded) query string.
     pub fn parse(query: &str) -> Result<Self, QueryError> {
-        let sku = only_param(query, "sku", &sku_rule())?;
+        let sku = only_param(query, SKU, &sku_rule())?;
         match sku {
             Some(sku) if sku.is_empty() || sku.chars().count() > MAX_SKU_LEN => {
                 Err(QueryError(format!("{}; got {}", sku_rule(), echo(&sku))))
@@ -178,5 +202,27 @@ mod tests {
         assert!(e.len() < 120, "the echo is bounded: {e}");
         let e = FastQuery::parse("sku=a&sku=b").unwrap_err().to_string();
         assert!(e.contains("given once"), "{e}");
+        assert_eq!(
+            FastQuery::parse("foo=1").unwrap_err().to_string(),
+            r#"unknown query parameter "foo"; allowed: sku"#
+        );
+    }
+
+    #[test]
+    fn a_route_without_parameters_refuses_every_one() {
+        assert_eq!(NoQuery::parse(""), Ok(NoQuery));
+        assert_eq!(NoQuery::parse("&"), Ok(NoQuery));
+        for (query, name) in [
+            ("foo=1", "foo"),
+            ("foo", "foo"),
+            ("=1", ""),
+            ("a=1&b=2", "a"),
+        ] {
+            assert_eq!(
+                NoQuery::parse(query).unwrap_err().to_string(),
+                format!("unknown query parameter {name:?}; this address takes none"),
+                "{query}"
+            );
+        }
     }
 }

@@ -6,7 +6,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use contract::{FastAnswer, SlowAnswer, SlowQuery};
+use contract::routes::business_logic::{FAST_ENDPOINT, SLOW_ENDPOINT};
+use contract::{FastAnswer, Problem, SlowAnswer, SlowQuery};
 use reqwest::{IntoUrl, Url};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Extension};
 use reqwest_tracing::{OtelPathNames, TracingMiddleware};
@@ -52,13 +53,13 @@ impl Backend {
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .tcp_nodelay(true)
             .build()?;
-        let span_names = OtelPathNames::known_paths(["/fast-endpoint", "/slow-endpoint"])?;
+        let span_names = OtelPathNames::known_paths([FAST_ENDPOINT, SLOW_ENDPOINT])?;
         let client = ClientBuilder::new(client)
             .with_init(Extension(span_names))
             .with(TracingMiddleware::default())
             .build();
         let base_url = settings.business_logic_url.trim_end_matches('/').to_owned();
-        let fast_url = Url::parse(&format!("{base_url}/fast-endpoint"))
+        let fast_url = Url::parse(&format!("{base_url}{FAST_ENDPOINT}"))
             .with_context(|| format!("BUSINESS_LOGIC_URL={base_url:?} is not a URL"))?;
         Ok(Self {
             client,
@@ -81,7 +82,11 @@ impl Backend {
         query: SlowQuery,
         request_id: &str,
     ) -> Result<(SlowAnswer, Duration), BackendError> {
-        let url = format!("{}/slow-endpoint{}", self.base_url, query.to_query_string());
+        let url = format!(
+            "{}{SLOW_ENDPOINT}{}",
+            self.base_url,
+            query.to_query_string()
+        );
         self.get(url, self.slow_timeout, request_id).await
     }
 
@@ -113,11 +118,12 @@ impl Backend {
             .map_err(|e| classify(reqwest_middleware::Error::Reqwest(e)))?;
         let elapsed = started.elapsed();
         if !status.is_success() {
-            // business-logic answers problem+json; keep its detail, never its internals.
-            let detail = serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v["detail"].as_str().map(str::to_owned))
-                .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
+            // business-logic answers with the contract's problem body, whose
+            // detail is fit to show; anything else (a proxy's page) is named
+            // by its status alone.
+            let detail = serde_json::from_slice::<Problem>(&body)
+                .map(|problem| problem.detail)
+                .unwrap_or_else(|_| status.canonical_reason().unwrap_or("error").to_owned());
             return Err(BackendError::Status {
                 status: status.as_u16(),
                 detail,

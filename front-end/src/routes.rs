@@ -5,7 +5,8 @@ use std::time::Instant;
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
-use contract::SlowQuery;
+use contract::routes::front_end::{FAST_PAGE, HEALTHZ, LANDING, READYZ, SLOW_PAGE, STYLESHEET};
+use contract::{NoQuery, SlowQuery};
 
 use crate::backend::Backend;
 use crate::error::PageError;
@@ -21,16 +22,17 @@ pub struct AppState {
     pub backend: Backend,
 }
 
-/// Registers every route; GET-only resources answer other methods with 405.
+/// Registers every route of the contract; GET-only resources answer other
+/// methods with 405. Every route refuses a query parameter it does not
+/// take with a 400 page (the contract's one rule).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let get =
-        |path: &str| web::resource(path.to_owned()).default_service(web::to(method_not_allowed));
-    cfg.service(get("/").route(web::get().to(landing)))
-        .service(get("/fast-page").route(web::get().to(fast_page)))
-        .service(get("/slow-page").route(web::get().to(slow_page)))
-        .service(get("/static/style.css").route(web::get().to(style)))
-        .service(get("/healthz").route(web::get().to(healthz)))
-        .service(get("/readyz").route(web::get().to(healthz)));
+    let get = |path: &str| web::resource(path).default_service(web::to(method_not_allowed));
+    cfg.service(get(LANDING).route(web::get().to(landing)))
+        .service(get(FAST_PAGE).route(web::get().to(fast_page)))
+        .service(get(SLOW_PAGE).route(web::get().to(slow_page)))
+        .service(get(STYLESHEET).route(web::get().to(style)))
+        .service(get(HEALTHZ).route(web::get().to(healthz)))
+        .service(get(READYZ).route(web::get().to(healthz)));
 }
 
 /// The caller's `x-request-id` (Istio's gateway sets one), or a new one.
@@ -54,7 +56,11 @@ fn millis(d: std::time::Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-async fn landing(links: web::Data<Links>) -> Result<HttpResponse, PageError> {
+async fn landing(
+    request: HttpRequest,
+    links: web::Data<Links>,
+) -> Result<HttpResponse, PageError> {
+    NoQuery::parse(request.query_string())?;
     html(Landing {
         root: TOP,
         links: &links,
@@ -67,6 +73,7 @@ async fn fast_page(
     links: web::Data<Links>,
 ) -> Result<HttpResponse, PageError> {
     let started = Instant::now();
+    NoQuery::parse(request.query_string())?;
     let (answer, round_trip) = state.backend.fast(&request_id(&request)).await?;
     tracing::info!(sku = %answer.item.sku, backend_ms = answer.elapsed_ms, "fast page rendered");
     html(FastPage {
@@ -108,18 +115,20 @@ async fn slow_page(
     })
 }
 
-async fn style() -> HttpResponse {
-    HttpResponse::Ok()
+async fn style(request: HttpRequest) -> Result<HttpResponse, PageError> {
+    NoQuery::parse(request.query_string())?;
+    Ok(HttpResponse::Ok()
         .insert_header((CONTENT_TYPE, "text/css; charset=utf-8"))
         .insert_header((CACHE_CONTROL, "public, max-age=3600"))
-        .body(STYLE_CSS)
+        .body(STYLE_CSS))
 }
 
 /// Liveness and readiness: the front-end is ready when it serves. It does
 /// not depend on business-logic being up (that would take the whole tier out
 /// of the load balancer); its pages answer 502 instead.
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain").body("ok")
+async fn healthz(request: HttpRequest) -> Result<HttpResponse, PageError> {
+    NoQuery::parse(request.query_string())?;
+    Ok(HttpResponse::Ok().content_type("text/plain").body("ok"))
 }
 
 async fn method_not_allowed(request: HttpRequest) -> Result<HttpResponse, PageError> {

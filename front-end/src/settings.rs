@@ -8,10 +8,10 @@ use service_kit::{ServerSettings, ServiceSettings};
 use telemetry::TelemetrySettings;
 
 /// The default `OTEL_SERVICE_NAME`.
-pub const SERVICE_NAME: &str = "front-end";
+pub const SERVICE_NAME: &str = contract::routes::front_end::SERVICE_NAME;
 
 /// The default `PORT`.
-pub const DEFAULT_PORT: u16 = 8080;
+pub const DEFAULT_PORT: u16 = contract::routes::front_end::DEFAULT_PORT;
 
 /// The longest page timeout, in milliseconds.
 pub const MAX_PAGE_TIMEOUT_MS: u64 = 300_000;
@@ -48,7 +48,10 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            business_logic_url: "http://127.0.0.1:8081".into(),
+            business_logic_url: format!(
+                "http://127.0.0.1:{}",
+                contract::routes::business_logic::DEFAULT_PORT
+            ),
             fast_page_timeout_ms: 2_000,
             slow_page_timeout_ms: 10_000,
             jaeger_ui_url: "http://localhost:16686".into(),

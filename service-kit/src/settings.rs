@@ -135,13 +135,16 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    /// Any service's default port: the services' own live in the contract.
+    const A_DEFAULT_PORT: u16 = 7000;
+
     fn load(vars: &[(&str, &str)]) -> Result<ServerSettings, String> {
-        with_env(vars, || ServerSettings::from_env(8081))
+        with_env(vars, || ServerSettings::from_env(A_DEFAULT_PORT))
     }
 
     #[test]
     fn defaults_and_overrides() {
-        assert_eq!(load(&[]).unwrap(), ServerSettings::with_port(8081));
+        assert_eq!(load(&[]).unwrap(), ServerSettings::with_port(A_DEFAULT_PORT));
         let s = load(&[
             ("PORT", "0"),
             ("SHUTDOWN_GRACE_PERIOD_SECS", "3600"),

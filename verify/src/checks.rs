@@ -58,8 +58,8 @@ pub struct Names {
     pub namespace: String,
 }
 
-pub const FRONT_END: &str = "front-end";
-pub const BUSINESS_LOGIC: &str = "business-logic";
+pub const FRONT_END: &str = contract::routes::front_end::SERVICE_NAME;
+pub const BUSINESS_LOGIC: &str = contract::routes::business_logic::SERVICE_NAME;
 pub const POSTGRES: &str = "postgres";
 
 impl Names {

@@ -50,8 +50,8 @@ struct Args {
     /// istio-system/istio-ingressgateway.
     #[arg(long)]
     gateway_service: Option<String>,
-    /// `?delay_ms=` of the slow page requested (0 to 60000).
-    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    /// `?delay_ms=` of the slow page requested (0 to 60000, the contract's limit).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(0..=contract::MAX_DELAY_MS))]
     slow_delay_ms: u64,
     /// Whether the graph must reach PostgreSQL: auto (when Kiali shows a
     /// postgres workload), on, off.
@@ -461,7 +461,9 @@ fn slow_page(
     names: &Names,
 ) -> Result<(String, String), Outcome> {
     let ns = &names.namespace;
-    let url = format!("{app}slow-page?delay_ms={}", args.slow_delay_ms);
+    // The app's address ends in `/`; the page's path is relative to it.
+    let page = contract::routes::front_end::SLOW_PAGE.trim_start_matches('/');
+    let url = format!("{app}{page}?{}={}", contract::DELAY_MS, args.slow_delay_ms);
     let response = client
         .get(&url)
         .timeout(Duration::from_millis(args.slow_delay_ms) + Duration::from_secs(20))

@@ -20,6 +20,7 @@ use actix_web::{App, HttpResponse, HttpServer, web};
 use business_logic::db::Database;
 use business_logic::settings::Settings;
 use clap::{Parser, ValueEnum};
+use contract::routes::{business_logic as back, front_end};
 use contract::{FastAnswer, Item};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -37,8 +38,8 @@ enum Mode {
 #[derive(Debug, Parser)]
 struct Args {
     mode: Mode,
-    /// The back's base URL (front mode).
-    #[arg(long, default_value = "http://127.0.0.1:8081")]
+    /// The back's base URL (front mode); default: business-logic's port.
+    #[arg(long, default_value_t = format!("http://127.0.0.1:{}", back::DEFAULT_PORT))]
     backend_url: String,
     /// The database (back-database mode): `sqlite://FILE` or `postgres://…`.
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://ceiling.db")]
@@ -124,8 +125,8 @@ async fn main() -> anyhow::Result<()> {
     let server = match args.mode {
         Mode::Back => HttpServer::new(|| {
             App::new()
-                .route("/fast-endpoint", web::get().to(fast_endpoint))
-                .route("/readyz", web::get().to(ready))
+                .route(back::FAST_ENDPOINT, web::get().to(fast_endpoint))
+                .route(back::READYZ, web::get().to(ready))
         })
         .listen(listener)?
         .run(),
@@ -141,8 +142,8 @@ async fn main() -> anyhow::Result<()> {
             HttpServer::new(move || {
                 App::new()
                     .app_data(db.clone())
-                    .route("/fast-endpoint", web::get().to(fast_endpoint_database))
-                    .route("/readyz", web::get().to(ready))
+                    .route(back::FAST_ENDPOINT, web::get().to(fast_endpoint_database))
+                    .route(back::READYZ, web::get().to(ready))
             })
             .listen(listener)?
             .run()
@@ -154,13 +155,17 @@ async fn main() -> anyhow::Result<()> {
                     .pool_idle_timeout(Duration::from_secs(30))
                     .tcp_nodelay(true)
                     .build()?,
-                fast_url: format!("{}/fast-endpoint", args.backend_url.trim_end_matches('/')),
+                fast_url: format!(
+                    "{}{}",
+                    args.backend_url.trim_end_matches('/'),
+                    back::FAST_ENDPOINT
+                ),
             });
             HttpServer::new(move || {
                 App::new()
                     .app_data(front.clone())
-                    .route("/fast-page", web::get().to(fast_page))
-                    .route("/readyz", web::get().to(ready))
+                    .route(front_end::FAST_PAGE, web::get().to(fast_page))
+                    .route(front_end::READYZ, web::get().to(ready))
             })
             .listen(listener)?
             .run()

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Parser;
+use contract::routes::front_end;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -105,11 +106,13 @@ enum Page {
 }
 
 impl Page {
+    /// The page's path relative to the app's address, e.g. `fast-page`.
     fn name(self) -> &'static str {
         match self {
-            Self::Fast => "fast-page",
-            Self::Slow => "slow-page",
+            Self::Fast => front_end::FAST_PAGE,
+            Self::Slow => front_end::SLOW_PAGE,
         }
+        .trim_start_matches('/')
     }
 }
 
@@ -232,10 +235,10 @@ async fn run(args: &Args) -> anyhow::Result<ExitCode> {
     if !base.path().ends_with('/') {
         base.set_path(&format!("{}/", base.path()));
     }
-    let fast_url = base.join("fast-page")?;
-    let mut slow_url = base.join("slow-page")?;
+    let fast_url = base.join(Page::Fast.name())?;
+    let mut slow_url = base.join(Page::Slow.name())?;
     if let Some(ms) = args.slow_delay_ms {
-        slow_url.set_query(Some(&format!("delay_ms={ms}")));
+        slow_url.set_query(Some(&format!("{}={ms}", contract::DELAY_MS)));
     }
 
     let planned = ((args.rate * args.duration.as_secs_f64()).ceil() as u64).max(1);

@@ -7,5 +7,6 @@ mod canary;
 mod endpoints;
 mod helpers;
 mod logs;
+mod openapi;
 mod telemetry;
 mod workers;

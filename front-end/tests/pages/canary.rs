@@ -42,3 +42,29 @@ async fn a_failing_v2_gives_the_browser_a_502_page_not_a_500() {
     assert_eq!(status, 200, "{page}");
     assert!(page.contains(ANSWERED_BY_V2), "{page}");
 }
+
+/// business-logic's problem body reaches the page through the contract's
+/// type: the page shows the detail business-logic sent, as sent.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_error_page_shows_the_detail_of_business_logics_problem() {
+    let stack = Stack::start_with(&[("REGRESSION_ERROR_RATE", "1")], &[], None).await;
+    let direct = stack
+        .client
+        .get(format!(
+            "http://127.0.0.1:{}{}",
+            stack.backend_port,
+            contract::routes::business_logic::FAST_ENDPOINT
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(direct.headers()["content-type"], contract::PROBLEM_JSON);
+    let problem: contract::Problem = direct.json().await.unwrap();
+    assert_eq!(problem.status, 500);
+    assert!(!problem.detail.is_empty());
+
+    let (status, page) = stack.page(contract::routes::front_end::FAST_PAGE).await;
+    assert_eq!(status, 502, "{page}");
+    let shown = format!("business-logic answered 500: {}", problem.detail);
+    assert!(page.contains(&shown), "{shown:?} not in {page}");
+}

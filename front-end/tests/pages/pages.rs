@@ -184,6 +184,40 @@ async fn bad_requests_get_friendly_html_pages() {
     assert_eq!(response.headers()["allow"], "GET");
 }
 
+/// The contract's one rule: a query parameter a page does not take is a 400
+/// page naming it, on every route, never ignored.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_route_refuses_a_query_parameter_it_does_not_take() {
+    let stack = Stack::start(&[]).await;
+    for path in contract::routes::front_end::ALL {
+        let allowed = if path == contract::routes::front_end::SLOW_PAGE {
+            "allowed: delay_ms"
+        } else {
+            "this address takes none"
+        };
+        for query in ["foo=1", "foo", "delay_ms=10&foo=1"] {
+            let url = format!("{path}?{query}");
+            let response = stack.get(&url).await;
+            assert_eq!(response.status(), 400, "{url}");
+            assert!(
+                response.headers()["content-type"]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("text/html"),
+                "{url}"
+            );
+            let page = response.text().await.unwrap();
+            let first_unknown = if query.starts_with("delay_ms") && allowed != "allowed: delay_ms" {
+                "delay_ms"
+            } else {
+                "foo"
+            };
+            let message = format!("unknown query parameter &#34;{first_unknown}&#34;; {allowed}");
+            assert!(page.contains(&message), "{url}: {message} not in {page}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_count_pages_by_endpoint_and_status() {
     let stack = Stack::start(&[]).await;
