@@ -4,13 +4,13 @@
 use std::time::{Duration, Instant};
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use contract::{FastAnswer, FastQuery, SlowAnswer, SlowQuery};
+use contract::{FastAnswer, FastQuery, SlowAnswer, SlowQuery, millis};
 use tracing::Instrument;
 
-use crate::canary::Regression;
 use crate::catalog::summarise;
 use crate::db::Database;
 use crate::problem::{self, ApiError};
+use crate::settings::Regression;
 
 /// Shared, read-only state of the handlers.
 #[derive(Debug, Clone)]
@@ -132,8 +132,4 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             .content_type("text/plain")
             .body("database not ready")
     }
-}
-
-fn millis(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1e6).round() / 1e3
 }

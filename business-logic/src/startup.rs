@@ -3,17 +3,17 @@
 
 use actix_web::middleware::{Condition, from_fn};
 use actix_web::{App, web};
-use service_kit::{Running, header_limit};
+use service_kit::{Running, header_limit, redact};
 
 use crate::db::Database;
 use crate::problem::{self, ApiError};
 use crate::routes::{self, AppState};
-use crate::settings::{Settings, redact};
+use crate::settings::Settings;
 
 /// Creates the (lazy) database pool, starts migrating in the background,
 /// binds the listener and builds the server.
 pub async fn build(settings: Settings) -> anyhow::Result<Running> {
-    let db = Database::connect_lazy(&settings)?;
+    let db = Database::connect_lazy(&settings.database_url, settings.database_max_connections)?;
     tracing::info!(
         database = %redact(&settings.database_url),
         db.system.name = db.system(),

@@ -6,8 +6,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+mod elapsed;
 mod query;
 
+pub use elapsed::millis;
 pub use query::{FastQuery, QueryError, SlowQuery};
 
 /// The largest `delay_ms` the slow endpoint (and the slow page) accepts, and

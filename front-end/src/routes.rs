@@ -5,7 +5,7 @@ use std::time::Instant;
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
-use contract::SlowQuery;
+use contract::{SlowQuery, millis};
 
 use crate::backend::Backend;
 use crate::error::PageError;
@@ -48,10 +48,6 @@ fn html(page: impl Template) -> Result<HttpResponse, PageError> {
         .insert_header((CONTENT_TYPE, "text/html; charset=utf-8"))
         .insert_header((CACHE_CONTROL, "no-store"))
         .body(page.render()?))
-}
-
-fn millis(d: std::time::Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
 
 async fn landing() -> Result<HttpResponse, PageError> {

@@ -1,8 +1,9 @@
 //! The skeleton both services share, so each keeps only its own settings
 //! and routes:
 //!
-//! - [`settings`]: `HOST`, `PORT`, `SHUTDOWN_GRACE_PERIOD_SECS`, and the
-//!   figment reader each service's own settings use;
+//! - [`settings`]: `HOST`, `PORT`, `SHUTDOWN_GRACE_PERIOD_SECS`, the
+//!   figment reader each service's own settings use, and [`redact`] for
+//!   URLs that carry a password;
 //! - [`server`]: the HTTP server on its own listener (port 0 works, for
 //!   tests), stopped gracefully by SIGTERM or SIGINT (a second one forces it);
 //! - [`mod@header_limit`]: 431 for a request whose header block exceeds 60 KiB;
@@ -16,7 +17,7 @@ use std::future::Future;
 
 pub use header_limit::{HeadersTooLarge, MAX_HEADER_BYTES, header_limit};
 pub use server::{KEEP_ALIVE, Running};
-pub use settings::{ServerSettings, read_env, read_env_with_text};
+pub use settings::{ServerSettings, read_env, read_env_with_text, redact};
 
 /// A service's settings as the skeleton needs them: its own variables,
 /// plus the server and telemetry parts the kit and the telemetry crate read.

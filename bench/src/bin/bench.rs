@@ -21,7 +21,7 @@ use bench::report::{
     INSTRUCTIONS_UNINSTRUMENTED_WARN, InstructionFigure, Instructions, LogLines, MemoryFigure,
     PostgresFigures, Ratios, Results, Run, Settings, SlowPages, Spans,
 };
-use business_logic::settings::redact;
+use service_kit::redact;
 use clap::Parser;
 use test_support::collector::{Collector, now_us};
 use test_support::database::TestDatabase;

@@ -130,12 +130,11 @@ async fn main() -> anyhow::Result<()> {
         .listen(listener)?
         .run(),
         Mode::BackDatabase => {
-            // business-logic's pool, built from its own settings type.
-            let settings = Settings {
-                database_url: args.database_url.clone(),
-                ..Settings::default()
-            };
-            let db = Database::connect_lazy(&settings)?;
+            // business-logic's pool, sized as business-logic sizes it by default.
+            let db = Database::connect_lazy(
+                &args.database_url,
+                Settings::default().database_max_connections,
+            )?;
             db.migrate().await?;
             let db = web::Data::new(db);
             HttpServer::new(move || {
