@@ -135,7 +135,10 @@ async fn main() -> anyhow::Result<()> {
                 &args.database_url,
                 Settings::default().database_max_connections,
             )?;
-            db.migrate().await?;
+            // As business-logic starts: retried until the database answers
+            // (under callgrind on a busy machine the first connection can
+            // miss the pool's acquire timeout).
+            db.migrate_with_retry().await;
             let db = web::Data::new(db);
             HttpServer::new(move || {
                 App::new()
