@@ -143,7 +143,8 @@ pub struct LogLines {
     /// Lines both services printed per fast page at `RUST_LOG=info`.
     pub per_page: f64,
     /// (servers' CPU µs per page at info − at warn) ÷ lines per page;
-    /// pinned runs only.
+    /// pinned runs only. A difference of two runs: within their noise it
+    /// can be zero or negative (the table then says "too small to measure").
     pub cpu_us_per_line: Option<f64>,
     /// The same from the instruction counts, when they were taken.
     pub instructions_per_line: Option<f64>,
