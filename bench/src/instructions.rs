@@ -11,13 +11,25 @@
 //! `callgrind_control -z` (zero) and `--dump`. Both count user-space
 //! instructions only, so the two methods give comparable figures; the
 //! kernel's share (sockets, futexes) is not in them.
+//!
+//! The settings that can be counted are data ([`SETTINGS`]); a [`Rig`]
+//! runs one setting's pair of processes and counts it ([`Rig::count`]) or
+//! reads its resident memory ([`Rig::resident`]). `make bench` counts four
+//! of them; the `instructions` binary counts any.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use serde::Serialize;
 use test_support::service::{Launch, Service, Signal};
+
+use crate::Binaries;
+use crate::report::{
+    INSTRUCTIONS_DATABASE_CEILING, INSTRUCTIONS_INSTRUMENTED, INSTRUCTIONS_UNINSTRUMENTED,
+    INSTRUCTIONS_UNINSTRUMENTED_WARN, InstructionFigure,
+};
 
 /// How instructions are counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,11 +46,15 @@ impl Counter {
     pub fn detect() -> Option<Self> {
         if perf_counts_instructions() {
             Some(Self::Perf)
-        } else if runs("valgrind", &["--version"]) && runs("callgrind_control", &["--version"]) {
-            Some(Self::Callgrind)
         } else {
-            None
+            Self::callgrind()
         }
+    }
+
+    /// callgrind when valgrind and `callgrind_control` are installed.
+    pub fn callgrind() -> Option<Self> {
+        (runs("valgrind", &["--version"]) && runs("callgrind_control", &["--version"]))
+            .then_some(Self::Callgrind)
     }
 
     pub fn name(self) -> &'static str {
@@ -137,6 +153,311 @@ impl Counting {
     }
 }
 
+/// What runs for a setting.
+#[derive(Debug, Clone, Copy)]
+pub enum Pair {
+    /// front-end and business-logic with the cluster's settings
+    /// ([`crate::service_env`]: instrumented, `RUST_LOG=info`) and these
+    /// variables changed; [`OTLP_SINK`] stands for the stand-in collector's
+    /// OTLP endpoint.
+    Services(&'static [(&'static str, &'static str)]),
+    /// The ceiling's front and its back with business-logic's query.
+    DatabaseCeiling,
+}
+
+/// One setting whose CPU work per fast page can be counted.
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    /// Its name on the command line (`instructions --settings NAME`).
+    pub name: &'static str,
+    /// Its label in `make bench`'s table and `results.json`.
+    pub label: &'static str,
+    pub pair: Pair,
+}
+
+/// In a setting's variables: the stand-in collector's OTLP endpoint.
+pub const OTLP_SINK: &str = "{otlp}";
+
+const OFF: [(&str, &str); 2] = [
+    ("OTEL_TRACES_EXPORTER", "none"),
+    ("METRICS_ENABLED", "false"),
+];
+
+/// Every setting that can be counted.
+pub const SETTINGS: [Setting; 9] = [
+    // What `make bench` calls instrumented: spans to Zipkin, metrics, info logs.
+    Setting {
+        name: "instrumented",
+        label: INSTRUCTIONS_INSTRUMENTED,
+        pair: Pair::Services(&[]),
+    },
+    Setting {
+        name: "instrumented-warn",
+        label: "instrumented, RUST_LOG=warn",
+        pair: Pair::Services(&[("RUST_LOG", "warn")]),
+    },
+    // What the exemplars cost.
+    Setting {
+        name: "instrumented-no-exemplars",
+        label: "instrumented, no exemplars",
+        pair: Pair::Services(&[("METRICS_EXEMPLARS", "false")]),
+    },
+    // The same spans over OTLP/HTTP protobuf instead of Zipkin JSON.
+    Setting {
+        name: "instrumented-otlp",
+        label: "instrumented, OTLP",
+        pair: Pair::Services(&[
+            ("OTEL_TRACES_EXPORTER", "otlp"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", OTLP_SINK),
+        ]),
+    },
+    Setting {
+        name: "uninstrumented",
+        label: INSTRUCTIONS_UNINSTRUMENTED,
+        pair: Pair::Services(&OFF),
+    },
+    // One part at a time, to see what each costs.
+    Setting {
+        name: "traces-only",
+        label: "traces only",
+        pair: Pair::Services(&[("METRICS_ENABLED", "false")]),
+    },
+    Setting {
+        name: "metrics-only",
+        label: "metrics only",
+        pair: Pair::Services(&[("OTEL_TRACES_EXPORTER", "none")]),
+    },
+    Setting {
+        name: "uninstrumented-warn",
+        label: INSTRUCTIONS_UNINSTRUMENTED_WARN,
+        pair: Pair::Services(&[OFF[0], OFF[1], ("RUST_LOG", "warn")]),
+    },
+    Setting {
+        name: "database-ceiling",
+        label: INSTRUCTIONS_DATABASE_CEILING,
+        pair: Pair::DatabaseCeiling,
+    },
+];
+
+/// The settings `make bench` counts, in its table's order.
+pub const BENCH_SETTINGS: [&str; 4] = [
+    "instrumented",
+    "uninstrumented",
+    "uninstrumented-warn",
+    "database-ceiling",
+];
+
+impl Setting {
+    /// The setting called `name`; the error lists the names there are.
+    pub fn named(name: &str) -> Result<&'static Self, String> {
+        SETTINGS.iter().find(|s| s.name == name).ok_or_else(|| {
+            let names: Vec<&str> = SETTINGS.iter().map(|s| s.name).collect();
+            format!("no setting {name:?}; there are: {}", names.join(", "))
+        })
+    }
+
+    /// The services' environment: the cluster's, with this setting's
+    /// variables changed (none for the ceiling).
+    pub fn env(&self, zipkin: &str, otlp: &str) -> Vec<(&'static str, String)> {
+        let Pair::Services(vars) = self.pair else {
+            return Vec::new();
+        };
+        let mut env = crate::service_env(true, "info", zipkin);
+        for (key, value) in vars {
+            let value = value.replace(OTLP_SINK, otlp);
+            match env.iter_mut().find(|(k, _)| k == key) {
+                Some(slot) => slot.1 = value,
+                None => env.push((key, value)),
+            }
+        }
+        env
+    }
+}
+
+/// Resident memory of one setting's pair, KiB: ready and idle, then after
+/// the requests.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Resident {
+    pub front_idle_kib: u64,
+    pub front_loaded_kib: u64,
+    pub back_idle_kib: u64,
+    pub back_loaded_kib: u64,
+}
+
+/// Where and how a setting's pair runs, and how many fast pages it serves.
+#[derive(Debug)]
+pub struct Rig<'a> {
+    pub binaries: &'a Binaries,
+    /// The servers' CPU, if pinned.
+    pub cpu: Option<u32>,
+    /// The processes' output, `<setting>-<process>.log`.
+    pub logs: &'a Path,
+    /// SQLite files and callgrind dumps.
+    pub scratch: &'a Path,
+    /// The stand-in collector's endpoints.
+    pub zipkin: String,
+    pub otlp: String,
+    /// business-logic's database (and the ceiling back's); default: a
+    /// fresh SQLite file per setting.
+    pub database_url: Option<String>,
+    /// Fast pages before counting starts.
+    pub warmup: u32,
+    /// Fast pages counted.
+    pub requests: u32,
+}
+
+impl Rig<'_> {
+    /// Instructions per fast page of `setting`, each process under
+    /// `counter`: a bounded warm-up, then [`Rig::requests`] fast pages one
+    /// after another over one keep-alive connection.
+    pub async fn count(
+        &self,
+        setting: &Setting,
+        counter: Counter,
+    ) -> anyhow::Result<InstructionFigure> {
+        let (front, back) = self.start_pair(setting, Some(counter)).await?;
+        let client = one_connection()?;
+        let url = front.url("/fast-page");
+        drive(&client, &url, self.warmup, &front, &back).await?;
+        // The warm-up's last span batch leaves within 500 ms (longer under callgrind).
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let counting = [
+            counter.start(&back, self.scratch)?,
+            counter.start(&front, self.scratch)?,
+        ];
+        drive(&client, &url, self.requests, &front, &back).await?;
+        // The span batch of the counted requests belongs to them.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let [back_count, front_count] = counting;
+        let n = f64::from(self.requests);
+        let back_per_request =
+            tokio::task::spawn_blocking(move || back_count.finish()).await?? as f64 / n;
+        let front_per_request =
+            tokio::task::spawn_blocking(move || front_count.finish()).await?? as f64 / n;
+        Ok(InstructionFigure {
+            setting: setting.label.to_owned(),
+            front_per_request,
+            back_per_request,
+            total_per_request: front_per_request + back_per_request,
+        })
+    }
+
+    /// Resident memory of `setting`'s pair, natively (no counter): a second
+    /// after it is ready, and after the warm-up and the requests.
+    pub async fn resident(&self, setting: &Setting) -> anyhow::Result<Resident> {
+        let (front, back) = self.start_pair(setting, None).await?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let idle = [front.memory().rss_kib, back.memory().rss_kib];
+        let client = one_connection()?;
+        let url = front.url("/fast-page");
+        drive(&client, &url, self.warmup, &front, &back).await?;
+        drive(&client, &url, self.requests, &front, &back).await?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        Ok(Resident {
+            front_idle_kib: idle[0],
+            front_loaded_kib: front.memory().rss_kib,
+            back_idle_kib: idle[1],
+            back_loaded_kib: back.memory().rss_kib,
+        })
+    }
+
+    /// Starts `setting`'s back, then its front, both ready; under `counter`
+    /// when there is one. Returns (front, back).
+    async fn start_pair(
+        &self,
+        setting: &Setting,
+        counter: Option<Counter>,
+    ) -> anyhow::Result<(Service, Service)> {
+        let tag = format!("instructions-{}", setting.name);
+        let database_url = match &self.database_url {
+            Some(url) => url.clone(),
+            None => {
+                let dir = self.scratch.join(&tag);
+                std::fs::create_dir_all(&dir)?;
+                format!("sqlite://{}/business-logic.db", dir.display())
+            }
+        };
+        let start = |name: &str, binary: &Path, args: &[&str], env: &[(&str, String)]| {
+            let launch = match counter {
+                Some(counter) => counter.launch(name, binary, self.scratch),
+                None => Launch::program(name, binary),
+            };
+            launch
+                .args(args)
+                .envs(env)
+                .cpu(self.cpu)
+                .log_file(&self.logs.join(format!("{tag}-{name}.log")))
+                .start(Duration::from_secs(120))
+        };
+        let env = setting.env(&self.zipkin, &self.otlp);
+        let ceiling = &self.binaries.ceiling;
+        let mut back = match setting.pair {
+            Pair::Services(_) => {
+                let mut env = env.clone();
+                env.push(("DATABASE_URL", database_url));
+                start("business-logic", &self.binaries.business_logic, &[], &env)?
+            }
+            Pair::DatabaseCeiling => start(
+                "ceiling-back",
+                ceiling,
+                &["back-database", "--database-url", &database_url],
+                &[],
+            )?,
+        };
+        back.wait_ready(Duration::from_secs(300)).await?;
+        let back_url = back.url("");
+        let mut front = match setting.pair {
+            Pair::Services(_) => {
+                let mut env = env;
+                env.push(("BUSINESS_LOGIC_URL", back_url));
+                // Under callgrind code runs about fifty times slower.
+                env.push(("FAST_PAGE_TIMEOUT_MS", "60000".to_owned()));
+                start("front-end", &self.binaries.front_end, &[], &env)?
+            }
+            Pair::DatabaseCeiling => start(
+                "ceiling-front",
+                ceiling,
+                &["front", "--backend-url", &back_url],
+                &[],
+            )?,
+        };
+        front.wait_ready(Duration::from_secs(300)).await?;
+        Ok((front, back))
+    }
+}
+
+/// A client that keeps one connection open.
+fn one_connection() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(120))
+        .pool_max_idle_per_host(1)
+        .build()?)
+}
+
+/// `n` fast pages one after another, each answered 200.
+async fn drive(
+    client: &reqwest::Client,
+    url: &str,
+    n: u32,
+    front: &Service,
+    back: &Service,
+) -> anyhow::Result<()> {
+    for _ in 0..n {
+        let response = client.get(url).send().await?;
+        let status = response.status();
+        let _ = response.bytes().await?;
+        if status != reqwest::StatusCode::OK {
+            bail!(
+                "{url} answered {status}:\n{}\n{}",
+                front.log_tail(20),
+                back.log_tail(20)
+            );
+        }
+    }
+    Ok(())
+}
+
 fn runs(program: &str, args: &[&str]) -> bool {
     Command::new(program)
         .args(args)
@@ -213,6 +534,35 @@ fn callgrind_control(flag: &str, pid: u32) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_change_only_their_own_variables() {
+        let names: Vec<&str> = SETTINGS.iter().map(|s| s.name).collect();
+        for name in BENCH_SETTINGS {
+            assert!(names.contains(&name), "{name}");
+        }
+        let base = crate::service_env(true, "info", "Z");
+        assert_eq!(Setting::named("instrumented").unwrap().env("Z", "O"), base);
+        assert_eq!(
+            Setting::named("uninstrumented").unwrap().env("Z", "O"),
+            crate::service_env(false, "info", "Z")
+        );
+        assert_eq!(
+            Setting::named("uninstrumented-warn").unwrap().env("Z", "O"),
+            crate::service_env(false, "warn", "Z")
+        );
+        let otlp = Setting::named("instrumented-otlp").unwrap().env("Z", "O");
+        assert!(otlp.contains(&("OTEL_EXPORTER_OTLP_ENDPOINT", "O".to_owned())));
+        assert!(otlp.contains(&("OTEL_TRACES_EXPORTER", "otlp".to_owned())));
+        assert!(
+            Setting::named("database-ceiling")
+                .unwrap()
+                .env("Z", "O")
+                .is_empty()
+        );
+        let e = Setting::named("fast").unwrap_err();
+        assert!(e.contains("traces-only"), "{e}");
+    }
 
     #[test]
     fn perf_csv_counts_and_refusals() {

@@ -9,6 +9,89 @@ pub mod machine;
 pub mod pinning;
 pub mod report;
 
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+/// The binaries under test: the services and the ceiling, side by side.
+#[derive(Debug, Clone)]
+pub struct Binaries {
+    pub front_end: PathBuf,
+    pub business_logic: PathBuf,
+    pub ceiling: PathBuf,
+}
+
+impl Binaries {
+    /// In `bin_dir`, or next to the running binary.
+    pub fn locate(bin_dir: Option<&Path>) -> anyhow::Result<Self> {
+        let dir = match bin_dir {
+            Some(dir) => dir.to_owned(),
+            None => std::env::current_exe()?
+                .parent()
+                .context("the harness binary has no directory")?
+                .to_owned(),
+        };
+        let found = Self {
+            front_end: dir.join("front-end"),
+            business_logic: dir.join("business-logic"),
+            ceiling: dir.join("ceiling"),
+        };
+        for path in [&found.front_end, &found.business_logic, &found.ceiling] {
+            if !path.is_file() {
+                bail!(
+                    "{} not found; build it first: cargo build --release -p front-end -p business-logic -p bench",
+                    path.display()
+                );
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// The cluster's settings for both services (see helm/app), with spans
+/// going to the stand-in collector at `zipkin`. `instrumented: false` turns
+/// span export and metrics off and nothing else; `rust_log` is `info` but
+/// for the log-line pair.
+pub fn service_env(
+    instrumented: bool,
+    rust_log: &str,
+    zipkin: &str,
+) -> Vec<(&'static str, String)> {
+    let (exporter, metrics) = if instrumented {
+        ("zipkin", "true")
+    } else {
+        ("none", "false")
+    };
+    vec![
+        ("RUST_LOG", rust_log.to_owned()),
+        ("LOG_FORMAT", "text".to_owned()),
+        ("OTEL_EXPORTER_ZIPKIN_ENDPOINT", zipkin.to_owned()),
+        ("OTEL_TRACES_EXPORTER", exporter.to_owned()),
+        ("METRICS_ENABLED", metrics.to_owned()),
+    ]
+}
+
+/// A duration given on the command line, in humantime's syntax, the one
+/// every tool of the workspace takes (`make load`, `make bench`, `make
+/// verify`): a number and a unit, `500ms`, `45s`, `2m`, `1m 30s`, `1h`; a
+/// bare number is refused (its unit would be a guess). Within `range`.
+pub fn duration_within(
+    value: &str,
+    range: std::ops::RangeInclusive<std::time::Duration>,
+) -> Result<std::time::Duration, String> {
+    let duration = humantime::parse_duration(value)
+        .map_err(|e| format!("{value:?} is not a duration like 45s, 500ms or 2m: {e}"))?;
+    if range.contains(&duration) {
+        Ok(duration)
+    } else {
+        Err(format!(
+            "{value:?} is out of range; allowed: {} to {}",
+            humantime::format_duration(*range.start()),
+            humantime::format_duration(*range.end())
+        ))
+    }
+}
+
 /// The median of `values` (the mean of the middle two for an even count);
 /// `NaN` when empty.
 pub fn median(values: &[f64]) -> f64 {
@@ -49,6 +132,36 @@ mod tests {
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
         assert!(median(&[]).is_nan());
+    }
+
+    #[test]
+    fn durations_take_humantime_syntax_within_bounds() {
+        use std::time::Duration;
+        let any = Duration::ZERO..=Duration::from_secs(3600);
+        assert_eq!(
+            duration_within("60s", any.clone()),
+            Ok(Duration::from_secs(60))
+        );
+        assert_eq!(
+            duration_within("500ms", any.clone()),
+            Ok(Duration::from_millis(500))
+        );
+        assert_eq!(
+            duration_within("2m", any.clone()),
+            Ok(Duration::from_secs(120))
+        );
+        assert_eq!(
+            duration_within("1m 30s", any.clone()),
+            Ok(Duration::from_secs(90))
+        );
+        for bad in ["60", "2 fortnights", "", "soon"] {
+            let e = duration_within(bad, any.clone()).unwrap_err();
+            assert!(e.contains("like 45s, 500ms or 2m"), "{bad:?}: {e}");
+        }
+        let e = duration_within("2h", Duration::from_millis(1)..=Duration::from_secs(3600))
+            .unwrap_err();
+        assert_eq!(e, "\"2h\" is out of range; allowed: 1ms to 1h");
+        assert!(duration_within("0s", Duration::from_millis(1)..=Duration::MAX).is_err());
     }
 
     #[test]

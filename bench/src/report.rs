@@ -143,7 +143,8 @@ pub struct LogLines {
     /// Lines both services printed per fast page at `RUST_LOG=info`.
     pub per_page: f64,
     /// (servers' CPU µs per page at info − at warn) ÷ lines per page;
-    /// pinned runs only.
+    /// pinned runs only. A difference of two runs: within their noise it
+    /// can be zero or negative (the table then says "too small to measure").
     pub cpu_us_per_line: Option<f64>,
     /// The same from the instruction counts, when they were taken.
     pub instructions_per_line: Option<f64>,
@@ -227,7 +228,120 @@ pub struct Settings {
     pub uninstrumented_env: Vec<String>,
 }
 
-/// One target from the issue and whether this run met it.
+/// How a figure is held against its threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Comparison {
+    AtLeast,
+    AtMost,
+}
+
+/// A target of the benchmark: which figure, compared how with what, and
+/// how the table states it. The targets are data ([`GOALS`]); the table
+/// finds a row's targets by their figure.
+#[derive(Debug, Clone, Copy)]
+pub struct Goal {
+    /// The figure's name (for a per-service goal, after the service's name).
+    pub figure: &'static str,
+    pub comparison: Comparison,
+    pub threshold: f64,
+    /// The target as the table and `results.json` state it.
+    pub text: &'static str,
+}
+
+impl Goal {
+    /// Judges `value` of this goal's figure.
+    pub fn judge(&self, value: f64) -> Target {
+        self.judge_as(self.figure.to_owned(), value)
+    }
+
+    /// Judges `value` of `service`'s figure (a per-service goal).
+    pub fn judge_for(&self, service: &str, value: f64) -> Target {
+        self.judge_as(self.figure_for(service), value)
+    }
+
+    /// The figure's name for `service`.
+    pub fn figure_for(&self, service: &str) -> String {
+        format!("{service} {}", self.figure)
+    }
+
+    fn judge_as(&self, figure: String, value: f64) -> Target {
+        let met = match self.comparison {
+            Comparison::AtLeast => value >= self.threshold,
+            Comparison::AtMost => value <= self.threshold,
+        };
+        Target {
+            figure,
+            value,
+            target: self.text.to_owned(),
+            met,
+        }
+    }
+}
+
+pub const FAST_PAGE_OVER_CEILING: Goal = Goal {
+    figure: "fast page / ceiling (throughput)",
+    comparison: Comparison::AtLeast,
+    threshold: 0.5,
+    text: ">= 0.50",
+};
+pub const FAST_PAGE_OVER_DATABASE_CEILING: Goal = Goal {
+    figure: "fast page / database ceiling, SQLite (throughput)",
+    comparison: Comparison::AtLeast,
+    threshold: 0.6,
+    text: ">= 0.60",
+};
+pub const POSTGRES_FAST_PAGE_OVER_DATABASE_CEILING: Goal = Goal {
+    figure: "fast page / database ceiling, PostgreSQL (throughput)",
+    comparison: Comparison::AtLeast,
+    threshold: 0.6,
+    text: ">= 0.60",
+};
+pub const INSTRUMENTED_OVER_UNINSTRUMENTED: Goal = Goal {
+    figure: "instrumented / uninstrumented (throughput)",
+    comparison: Comparison::AtLeast,
+    threshold: 0.85,
+    text: ">= 0.85",
+};
+pub const LOG_INFO_OVER_WARN: Goal = Goal {
+    figure: "log lines: RUST_LOG=info / warn (uninstrumented throughput)",
+    comparison: Comparison::AtLeast,
+    threshold: 0.95,
+    text: ">= 0.95 (≤ 3 µs per line)",
+};
+pub const SLOW_PATH_ISOLATION: Goal = Goal {
+    figure: "slow-path isolation (p99 with / without)",
+    comparison: Comparison::AtMost,
+    threshold: 1.5,
+    text: "<= 1.5",
+};
+/// Per service.
+pub const IDLE_MEMORY: Goal = Goal {
+    figure: "idle resident memory (MiB)",
+    comparison: Comparison::AtMost,
+    threshold: 10.0,
+    text: "idle <= 10 MiB",
+};
+/// Per service.
+pub const PEAK_MEMORY: Goal = Goal {
+    figure: "peak resident memory under load (MiB)",
+    comparison: Comparison::AtMost,
+    threshold: 40.0,
+    text: "under load <= 40 MiB",
+};
+
+/// Every target, in the order `results.json` lists them.
+pub const GOALS: [Goal; 8] = [
+    FAST_PAGE_OVER_CEILING,
+    FAST_PAGE_OVER_DATABASE_CEILING,
+    POSTGRES_FAST_PAGE_OVER_DATABASE_CEILING,
+    INSTRUMENTED_OVER_UNINSTRUMENTED,
+    LOG_INFO_OVER_WARN,
+    SLOW_PATH_ISOLATION,
+    IDLE_MEMORY,
+    PEAK_MEMORY,
+];
+
+/// One target and whether this run met it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Target {
     pub figure: String,
@@ -270,66 +384,25 @@ pub struct Results {
 const MIB: f64 = 1024.0;
 
 impl Results {
-    /// The targets of issues #6 and #15, judged on these figures.
+    /// Judges the figures against [`GOALS`].
     pub fn judge(&mut self) {
-        let at_least = |figure: &str, value: f64, min: f64| Target {
-            figure: figure.to_owned(),
-            value,
-            target: format!(">= {min:.2}"),
-            met: value >= min,
-        };
         let mut targets = vec![
-            at_least(
-                "fast page / ceiling (throughput)",
-                self.ratios.fast_page_over_ceiling,
-                0.5,
-            ),
-            at_least(
-                "fast page / database ceiling, SQLite (throughput)",
-                self.ratios.fast_page_over_database_ceiling,
-                0.6,
-            ),
+            FAST_PAGE_OVER_CEILING.judge(self.ratios.fast_page_over_ceiling),
+            FAST_PAGE_OVER_DATABASE_CEILING.judge(self.ratios.fast_page_over_database_ceiling),
         ];
         if let Some(pg) = &self.postgres {
-            targets.push(at_least(
-                "fast page / database ceiling, PostgreSQL (throughput)",
-                pg.fast_page_over_database_ceiling,
-                0.6,
-            ));
+            targets.push(
+                POSTGRES_FAST_PAGE_OVER_DATABASE_CEILING.judge(pg.fast_page_over_database_ceiling),
+            );
         }
         targets.extend([
-            at_least(
-                "instrumented / uninstrumented (throughput)",
-                self.ratios.instrumented_over_uninstrumented,
-                0.85,
-            ),
-            at_least(
-                "log lines: RUST_LOG=info / warn (uninstrumented throughput)",
-                self.ratios.log_info_over_warn,
-                0.95,
-            ),
-            Target {
-                figure: "slow-path isolation (p99 with / without)".into(),
-                value: self.ratios.slow_path_isolation,
-                target: "<= 1.5".into(),
-                met: self.ratios.slow_path_isolation <= 1.5,
-            },
+            INSTRUMENTED_OVER_UNINSTRUMENTED.judge(self.ratios.instrumented_over_uninstrumented),
+            LOG_INFO_OVER_WARN.judge(self.ratios.log_info_over_warn),
+            SLOW_PATH_ISOLATION.judge(self.ratios.slow_path_isolation),
         ]);
         for (service, memory) in &self.memory {
-            let idle = memory.idle_rss_kib as f64 / MIB;
-            let peak = memory.peak_kib as f64 / MIB;
-            targets.push(Target {
-                figure: format!("{service} idle resident memory (MiB)"),
-                value: idle,
-                target: "idle <= 10 MiB".into(),
-                met: idle <= 10.0,
-            });
-            targets.push(Target {
-                figure: format!("{service} peak resident memory under load (MiB)"),
-                value: peak,
-                target: "under load <= 40 MiB".into(),
-                met: peak <= 40.0,
-            });
+            targets.push(IDLE_MEMORY.judge_for(service, memory.idle_rss_kib as f64 / MIB));
+            targets.push(PEAK_MEMORY.judge_for(service, memory.peak_kib as f64 / MIB));
         }
         self.targets = targets;
     }
@@ -343,21 +416,23 @@ impl Results {
         (self.log_lines.per_page > 0.0).then(|| (info - warn) / self.log_lines.per_page)
     }
 
-    fn verdict(&self, figure_prefix: &str) -> String {
+    /// The target column of a row that shows `figures`: their targets and
+    /// whether all were met; empty when none was judged.
+    fn verdict(&self, figures: &[&str]) -> String {
         let matching: Vec<&Target> = self
             .targets
             .iter()
-            .filter(|t| t.figure.starts_with(figure_prefix))
+            .filter(|t| figures.contains(&t.figure.as_str()))
             .collect();
+        if matching.is_empty() {
+            return String::new();
+        }
         let targets = matching
             .iter()
             .map(|t| t.target.as_str())
             .collect::<Vec<_>>()
             .join(", ");
-        let met = matching.iter().all(|t| t.met);
-        if matching.is_empty() {
-            String::new()
-        } else if met {
+        if matching.iter().all(|t| t.met) {
             format!("{targets}: met")
         } else {
             format!("{targets}: **missed**")
@@ -382,7 +457,7 @@ impl Results {
         row(
             "   fast page / ceiling, throughput",
             format!("{:.2}", self.ratios.fast_page_over_ceiling),
-            self.verdict("fast page / ceiling"),
+            self.verdict(&[FAST_PAGE_OVER_CEILING.figure]),
         );
         row(
             "3. database ceiling: the ceiling plus business-logic's query on SQLite",
@@ -392,7 +467,7 @@ impl Results {
         row(
             "   fast page / database ceiling, throughput",
             format!("{:.2}", self.ratios.fast_page_over_database_ceiling),
-            self.verdict("fast page / database ceiling, SQLite"),
+            self.verdict(&[FAST_PAGE_OVER_DATABASE_CEILING.figure]),
         );
         row(
             "4. fast page, tracing and metrics off",
@@ -402,7 +477,7 @@ impl Results {
         row(
             "   instrumented / uninstrumented, throughput",
             format!("{:.2}", self.ratios.instrumented_over_uninstrumented),
-            self.verdict("instrumented"),
+            self.verdict(&[INSTRUMENTED_OVER_UNINSTRUMENTED.figure]),
         );
         row(
             "5. fast page, tracing and metrics off, RUST_LOG=warn (no per-request log lines)",
@@ -410,12 +485,10 @@ impl Results {
             String::new(),
         );
         let per_line = [
-            self.log_lines
-                .cpu_us_per_line
-                .map(|us| format!("≈ {us:.1} µs CPU")),
+            self.log_lines.cpu_us_per_line.map(per_line_cpu),
             self.log_lines
                 .instructions_per_line
-                .map(|i| format!("{} instructions", thousands(i))),
+                .map(per_line_instructions),
         ]
         .into_iter()
         .flatten()
@@ -432,8 +505,7 @@ impl Results {
                     format!("; per line {}", per_line.join(", "))
                 }
             ),
-            self.verdict("log lines")
-                .replace(">= 0.95", ">= 0.95 (≤ 3 µs per line)"),
+            self.verdict(&[LOG_INFO_OVER_WARN.figure]),
         );
         match (&self.postgres, &self.postgres_skipped) {
             (Some(pg), _) => {
@@ -450,7 +522,7 @@ impl Results {
                 row(
                     "   PostgreSQL: fast page / database ceiling, throughput",
                     format!("{:.2}", pg.fast_page_over_database_ceiling),
-                    self.verdict("fast page / database ceiling, PostgreSQL"),
+                    self.verdict(&[POSTGRES_FAST_PAGE_OVER_DATABASE_CEILING.figure]),
                 );
                 row(
                     "   PostgreSQL: fast page, tracing and metrics off",
@@ -486,7 +558,7 @@ impl Results {
         row(
             "   slow-path isolation: fast-page p99 with / without them",
             format!("{:.2}", self.ratios.slow_path_isolation),
-            self.verdict("slow-path"),
+            self.verdict(&[SLOW_PATH_ISOLATION.figure]),
         );
         for (service, m) in &self.memory {
             row(
@@ -501,7 +573,10 @@ impl Results {
                     m.peak_kib as f64 / MIB,
                     m.after_run_rss_kib as f64 / MIB
                 ),
-                self.verdict(service),
+                self.verdict(&[
+                    &IDLE_MEMORY.figure_for(service),
+                    &PEAK_MEMORY.figure_for(service),
+                ]),
             );
         }
         let per_service = |map: &BTreeMap<String, f64>, f: &dyn Fn(f64) -> String| {
@@ -626,6 +701,27 @@ impl Results {
     }
 }
 
+/// One log line's CPU time as the table states it: `≈ 1.2 µs CPU`. The
+/// figure is a difference of two runs (info − warn), so noise can make it
+/// zero or negative, which no line costs: then it says the cost was too
+/// small to measure, rather than print a figure that cannot be.
+pub fn per_line_cpu(us: f64) -> String {
+    if us.is_finite() && us >= 0.05 {
+        format!("≈ {us:.1} µs CPU")
+    } else {
+        "CPU too small to measure (info and warn runs within noise)".to_owned()
+    }
+}
+
+/// One log line's instructions, as [`per_line_cpu`] states its CPU time.
+pub fn per_line_instructions(instructions: f64) -> String {
+    if instructions.is_finite() && instructions >= 0.5 {
+        format!("{} instructions", thousands(instructions))
+    } else {
+        "instructions too small to measure".to_owned()
+    }
+}
+
 /// 12345.6 -> "12,346".
 pub fn thousands(value: f64) -> String {
     if !value.is_finite() {
@@ -645,6 +741,49 @@ pub fn thousands(value: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_log_line_never_costs_less_than_nothing() {
+        assert_eq!(per_line_cpu(1.04), "≈ 1.0 µs CPU");
+        assert_eq!(per_line_cpu(0.05), "≈ 0.1 µs CPU");
+        for noise in [-1.0, 0.0, 0.04, f64::NAN] {
+            assert_eq!(
+                per_line_cpu(noise),
+                "CPU too small to measure (info and warn runs within noise)",
+                "{noise}"
+            );
+        }
+        assert_eq!(per_line_instructions(6_100.4), "6,100 instructions");
+        assert_eq!(
+            per_line_instructions(-250.0),
+            "instructions too small to measure"
+        );
+    }
+
+    #[test]
+    fn every_goal_states_its_threshold() {
+        for goal in GOALS {
+            let sign = match goal.comparison {
+                Comparison::AtLeast => ">=",
+                Comparison::AtMost => "<=",
+            };
+            let (_, stated) = goal.text.split_once(sign).unwrap();
+            let stated: f64 = stated.split_whitespace().next().unwrap().parse().unwrap();
+            assert_eq!(stated, goal.threshold, "{goal:?}");
+        }
+    }
+
+    #[test]
+    fn goals_judge_at_their_threshold() {
+        assert!(FAST_PAGE_OVER_CEILING.judge(0.5).met);
+        assert!(!FAST_PAGE_OVER_CEILING.judge(0.49).met);
+        assert!(SLOW_PATH_ISOLATION.judge(1.5).met);
+        assert!(!SLOW_PATH_ISOLATION.judge(1.51).met);
+        let idle = IDLE_MEMORY.judge_for("front-end", 9.5);
+        assert_eq!(idle.figure, "front-end idle resident memory (MiB)");
+        assert_eq!(idle.target, "idle <= 10 MiB");
+        assert!(idle.met);
+    }
 
     #[test]
     fn thousands_are_grouped() {

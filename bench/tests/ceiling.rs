@@ -29,11 +29,8 @@ async fn reads_the_database(backend: Backend) {
     };
     let back = start(&["back-database", "--database-url", &db.url]).await;
     let front = start(&["front", "--backend-url", &back.url("")]).await;
-    let settings = Settings {
-        database_url: db.url.clone(),
-        ..Settings::default()
-    };
-    let reference = Database::connect_lazy(&settings).unwrap();
+    let reference =
+        Database::connect_lazy(&db.url, Settings::default().database_max_connections).unwrap();
     let client = reqwest::Client::new();
     for _ in 0..20 {
         let answer: FastAnswer = client

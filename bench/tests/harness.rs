@@ -58,7 +58,14 @@ fn a_quick_bench_reports_every_figure() {
     let started = Instant::now();
     let output = bench
         .arg("--quick")
-        .args(["--duration", "1", "--warmup", "1", "--slow-requests", "50"])
+        .args([
+            "--duration",
+            "1s",
+            "--warmup",
+            "1s",
+            "--slow-requests",
+            "50",
+        ])
         .arg("--bin-dir")
         .arg(bin_dir)
         .arg("--out")

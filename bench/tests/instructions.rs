@@ -1,8 +1,9 @@
 //! The instruction counter counts the requests it is meant to: the database
 //! ceiling (front and back, the cheapest real pair) under the counter this
 //! machine has, twice as many requests counting about twice the
-//! instructions. Needs valgrind (or a perf that counts); in CI a missing
-//! counter is a failure.
+//! instructions; and the `instructions` tool counts a setting of its own
+//! (OTLP export) and reads resident memory. Needs valgrind (or a perf that
+//! counts); in CI a missing counter is a failure.
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 use std::path::Path;
@@ -83,4 +84,87 @@ async fn counted_instructions_grow_with_the_requests() {
     }
     drop((front, back));
     let _ = std::fs::remove_dir_all(&dumps);
+}
+
+/// The `instructions` binary, on this test run's builds of the services.
+fn instructions(args: &[&str]) -> std::process::Output {
+    test_support::service::binary("business-logic");
+    let bin_dir = test_support::service::binary("front-end")
+        .parent()
+        .unwrap()
+        .to_owned();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_instructions"))
+        .args(args)
+        .arg("--bin-dir")
+        .arg(&bin_dir)
+        .output()
+        .unwrap();
+    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+    output
+}
+
+/// The figures of `setting`'s row: the numbers after its name.
+fn row(stdout: &str, setting: &str) -> Vec<u64> {
+    let line = stdout
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(setting))
+        .unwrap_or_else(|| panic!("no {setting} row in:\n{stdout}"));
+    line.split_whitespace()
+        .skip(1)
+        .filter_map(|field| field.replace(',', "").parse().ok())
+        .collect()
+}
+
+#[test]
+fn the_instructions_tool_counts_a_setting_over_otlp() {
+    if Counter::detect().is_none() {
+        assert!(
+            !test_support::in_ci(),
+            "no instruction counter in CI: install valgrind (apt-get install valgrind)"
+        );
+        eprintln!("neither perf nor valgrind counts instructions here: not run");
+        return;
+    }
+    let output = instructions(&[
+        "--settings",
+        "instrumented-otlp",
+        "--requests",
+        "20",
+        "--warmup",
+        "5",
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    let figures = row(&stdout, "instrumented-otlp");
+    assert_eq!(figures.len(), 2, "{stdout}");
+    assert!(figures.iter().all(|n| *n > 1_000), "{stdout}");
+}
+
+#[test]
+fn the_instructions_tool_reads_resident_memory_natively() {
+    let output = instructions(&[
+        "--rss",
+        "--settings",
+        "uninstrumented",
+        "database-ceiling",
+        "--requests",
+        "50",
+        "--warmup",
+        "5",
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    for setting in ["uninstrumented", "database-ceiling"] {
+        let figures = row(&stdout, setting);
+        assert_eq!(figures.len(), 4, "{stdout}");
+        assert!(figures.iter().all(|kib| *kib > 100), "{stdout}");
+    }
+}
+
+#[test]
+fn the_instructions_tool_refuses_an_unknown_setting() {
+    let output = instructions(&["--settings", "fastest"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("traces-only"), "{stderr}");
 }

@@ -7,19 +7,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use contract::Item;
+use service_kit::redact;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{PgPool, SqlitePool};
 use tracing::Instrument;
 
-use crate::settings::{Settings, redact};
-
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// How long a request waits for a pooled connection before it gets a 503.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The span name of the canary regression's extra lookup
+/// ([`Database::count_items_named_like`]), as Jaeger lists it.
+pub const EXTRA_QUERY_SPAN: &str = "SELECT catalog_items name LIKE (unindexed scan)";
 
 /// Stock figures of one category, aggregated by the database.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -55,10 +58,11 @@ pub struct Database {
 }
 
 impl Database {
-    /// Creates the pool without connecting: the service starts (and answers
-    /// `/healthz`) even while the database is still coming up.
-    pub fn connect_lazy(settings: &Settings) -> anyhow::Result<Self> {
-        let url = &settings.database_url;
+    /// Creates the pool on `url` (`DATABASE_URL`) with at most
+    /// `max_connections` (`DATABASE_MAX_CONNECTIONS`), without connecting:
+    /// the service starts (and answers `/healthz`) even while the database
+    /// is still coming up.
+    pub fn connect_lazy(url: &str, max_connections: u32) -> anyhow::Result<Self> {
         let invalid =
             |e: sqlx::Error| anyhow::anyhow!("DATABASE_URL={:?} is not valid: {e}", redact(url));
         let pool = if url.starts_with("sqlite:") {
@@ -69,7 +73,7 @@ impl Database {
                 .busy_timeout(Duration::from_secs(5));
             Pool::Sqlite(
                 SqlitePoolOptions::new()
-                    .max_connections(settings.database_max_connections)
+                    .max_connections(max_connections)
                     // sqlx pings a connection before handing it out; for
                     // SQLite that is one more round trip to the thread the
                     // connection runs on, per query. An in-process file
@@ -88,7 +92,7 @@ impl Database {
                 // (tests/api/workers.rs).
                 PgPoolOptions::new()
                     .test_before_acquire(true)
-                    .max_connections(settings.database_max_connections)
+                    .max_connections(max_connections)
                     .acquire_timeout(ACQUIRE_TIMEOUT)
                     .connect_lazy_with(options),
             )
@@ -208,7 +212,7 @@ impl Database {
         };
         let span = tracing::info_span!(
             "db.query",
-            otel.name = crate::canary::EXTRA_QUERY_SPAN,
+            otel.name = EXTRA_QUERY_SPAN,
             otel.kind = "client",
             db.system.name = self.system(),
             db.query.text = SQL,

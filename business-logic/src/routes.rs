@@ -8,13 +8,13 @@ use actix_web::http::header::CONTENT_TYPE;
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use contract::routes::business_logic::{METRICS, Route};
-use contract::{FastAnswer, FastQuery, NoQuery, SlowAnswer, SlowQuery};
+use contract::{FastAnswer, FastQuery, NoQuery, SlowAnswer, SlowQuery, millis};
 use tracing::Instrument;
 
-use crate::canary::Regression;
 use crate::catalog::summarise;
 use crate::db::Database;
 use crate::problem::{self, ApiError};
+use crate::settings::Regression;
 
 /// Shared, read-only state of the handlers.
 #[derive(Debug, Clone)]
@@ -175,8 +175,4 @@ async fn openapi(
     Ok(HttpResponse::Ok()
         .insert_header((CONTENT_TYPE, "application/json"))
         .body(state.openapi.clone()))
-}
-
-fn millis(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1e6).round() / 1e3
 }

@@ -1,14 +1,13 @@
 //! Settings, read once from the environment and validated. Nothing else in
-//! the service reads environment variables.
+//! the service reads environment variables. Plain data: this module uses no
+//! other module of the service (the lib's module-graph test keeps it so).
 
 use std::time::Duration;
 
 use contract::MAX_DELAY_MS;
 use serde::{Deserialize, Serialize};
-use service_kit::{ServerSettings, ServiceSettings};
+use service_kit::{ServerSettings, ServiceSettings, redact};
 use telemetry::TelemetrySettings;
-
-use crate::canary::Regression;
 
 /// The default `OTEL_SERVICE_NAME`.
 pub const SERVICE_NAME: &str = contract::routes::business_logic::SERVICE_NAME;
@@ -155,17 +154,31 @@ impl ServiceSettings for Settings {
     }
 }
 
-/// A database URL with any password replaced, fit for logs and errors.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let credentials = &url[scheme_end + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
-                None => url.to_owned(),
-            }
+/// The canary regression's knobs, as read (what they do: `crate::canary`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Regression {
+    /// `REGRESSION_EXTRA_QUERY`: the unindexed extra lookup on every fast request.
+    pub extra_query: bool,
+    /// `REGRESSION_ERROR_RATE`: share (0 to 1) of fast requests answered with a 500.
+    pub error_rate: f64,
+}
+
+impl Regression {
+    /// Whether any knob is on.
+    pub fn is_active(&self) -> bool {
+        self.extra_query || self.error_rate > 0.0
+    }
+
+    /// Checks the error rate; the message names the variable, the value and
+    /// what is allowed.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&self.error_rate) {
+            return Err(format!(
+                "REGRESSION_ERROR_RATE={} is out of range; allowed: 0 to 1 (0.05 fails one request in twenty)",
+                self.error_rate
+            ));
         }
-        _ => url.to_owned(),
+        Ok(())
     }
 }
 
@@ -257,11 +270,22 @@ mod tests {
     }
 
     #[test]
-    fn redact_hides_only_the_password() {
-        assert_eq!(
-            redact("postgres://app:secret@db:5432/app"),
-            "postgres://app:***@db:5432/app"
-        );
-        assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
+    fn the_regression_is_off_by_default() {
+        assert!(!Regression::default().is_active());
+        assert!(Regression::default().validate().is_ok());
+    }
+
+    #[test]
+    fn an_error_rate_outside_zero_to_one_is_refused() {
+        for rate in [-0.1, 1.5, f64::NAN] {
+            let e = Regression {
+                error_rate: rate,
+                ..Regression::default()
+            }
+            .validate()
+            .unwrap_err();
+            assert!(e.contains("REGRESSION_ERROR_RATE"), "{e}");
+            assert!(e.contains("allowed: 0 to 1"), "{e}");
+        }
     }
 }

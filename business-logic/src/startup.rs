@@ -2,17 +2,17 @@
 //! skeleton's middleware and server (graceful on SIGTERM and SIGINT).
 
 use actix_web::{App, web};
-use service_kit::{Running, ServiceError, Stack};
+use service_kit::{Running, ServiceError, Stack, redact};
 
 use crate::db::Database;
 use crate::problem::{self, ApiError};
 use crate::routes::{self, AppState};
-use crate::settings::{Settings, redact};
+use crate::settings::Settings;
 
 /// Creates the (lazy) database pool, starts migrating in the background,
 /// binds the listener and builds the server.
 pub async fn build(settings: Settings) -> anyhow::Result<Running> {
-    let db = Database::connect_lazy(&settings)?;
+    let db = Database::connect_lazy(&settings.database_url, settings.database_max_connections)?;
     tracing::info!(
         database = %redact(&settings.database_url),
         db.system.name = db.system(),

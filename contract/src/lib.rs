@@ -13,12 +13,14 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+mod elapsed;
 #[cfg(feature = "openapi")]
 pub mod openapi;
 mod problem;
 mod query;
 pub mod routes;
 
+pub use elapsed::millis;
 pub use problem::{ABOUT_BLANK, PROBLEM_JSON, Problem};
 pub use query::{DELAY_MS, FastQuery, NoQuery, QueryError, SKU, SlowQuery};
 

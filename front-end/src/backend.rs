@@ -39,8 +39,8 @@ const _: () = assert!(POOL_IDLE_TIMEOUT.as_secs() < service_kit::KEEP_ALIVE.as_s
 pub struct Backend {
     client: ClientWithMiddleware,
     base_url: String,
-    /// The fast endpoint's URL, parsed once: parsing it per request was
-    /// about 6,000 instructions of each fast page.
+    /// The fast endpoint's URL, parsed once: parsing it per request was a
+    /// measurable share of each fast page (`docs/instrumentation-cost.md, "Figures behind code comments"`).
     fast_url: Url,
     fast_timeout: Duration,
     slow_timeout: Duration,

@@ -6,7 +6,7 @@ use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use contract::routes::front_end::{FAST_PAGE, HEALTHZ, LANDING, READYZ, SLOW_PAGE, STYLESHEET};
-use contract::{NoQuery, SlowQuery};
+use contract::{NoQuery, SlowQuery, millis};
 
 use crate::backend::Backend;
 use crate::error::PageError;
@@ -52,14 +52,7 @@ fn html(page: impl Template) -> Result<HttpResponse, PageError> {
         .body(page.render()?))
 }
 
-fn millis(d: std::time::Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-async fn landing(
-    request: HttpRequest,
-    links: web::Data<Links>,
-) -> Result<HttpResponse, PageError> {
+async fn landing(request: HttpRequest, links: web::Data<Links>) -> Result<HttpResponse, PageError> {
     NoQuery::parse(request.query_string())?;
     html(Landing {
         root: TOP,

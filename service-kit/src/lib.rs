@@ -1,8 +1,9 @@
 //! The skeleton both services share, so each keeps only its own settings
 //! and routes:
 //!
-//! - [`settings`]: `HOST`, `PORT`, `SHUTDOWN_GRACE_PERIOD_SECS`, `WORKERS`, and the
-//!   figment reader each service's own settings use;
+//! - [`settings`]: `HOST`, `PORT`, `SHUTDOWN_GRACE_PERIOD_SECS`, `WORKERS`,
+//!   the figment reader each service's own settings use, and [`redact`] for
+//!   URLs that carry a password;
 //! - [`server`]: the HTTP server on its own listener (port 0 works, for
 //!   tests), stopped gracefully by SIGTERM or SIGINT (a second one forces it);
 //! - [`middleware`]: the request middleware both services wrap their `App`
@@ -27,7 +28,7 @@ use std::process::ExitCode;
 pub use middleware::header_limit::{HeadersTooLarge, MAX_HEADER_BYTES};
 pub use middleware::{ServiceError, Stack};
 pub use server::{KEEP_ALIVE, Running};
-pub use settings::{ServerSettings, read_env, read_env_with_text};
+pub use settings::{ServerSettings, read_env, read_env_with_text, redact};
 
 /// A service's settings as the skeleton needs them: its own variables,
 /// plus the server and telemetry parts the kit and the telemetry crate read.

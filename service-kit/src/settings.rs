@@ -107,6 +107,22 @@ where
         .map_err(|e| anyhow::anyhow!("invalid setting: {e}"))
 }
 
+/// A connection URL with its password replaced by `***`, fit for logs and
+/// error messages (`postgres://app:***@db:5432/app`); a URL without a
+/// password comes back as it is.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// Runs `read` with exactly `vars` as the environment (figment's `Jail`:
 /// serialised with other jailed tests, restored afterwards); the error as text.
 #[cfg(any(test, feature = "testing"))]
@@ -144,7 +160,10 @@ mod tests {
 
     #[test]
     fn defaults_and_overrides() {
-        assert_eq!(load(&[]).unwrap(), ServerSettings::with_port(A_DEFAULT_PORT));
+        assert_eq!(
+            load(&[]).unwrap(),
+            ServerSettings::with_port(A_DEFAULT_PORT)
+        );
         let s = load(&[
             ("PORT", "0"),
             ("SHUTDOWN_GRACE_PERIOD_SECS", "3600"),
@@ -178,5 +197,15 @@ mod tests {
         );
         let e = load(&[("HOST", "")]).unwrap_err();
         assert!(e.contains("HOST"), "{e}");
+    }
+
+    #[test]
+    fn redact_hides_only_the_password() {
+        assert_eq!(
+            redact("postgres://app:secret@db:5432/app"),
+            "postgres://app:***@db:5432/app"
+        );
+        assert_eq!(redact("postgres://app@db/app"), "postgres://app@db/app");
+        assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
     }
 }

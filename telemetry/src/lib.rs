@@ -119,9 +119,10 @@ where
                 .with_tracer(tracer)
                 // Not on every span: the thread a span was created on (an
                 // async span runs on whichever worker polls it) and the
-                // busy/idle split (one clock read per poll). Together about
-                // 7 % of the instrumented instructions per page
-                // (docs/instrumentation-cost.md). Code location stays.
+                // busy/idle split (one clock read per poll). Together a
+                // measurable share of the instrumented page (docs/
+                // instrumentation-cost.md, "Figures behind code comments").
+                // Code location stays.
                 .with_threads(false)
                 .with_tracked_inactivity(false)
                 .with_filter(export_filter),

@@ -169,8 +169,9 @@ fn padded_level(level: &tracing::Level) -> &'static str {
 
 /// The line's time: RFC 3339 in UTC with microseconds
 /// (`2026-11-26T14:57:13.123456Z`), as tracing-subscriber's `SystemTime`
-/// writes it, but written by humantime into a fixed buffer: through
-/// `core::fmt`'s padded integers it was about 2,300 instructions a line.
+/// writes it, but written by humantime into a fixed buffer: `core::fmt`'s
+/// padded integers made it a large share of each line (measured:
+/// `docs/instrumentation-cost.md, "Figures behind code comments"`).
 fn write_timestamp(writer: &mut Writer<'_>) -> fmt::Result {
     let now = std::time::SystemTime::now();
     if now < std::time::UNIX_EPOCH {

@@ -81,20 +81,12 @@ fn postgres(value: &str) -> Result<Postgres, String> {
     }
 }
 
-/// `45s`, `500ms`, `2m` or plain seconds; at most 10 minutes.
+/// A duration in humantime's syntax, as `make load` and `make bench` take
+/// it (`45s`, `500ms`, `2m`, `1m 30s`; a bare number is refused); at most
+/// 10 minutes.
 fn duration(value: &str) -> Result<Duration, String> {
-    let (number, unit) = value
-        .find(|c: char| !c.is_ascii_digit())
-        .map_or((value, ""), |i| value.split_at(i));
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{value:?}: expected a duration like 45s, 500ms or 2m"))?;
-    let d = match unit {
-        "" | "s" => Duration::from_secs(n),
-        "ms" => Duration::from_millis(n),
-        "m" => Duration::from_secs(n.saturating_mul(60)),
-        _ => return Err(format!("{value:?}: unit must be ms, s or m")),
-    };
+    let d = humantime::parse_duration(value)
+        .map_err(|e| format!("{value:?} is not a duration like 45s, 500ms or 2m: {e}"))?;
     if d > Duration::from_secs(600) {
         return Err(format!("{value:?}: at most 10m"));
     }
@@ -508,5 +500,19 @@ fn slow_page(
                 "kubectl -n {ns} get deploy front-end -o jsonpath='{{.spec.template.spec.containers[0].image}}'"
             )],
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_humantime_syntax_up_to_ten_minutes() {
+        assert_eq!(duration("45s"), Ok(Duration::from_secs(45)));
+        assert_eq!(duration("1m 30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
+        assert!(duration("45").unwrap_err().contains("like 45s"));
+        assert!(duration("11m").unwrap_err().contains("at most 10m"));
     }
 }

@@ -11,20 +11,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use bench::instructions::Counter;
+use bench::instructions::{self, Counter, Rig, Setting};
 use bench::load_tool::{self, LoadTool};
 use bench::machine::Machine;
-use bench::median;
 use bench::pinning::Pinning;
 use bench::report::{
-    Figure, INSTRUCTIONS_DATABASE_CEILING, INSTRUCTIONS_INSTRUMENTED, INSTRUCTIONS_UNINSTRUMENTED,
-    INSTRUCTIONS_UNINSTRUMENTED_WARN, InstructionFigure, Instructions, LogLines, MemoryFigure,
-    PostgresFigures, Ratios, Results, Run, Settings, SlowPages, Spans,
+    Figure, Instructions, LogLines, MemoryFigure, PostgresFigures, Ratios, Results, Run, Settings,
+    SlowPages, Spans,
 };
-use business_logic::settings::redact;
+use bench::{Binaries, median, service_env};
 use clap::Parser;
+use service_kit::redact;
 use test_support::collector::{Collector, now_us};
 use test_support::database::TestDatabase;
+use test_support::os::Memory;
 use test_support::service::{Launch, Service};
 use tokio::task::JoinSet;
 
@@ -47,12 +47,12 @@ struct Args {
     /// Connections the load generator holds open.
     #[arg(long, default_value_t = 32)]
     concurrency: u32,
-    /// Seconds per measured run (default 10, quick 2).
-    #[arg(long)]
-    duration: Option<u64>,
-    /// Seconds of warm-up before each measured run (default 3, quick 1).
-    #[arg(long)]
-    warmup: Option<u64>,
+    /// Length of each measured run: 10s, 1m, ... (default 10s, quick 2s; whole seconds, 1s to 1h).
+    #[arg(long, value_parser = run_length)]
+    duration: Option<Duration>,
+    /// Warm-up before each measured run (default 3s, quick 1s; whole seconds, 1s to 1h).
+    #[arg(long, value_parser = run_length)]
+    warmup: Option<Duration>,
     /// Rounds of interleaved runs (default 3, quick 1).
     #[arg(long)]
     rounds: Option<u32>,
@@ -86,6 +86,20 @@ struct Args {
     /// Requests before counting starts (default 200, quick 20).
     #[arg(long)]
     instruction_warmup: Option<u32>,
+}
+
+/// `--duration` and `--warmup`: whole seconds from 1s to 1h, as the load
+/// generators take them.
+fn run_length(value: &str) -> Result<Duration, String> {
+    let duration =
+        bench::duration_within(value, Duration::from_secs(1)..=Duration::from_secs(3600))?;
+    if duration.subsec_nanos() == 0 {
+        Ok(duration)
+    } else {
+        Err(format!(
+            "{value:?}: whole seconds only (the load generators count in seconds)"
+        ))
+    }
 }
 
 /// Which database a stack reads.
@@ -173,14 +187,17 @@ impl Plan {
         } else {
             (3, 10, 3, 300, 3, 2000, 200)
         };
-        let warmup = args.warmup.unwrap_or(warmup);
-        let duration = args.duration.unwrap_or(duration).max(1);
+        let warmup = args.warmup.unwrap_or(Duration::from_secs(warmup));
+        let duration = args.duration.unwrap_or(Duration::from_secs(duration));
         // The slow pages must outlive warm-up plus run, with room for
         // confirming they are in flight, within the delay business-logic allows.
-        let slow_delay_ms = ((warmup + duration + 6) * 1000).min(contract::MAX_DELAY_MS);
+        let held = warmup + duration + Duration::from_secs(6);
+        let slow_delay_ms = u64::try_from(held.as_millis())
+            .unwrap_or(u64::MAX)
+            .min(contract::MAX_DELAY_MS);
         Self {
-            warmup: Duration::from_secs(warmup),
-            duration: Duration::from_secs(duration),
+            warmup,
+            duration,
             rounds: args.rounds.unwrap_or(rounds).max(1),
             slow_requests: args.slow_requests.unwrap_or(slow),
             slow_delay_ms,
@@ -210,60 +227,6 @@ fn main() -> anyhow::Result<()> {
 
 fn say(message: impl AsRef<str>) {
     eprintln!("bench: {}", message.as_ref());
-}
-
-/// The binaries under test.
-#[derive(Debug)]
-struct Binaries {
-    front_end: PathBuf,
-    business_logic: PathBuf,
-    ceiling: PathBuf,
-}
-
-impl Binaries {
-    fn locate(bin_dir: Option<&Path>) -> anyhow::Result<Self> {
-        let dir = match bin_dir {
-            Some(dir) => dir.to_owned(),
-            None => std::env::current_exe()?
-                .parent()
-                .context("the harness binary has no directory")?
-                .to_owned(),
-        };
-        let found = Self {
-            front_end: dir.join("front-end"),
-            business_logic: dir.join("business-logic"),
-            ceiling: dir.join("ceiling"),
-        };
-        for path in [&found.front_end, &found.business_logic, &found.ceiling] {
-            if !path.is_file() {
-                bail!(
-                    "{} not found; build it first: cargo build --release -p front-end -p business-logic -p bench",
-                    path.display()
-                );
-            }
-        }
-        Ok(found)
-    }
-}
-
-/// The cluster's settings for both services (see helm/app), with spans
-/// going to the stand-in collector. `instrumented: false` turns span export
-/// and metrics off and nothing else; `rust_log` is `info` but for the
-/// log-line pair.
-fn service_env(instrumented: bool, rust_log: &str, zipkin: &str) -> Vec<(&'static str, String)> {
-    let mut env = vec![
-        ("RUST_LOG", rust_log.to_owned()),
-        ("LOG_FORMAT", "text".to_owned()),
-        ("OTEL_EXPORTER_ZIPKIN_ENDPOINT", zipkin.to_owned()),
-    ];
-    if instrumented {
-        env.push(("OTEL_TRACES_EXPORTER", "zipkin".to_owned()));
-        env.push(("METRICS_ENABLED", "true".to_owned()));
-    } else {
-        env.push(("OTEL_TRACES_EXPORTER", "none".to_owned()));
-        env.push(("METRICS_ENABLED", "false".to_owned()));
-    }
-    env
 }
 
 fn describe_env(env: &[(&str, String)]) -> Vec<String> {
@@ -606,7 +569,9 @@ impl Stacks {
     }
 }
 
-#[allow(clippy::too_many_lines)] // one measurement, read top to bottom
+/// The whole measurement, one named step after another: start-up times,
+/// the stacks, the interleaved rounds under load, memory after them, then,
+/// with the load over, the instruction counts.
 async fn measure(
     args: &Args,
     cx: &Harness,
@@ -617,22 +582,86 @@ async fn measure(
     counter: Option<Counter>,
 ) -> anyhow::Result<Results> {
     let plan = &cx.plan;
+    let startup = measure_startup(cx).await?;
+    let stacks = start_stacks(cx, postgres_url).await?;
+    let order_of_round = order(stacks.postgres.is_some());
+    check_fast_pages(&stacks, &order_of_round).await?;
+    // Idle: ready, one request served, a second to settle.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let on = &stacks.on;
+    let idle = [on.front.memory(), on.back.memory()];
 
-    // 6. Start-up, each sample on a fresh database (migrations and seed included).
-    say(format!(
-        "start-up: {} sample(s) per service",
-        plan.startup_samples
-    ));
+    let mut rounds = Rounds::default();
+    for round in 0..plan.rounds {
+        // A B C ..., then ... C B A.
+        let mut this_round = order_of_round.clone();
+        if round % 2 == 1 {
+            this_round.reverse();
+        }
+        for config in this_round {
+            rounds
+                .run(cx, tool, &stacks, config, round, args.concurrency)
+                .await?;
+        }
+    }
+    let slow_sent = plan.slow_requests as usize * plan.rounds as usize;
+    if rounds.slow_ok != slow_sent {
+        say(format!(
+            "warning: {} of {slow_sent} slow pages answered 200",
+            rounds.slow_ok
+        ));
+    }
+
+    // After: a second to settle, then the last resident size and the peaks.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = [on.front.memory(), on.back.memory()];
+    // Spans leave in batches every 500 ms; give the last ones time to land.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let memory = memory_figures(on, idle, &rounds.load_max, after);
+    let has_postgres = stacks.postgres.is_some();
+    // The load is over: the counted runs start processes of their own.
+    drop(stacks);
+    let instructions = match counter {
+        Some(counter) => Some(count_instructions(cx, counter).await?),
+        None => None,
+    };
+    let settings = describe_settings(args, cx, tool_version, &order_of_round);
+    let mut results = rounds.results(
+        cx,
+        machine,
+        settings,
+        has_postgres,
+        memory,
+        startup,
+        instructions,
+    );
+    results.log_lines.instructions_per_line = results.instructions_per_log_line();
+    results.judge();
+    Ok(results)
+}
+
+/// Start-up times (spawn to ready), each sample on a fresh database
+/// (migrations and seed included): the medians by service.
+async fn measure_startup(cx: &Harness) -> anyhow::Result<BTreeMap<String, f64>> {
+    let samples = cx.plan.startup_samples;
+    say(format!("start-up: {samples} sample(s) per service"));
     let mut front_startups = Vec::new();
     let mut back_startups = Vec::new();
-    for i in 0..plan.startup_samples {
+    for i in 0..samples {
         let (_pair, front, back) = cx
             .start_stack(&format!("startup-{i}"), true, "info", None)
             .await?;
         front_startups.push(front.as_secs_f64() * 1e3);
         back_startups.push(back.as_secs_f64() * 1e3);
     }
+    Ok(BTreeMap::from([
+        ("front-end".to_owned(), median(&front_startups)),
+        ("business-logic".to_owned(), median(&back_startups)),
+    ]))
+}
 
+/// Every stack the rounds put under load, started and ready.
+async fn start_stacks(cx: &Harness, postgres_url: Option<&str>) -> anyhow::Result<Stacks> {
     say("starting the stacks: instrumented, uninstrumented (info, warn), ceilings");
     let (on, ..) = cx.start_stack("instrumented", true, "info", None).await?;
     let (off, ..) = cx
@@ -659,16 +688,19 @@ async fn measure(
         }
         None => None,
     };
-    let stacks = Stacks {
+    Ok(Stacks {
         on,
         off,
         off_warn,
         ceiling,
         ceiling_db,
         postgres,
-    };
-    let order_of_round = order(stacks.postgres.is_some());
-    for config in &order_of_round {
+    })
+}
+
+/// Every configuration's fast page answers 200 before any load.
+async fn check_fast_pages(stacks: &Stacks, configs: &[Config]) -> anyhow::Result<()> {
+    for config in configs {
         let pair = stacks.get(*config);
         let status = test_support::http::status(&pair.front.url("/fast-page")).await;
         if status != Some(200) {
@@ -680,405 +712,363 @@ async fn measure(
             );
         }
     }
-    // Idle: ready, one request served, a second to settle.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let on = &stacks.on;
-    let idle = [on.front.memory(), on.back.memory()];
-    let load_max = [Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0))];
+    Ok(())
+}
 
-    let mut runs: BTreeMap<&'static str, Vec<Run>> = BTreeMap::new();
-    let mut instrumented_requests: u64 = 1;
-    let mut slow_held = Vec::new();
-    let mut slow_ok = 0usize;
-    // Log lines the uninstrumented stack printed at RUST_LOG=info, and its requests.
-    let (mut log_lines, mut logged_requests) = (0u64, 0u64);
-    for round in 0..plan.rounds {
-        let order: Vec<Config> = if round % 2 == 0 {
-            order_of_round.clone()
-        } else {
-            order_of_round.iter().rev().copied().collect()
-        };
-        for config in order {
-            let stack = stacks.get(config);
-            stack.front.clear_logs()?;
-            stack.back.clear_logs()?;
-            let slow = if config == Config::InstrumentedWithSlow {
-                let (set, connections) =
-                    hold_slow_pages(stack, plan.slow_requests, plan.slow_delay_ms).await?;
-                say(format!(
-                    "round {}: {} slow pages sent, business-logic holds {connections} connections",
-                    round + 1,
-                    plan.slow_requests
-                ));
-                Some(set)
-            } else {
-                None
-            };
-            let url = stack.front.url("/fast-page");
-            let warm = tool
-                .run(&cx.pinning, &url, args.concurrency, plan.warmup)
-                .await?;
-            let sampled = matches!(
-                config,
-                Config::Instrumented(Db::Sqlite) | Config::InstrumentedWithSlow
-            );
-            let sampler = sampled
-                .then(|| sample_memory(vec![on.front.pid(), on.back.pid()], load_max.to_vec()));
-            let before = cpu_times();
-            let measured_from = now_us();
-            let stats = tool
-                .run(&cx.pinning, &url, args.concurrency, plan.duration)
-                .await?;
-            let measured_to = now_us();
-            let after = cpu_times();
-            if let Some(sampler) = sampler {
-                sampler.abort();
-            }
-            let (server_cpu, load_cpu) = match &cx.pinning {
-                Pinning::Pinned { servers, load } => (
-                    busy_pct(&before, &after, &format!("cpu{servers}")),
-                    busy_pct(&before, &after, &format!("cpu{load}")),
-                ),
-                Pinning::None => (busy_pct(&before, &after, "cpu"), None),
-            };
-            // CPU time per request on the servers' CPU: only when the
-            // servers have a CPU of their own (unpinned, the load generator's
-            // share would be in it).
-            let server_cpu_us = match (&cx.pinning, server_cpu) {
-                (Pinning::Pinned { .. }, Some(busy)) if stats.requests_per_s > 0.0 => {
-                    Some(busy / 100.0 / stats.requests_per_s * 1e6)
-                }
-                _ => None,
-            };
-            say(format!(
-                "round {}: {:<46} {:>8.0} req/s  p50 {:>9}  p99 {:>9}  errors {}  (CPU servers {:.0} %, load {:.0} %)",
-                round + 1,
-                config.label(),
-                stats.requests_per_s,
-                bench::format_ms(stats.p50_ms),
-                bench::format_ms(stats.p99_ms),
-                stats.errors,
-                server_cpu.unwrap_or(f64::NAN),
-                load_cpu.unwrap_or(f64::NAN),
-            ));
-            if config.instrumented() {
-                instrumented_requests += warm.requests + stats.requests;
-            }
-            if config == Config::Uninstrumented(Db::Sqlite) {
-                // A buffered log writer may hold the last lines for a moment.
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                log_lines += (stack.front.logs().len() + stack.back.logs().len()) as u64;
-                logged_requests += warm.requests + stats.requests;
-            }
-            if let Some(mut set) = slow {
-                let limit = Duration::from_millis(plan.slow_delay_ms + 30_000);
-                let joined = tokio::time::timeout(limit, async {
-                    let mut ok = 0;
-                    while let Some(done) = set.join_next().await {
-                        ok += usize::from(matches!(done, Ok(Some(200))));
-                    }
-                    ok
-                })
-                .await
-                .context("slow pages did not finish")?;
-                slow_ok += joined;
-                let n = plan.slow_requests as usize;
-                let held = held_through(&cx.collector, measured_from, measured_to, n).await;
-                say(format!(
-                    "round {}: {held} of {n} slow pages were held in business-logic through the measured run",
-                    round + 1,
-                ));
-                slow_held.push(held as u64);
-                instrumented_requests += u64::from(plan.slow_requests);
-            }
-            runs.entry(config.label()).or_default().push(Run {
-                stats,
-                server_cpu_busy_pct: server_cpu,
-                load_cpu_busy_pct: load_cpu,
-                server_cpu_us_per_request: server_cpu_us,
-            });
+/// What the rounds under load collect.
+#[derive(Debug)]
+struct Rounds {
+    runs: BTreeMap<&'static str, Vec<Run>>,
+    /// Requests the instrumented stack served: warm-ups, runs, slow pages,
+    /// and the check before the rounds.
+    instrumented_requests: u64,
+    /// Per round, the slow pages held through the measured run.
+    slow_held: Vec<u64>,
+    slow_ok: usize,
+    /// Log lines the uninstrumented stack printed at RUST_LOG=info, and its requests.
+    log_lines: u64,
+    logged_requests: u64,
+    /// Highest resident size of the instrumented front and back under load.
+    load_max: [Arc<AtomicU64>; 2],
+}
+
+impl Default for Rounds {
+    fn default() -> Self {
+        Self {
+            runs: BTreeMap::new(),
+            instrumented_requests: 1,
+            slow_held: Vec::new(),
+            slow_ok: 0,
+            log_lines: 0,
+            logged_requests: 0,
+            load_max: [Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0))],
         }
     }
-    let slow_sent = plan.slow_requests as usize * plan.rounds as usize;
-    if slow_ok != slow_sent {
+}
+
+impl Rounds {
+    /// One configuration's warm-up and measured run in `round`, with its
+    /// slow pages held in flight where the configuration has them.
+    async fn run(
+        &mut self,
+        cx: &Harness,
+        tool: &LoadTool,
+        stacks: &Stacks,
+        config: Config,
+        round: u32,
+        concurrency: u32,
+    ) -> anyhow::Result<()> {
+        let plan = &cx.plan;
+        let stack = stacks.get(config);
+        stack.front.clear_logs()?;
+        stack.back.clear_logs()?;
+        let slow = if config == Config::InstrumentedWithSlow {
+            let (set, connections) =
+                hold_slow_pages(stack, plan.slow_requests, plan.slow_delay_ms).await?;
+            say(format!(
+                "round {}: {} slow pages sent, business-logic holds {connections} connections",
+                round + 1,
+                plan.slow_requests
+            ));
+            Some(set)
+        } else {
+            None
+        };
+        let url = stack.front.url("/fast-page");
+        let warm = tool
+            .run(&cx.pinning, &url, concurrency, plan.warmup)
+            .await?;
+        let sampled = matches!(
+            config,
+            Config::Instrumented(Db::Sqlite) | Config::InstrumentedWithSlow
+        );
+        let on = &stacks.on;
+        let sampler = sampled
+            .then(|| sample_memory(vec![on.front.pid(), on.back.pid()], self.load_max.to_vec()));
+        let before = cpu_times();
+        let measured_from = now_us();
+        let stats = tool
+            .run(&cx.pinning, &url, concurrency, plan.duration)
+            .await?;
+        let measured_to = now_us();
+        let after = cpu_times();
+        if let Some(sampler) = sampler {
+            sampler.abort();
+        }
+        let run = cpu_share(&cx.pinning, &before, &after, stats);
         say(format!(
-            "warning: {slow_ok} of {slow_sent} slow pages answered 200"
+            "round {}: {:<46} {:>8.0} req/s  p50 {:>9}  p99 {:>9}  errors {}  (CPU servers {:.0} %, load {:.0} %)",
+            round + 1,
+            config.label(),
+            run.stats.requests_per_s,
+            bench::format_ms(run.stats.p50_ms),
+            bench::format_ms(run.stats.p99_ms),
+            run.stats.errors,
+            run.server_cpu_busy_pct.unwrap_or(f64::NAN),
+            run.load_cpu_busy_pct.unwrap_or(f64::NAN),
         ));
+        if config.instrumented() {
+            self.instrumented_requests += warm.requests + run.stats.requests;
+        }
+        if config == Config::Uninstrumented(Db::Sqlite) {
+            // A buffered log writer may hold the last lines for a moment.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            self.log_lines += (stack.front.logs().len() + stack.back.logs().len()) as u64;
+            self.logged_requests += warm.requests + run.stats.requests;
+        }
+        if let Some(set) = slow {
+            self.finish_slow_pages(cx, set, round, measured_from, measured_to)
+                .await?;
+        }
+        self.runs.entry(config.label()).or_default().push(run);
+        Ok(())
     }
 
-    // After: a second to settle, then the last resident size and the peaks.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let after = [on.front.memory(), on.back.memory()];
-    // Spans leave in batches every 500 ms; give the last ones time to land.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-
-    let mut figure =
-        |config: Config| Figure::from_runs(runs.remove(config.label()).unwrap_or_default());
-    let fast_page = figure(Config::Instrumented(Db::Sqlite));
-    let ceiling_figure = figure(Config::Ceiling);
-    let database_ceiling = figure(Config::DatabaseCeiling(Db::Sqlite));
-    let uninstrumented = figure(Config::Uninstrumented(Db::Sqlite));
-    let uninstrumented_warn = figure(Config::UninstrumentedWarn);
-    let with_slow = figure(Config::InstrumentedWithSlow);
-    let postgres = stacks.postgres.is_some().then(|| {
-        PostgresFigures::new(
-            figure(Config::Instrumented(Db::Postgres)),
-            figure(Config::Uninstrumented(Db::Postgres)),
-            figure(Config::DatabaseCeiling(Db::Postgres)),
-            &ceiling_figure,
-        )
-    });
-    let log_lines_per_page = log_lines as f64 / logged_requests.max(1) as f64;
-    let ratios = Ratios {
-        fast_page_over_ceiling: fast_page.requests_per_s / ceiling_figure.requests_per_s,
-        fast_page_over_database_ceiling: fast_page.requests_per_s / database_ceiling.requests_per_s,
-        instrumented_over_uninstrumented: fast_page.requests_per_s / uninstrumented.requests_per_s,
-        log_info_over_warn: uninstrumented.requests_per_s / uninstrumented_warn.requests_per_s,
-        slow_path_isolation: with_slow.p99_ms / fast_page.p99_ms,
-    };
-    let log_lines = LogLines {
-        per_page: log_lines_per_page,
-        cpu_us_per_line: match (
-            uninstrumented.server_cpu_us_per_request,
-            uninstrumented_warn.server_cpu_us_per_request,
-        ) {
-            (Some(info), Some(warn)) if log_lines_per_page > 0.0 => {
-                Some((info - warn) / log_lines_per_page)
+    /// Waits (bounded) for the held slow pages to answer, and counts those
+    /// business-logic held through the measured run `from_us..to_us`.
+    async fn finish_slow_pages(
+        &mut self,
+        cx: &Harness,
+        mut set: JoinSet<Option<u16>>,
+        round: u32,
+        from_us: u64,
+        to_us: u64,
+    ) -> anyhow::Result<()> {
+        let plan = &cx.plan;
+        let limit = Duration::from_millis(plan.slow_delay_ms + 30_000);
+        let answered = tokio::time::timeout(limit, async {
+            let mut ok = 0;
+            while let Some(done) = set.join_next().await {
+                ok += usize::from(matches!(done, Ok(Some(200))));
             }
-            _ => None,
-        },
-        instructions_per_line: None,
+            ok
+        })
+        .await
+        .context("slow pages did not finish")?;
+        self.slow_ok += answered;
+        let n = plan.slow_requests as usize;
+        let held = held_through(&cx.collector, from_us, to_us, n).await;
+        say(format!(
+            "round {}: {held} of {n} slow pages were held in business-logic through the measured run",
+            round + 1,
+        ));
+        self.slow_held.push(held as u64);
+        self.instrumented_requests += u64::from(plan.slow_requests);
+        Ok(())
+    }
+
+    /// The figures, ratios and counts of all rounds, with what was measured
+    /// around them.
+    #[allow(clippy::too_many_arguments)] // the measurement's parts, each named
+    fn results(
+        mut self,
+        cx: &Harness,
+        machine: Machine,
+        settings: Settings,
+        has_postgres: bool,
+        memory: BTreeMap<String, MemoryFigure>,
+        startup_ms: BTreeMap<String, f64>,
+        instructions: Option<Instructions>,
+    ) -> Results {
+        let plan = &cx.plan;
+        let mut figure = |config: Config| {
+            Figure::from_runs(self.runs.remove(config.label()).unwrap_or_default())
+        };
+        let fast_page = figure(Config::Instrumented(Db::Sqlite));
+        let ceiling = figure(Config::Ceiling);
+        let database_ceiling = figure(Config::DatabaseCeiling(Db::Sqlite));
+        let uninstrumented = figure(Config::Uninstrumented(Db::Sqlite));
+        let uninstrumented_warn = figure(Config::UninstrumentedWarn);
+        let with_slow = figure(Config::InstrumentedWithSlow);
+        let postgres = has_postgres.then(|| {
+            PostgresFigures::new(
+                figure(Config::Instrumented(Db::Postgres)),
+                figure(Config::Uninstrumented(Db::Postgres)),
+                figure(Config::DatabaseCeiling(Db::Postgres)),
+                &ceiling,
+            )
+        });
+        let log_lines_per_page = self.log_lines as f64 / self.logged_requests.max(1) as f64;
+        let ratios = Ratios {
+            fast_page_over_ceiling: fast_page.requests_per_s / ceiling.requests_per_s,
+            fast_page_over_database_ceiling: fast_page.requests_per_s
+                / database_ceiling.requests_per_s,
+            instrumented_over_uninstrumented: fast_page.requests_per_s
+                / uninstrumented.requests_per_s,
+            log_info_over_warn: uninstrumented.requests_per_s / uninstrumented_warn.requests_per_s,
+            slow_path_isolation: with_slow.p99_ms / fast_page.p99_ms,
+        };
+        let log_lines = LogLines {
+            per_page: log_lines_per_page,
+            cpu_us_per_line: match (
+                uninstrumented.server_cpu_us_per_request,
+                uninstrumented_warn.server_cpu_us_per_request,
+            ) {
+                (Some(info), Some(warn)) if log_lines_per_page > 0.0 => {
+                    Some((info - warn) / log_lines_per_page)
+                }
+                _ => None,
+            },
+            instructions_per_line: None,
+        };
+        let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+        let binary_size_bytes = BTreeMap::from([
+            ("front-end".to_owned(), size(&cx.binaries.front_end)),
+            (
+                "business-logic".to_owned(),
+                size(&cx.binaries.business_logic),
+            ),
+        ]);
+        let received = cx.collector.span_count();
+        let spans = Spans {
+            received,
+            batches: cx.collector.batches(),
+            rejected_batches: cx.collector.rejected(),
+            instrumented_requests: self.instrumented_requests,
+            per_request: received as f64 / self.instrumented_requests.max(1) as f64,
+        };
+        Results {
+            machine,
+            settings,
+            fast_page,
+            ceiling,
+            database_ceiling,
+            fast_page_uninstrumented: uninstrumented,
+            fast_page_uninstrumented_warn: uninstrumented_warn,
+            fast_page_with_slow: with_slow,
+            postgres,
+            postgres_skipped: None,
+            ratios,
+            log_lines,
+            instructions,
+            memory,
+            startup_ms,
+            startup_samples: plan.startup_samples,
+            binary_size_bytes,
+            spans,
+            slow_pages: SlowPages {
+                sent: u64::from(plan.slow_requests) * u64::from(plan.rounds),
+                held_min: self.slow_held.iter().copied().min().unwrap_or(0),
+                answered_200: self.slow_ok as u64,
+            },
+            targets: Vec::new(),
+        }
+    }
+}
+
+/// A run with how busy the servers' and the load generator's CPUs were
+/// between `before` and `after`, and the servers' CPU time per request
+/// (only when the servers have a CPU of their own: unpinned, the load
+/// generator's share would be in it).
+fn cpu_share(
+    pinning: &Pinning,
+    before: &BTreeMap<String, (u64, u64)>,
+    after: &BTreeMap<String, (u64, u64)>,
+    stats: load_tool::RunStats,
+) -> Run {
+    let (server_cpu, load_cpu) = match pinning {
+        Pinning::Pinned { servers, load } => (
+            busy_pct(before, after, &format!("cpu{servers}")),
+            busy_pct(before, after, &format!("cpu{load}")),
+        ),
+        Pinning::None => (busy_pct(before, after, "cpu"), None),
     };
-    let mut memory = BTreeMap::new();
-    for (i, server) in [&on.front, &on.back].into_iter().enumerate() {
-        memory.insert(
-            server.name().to_owned(),
-            MemoryFigure {
+    let server_cpu_us = match (pinning, server_cpu) {
+        (Pinning::Pinned { .. }, Some(busy)) if stats.requests_per_s > 0.0 => {
+            Some(busy / 100.0 / stats.requests_per_s * 1e6)
+        }
+        _ => None,
+    };
+    Run {
+        stats,
+        server_cpu_busy_pct: server_cpu,
+        load_cpu_busy_pct: load_cpu,
+        server_cpu_us_per_request: server_cpu_us,
+    }
+}
+
+/// Resident memory of the instrumented pair: idle, the highest under load,
+/// the kernel's peak, and after the rounds.
+fn memory_figures(
+    on: &Pair,
+    idle: [Memory; 2],
+    load_max: &[Arc<AtomicU64>; 2],
+    after: [Memory; 2],
+) -> BTreeMap<String, MemoryFigure> {
+    [&on.front, &on.back]
+        .into_iter()
+        .enumerate()
+        .map(|(i, server)| {
+            let figure = MemoryFigure {
                 idle_rss_kib: idle[i].rss_kib,
                 idle_anon_kib: idle[i].anon_kib,
                 load_rss_max_kib: load_max[i].load(Ordering::Relaxed),
                 peak_kib: server.memory().hwm_kib,
                 after_run_rss_kib: after[i].rss_kib,
-            },
-        );
-    }
-    let startup_ms = BTreeMap::from([
-        ("front-end".to_owned(), median(&front_startups)),
-        ("business-logic".to_owned(), median(&back_startups)),
-    ]);
-    let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
-    let binary_size_bytes = BTreeMap::from([
-        ("front-end".to_owned(), size(&cx.binaries.front_end)),
-        (
-            "business-logic".to_owned(),
-            size(&cx.binaries.business_logic),
-        ),
-    ]);
-    let received = cx.collector.span_count();
-    let spans = Spans {
-        received,
-        batches: cx.collector.batches(),
-        rejected_batches: cx.collector.rejected(),
-        instrumented_requests,
-        per_request: received as f64 / instrumented_requests.max(1) as f64,
-    };
-    // The load is over: the counted runs start processes of their own.
-    drop(stacks);
-    let instructions = match counter {
-        Some(counter) => Some(count_instructions(cx, counter).await?),
-        None => None,
-    };
+            };
+            (server.name().to_owned(), figure)
+        })
+        .collect()
+}
+
+/// How this run was set up, for the report.
+fn describe_settings(
+    args: &Args,
+    cx: &Harness,
+    load_tool: String,
+    order_of_round: &[Config],
+) -> Settings {
+    let plan = &cx.plan;
     let zipkin = cx.collector.zipkin_endpoint();
-    let mut results = Results {
-        machine,
-        settings: Settings {
-            quick: args.quick,
-            load_tool: tool_version,
-            concurrency: args.concurrency,
-            warmup_s: plan.warmup.as_secs(),
-            duration_s: plan.duration.as_secs(),
-            rounds: plan.rounds,
-            order: format!(
-                "{}; reversed every other round",
-                order_of_round
-                    .iter()
-                    .map(|c| c.label())
-                    .collect::<Vec<_>>()
-                    .join(" · ")
-            ),
-            pinning: cx.pinning.describe(),
-            slow_requests: plan.slow_requests,
-            slow_delay_ms: plan.slow_delay_ms,
-            instrumented_env: describe_env(&service_env(true, "info", &zipkin)),
-            uninstrumented_env: describe_env(&service_env(false, "info", &zipkin)),
-        },
-        fast_page,
-        ceiling: ceiling_figure,
-        database_ceiling,
-        fast_page_uninstrumented: uninstrumented,
-        fast_page_uninstrumented_warn: uninstrumented_warn,
-        fast_page_with_slow: with_slow,
-        postgres,
-        postgres_skipped: None,
-        ratios,
-        log_lines,
-        instructions,
-        memory,
-        startup_ms,
-        startup_samples: plan.startup_samples,
-        binary_size_bytes,
-        spans,
-        slow_pages: SlowPages {
-            sent: slow_sent as u64,
-            held_min: slow_held.iter().copied().min().unwrap_or(0),
-            answered_200: slow_ok as u64,
-        },
-        targets: Vec::new(),
-    };
-    results.log_lines.instructions_per_line = results.instructions_per_log_line();
-    results.judge();
-    Ok(results)
-}
-
-/// The settings whose instructions per fast page are counted.
-#[derive(Debug, Clone, Copy)]
-enum Counted {
-    Stack {
-        instrumented: bool,
-        rust_log: &'static str,
-    },
-    DatabaseCeiling,
-}
-
-impl Counted {
-    const ALL: [Self; 4] = [
-        Self::Stack {
-            instrumented: true,
-            rust_log: "info",
-        },
-        Self::Stack {
-            instrumented: false,
-            rust_log: "info",
-        },
-        Self::Stack {
-            instrumented: false,
-            rust_log: "warn",
-        },
-        Self::DatabaseCeiling,
-    ];
-
-    fn label(self) -> &'static str {
-        match self {
-            Self::Stack {
-                instrumented: true, ..
-            } => INSTRUCTIONS_INSTRUMENTED,
-            Self::Stack {
-                instrumented: false,
-                rust_log: "info",
-            } => INSTRUCTIONS_UNINSTRUMENTED,
-            Self::Stack { .. } => INSTRUCTIONS_UNINSTRUMENTED_WARN,
-            Self::DatabaseCeiling => INSTRUCTIONS_DATABASE_CEILING,
-        }
+    Settings {
+        quick: args.quick,
+        load_tool,
+        concurrency: args.concurrency,
+        warmup_s: plan.warmup.as_secs(),
+        duration_s: plan.duration.as_secs(),
+        rounds: plan.rounds,
+        order: format!(
+            "{}; reversed every other round",
+            order_of_round
+                .iter()
+                .map(|c| c.label())
+                .collect::<Vec<_>>()
+                .join(" · ")
+        ),
+        pinning: cx.pinning.describe(),
+        slow_requests: plan.slow_requests,
+        slow_delay_ms: plan.slow_delay_ms,
+        instrumented_env: describe_env(&service_env(true, "info", &zipkin)),
+        uninstrumented_env: describe_env(&service_env(false, "info", &zipkin)),
     }
 }
 
-/// Instructions per fast page for each [`Counted`] setting on SQLite: both
-/// processes under `counter`, a bounded warm-up, then a fixed number of
-/// requests one after another over one keep-alive connection.
+/// Instructions per fast page of the settings `make bench` counts
+/// ([`instructions::BENCH_SETTINGS`]), on SQLite.
 async fn count_instructions(cx: &Harness, counter: Counter) -> anyhow::Result<Instructions> {
     let plan = &cx.plan;
-    let dumps = cx.scratch.join("instructions");
-    std::fs::create_dir_all(&dumps)?;
+    let scratch = cx.scratch.join("instructions");
+    std::fs::create_dir_all(&scratch)?;
+    let rig = Rig {
+        binaries: &cx.binaries,
+        cpu: cx.pinning.servers_cpu(),
+        logs: &cx.logs,
+        scratch: &scratch,
+        zipkin: cx.collector.zipkin_endpoint(),
+        otlp: cx.collector.otlp_endpoint(),
+        database_url: None,
+        warmup: plan.instruction_warmup,
+        requests: plan.instruction_requests,
+    };
     let mut settings = Vec::new();
-    for counted in Counted::ALL {
-        let tag = format!("instructions-{}", settings.len());
-        let database_url = cx.database_url(&tag, None)?;
-        let zipkin = cx.collector.zipkin_endpoint();
-        let start = |name: &str, binary: &Path, args: &[&str], env: &[(&str, String)]| {
-            counter
-                .launch(name, binary, &dumps)
-                .args(args)
-                .envs(env)
-                .cpu(cx.pinning.servers_cpu())
-                .log_file(&cx.logs.join(format!("{tag}-{name}.log")))
-                .start(Duration::from_secs(120))
-        };
-        let (mut back, back_url) = match counted {
-            Counted::Stack {
-                instrumented,
-                rust_log,
-            } => {
-                let mut env = service_env(instrumented, rust_log, &zipkin);
-                env.push(("DATABASE_URL", database_url.clone()));
-                let back = start("business-logic", &cx.binaries.business_logic, &[], &env)?;
-                let url = back.url("");
-                (back, url)
-            }
-            Counted::DatabaseCeiling => {
-                let back = start(
-                    "ceiling-back",
-                    &cx.binaries.ceiling,
-                    &["back-database", "--database-url", &database_url],
-                    &[],
-                )?;
-                let url = back.url("");
-                (back, url)
-            }
-        };
-        back.wait_ready(Duration::from_secs(300)).await?;
-        let mut front = match counted {
-            Counted::Stack {
-                instrumented,
-                rust_log,
-            } => {
-                let mut env = service_env(instrumented, rust_log, &zipkin);
-                env.push(("BUSINESS_LOGIC_URL", back_url));
-                // Under callgrind code runs about fifty times slower.
-                env.push(("FAST_PAGE_TIMEOUT_MS", "60000".to_owned()));
-                start("front-end", &cx.binaries.front_end, &[], &env)?
-            }
-            Counted::DatabaseCeiling => start(
-                "ceiling-front",
-                &cx.binaries.ceiling,
-                &["front", "--backend-url", &back_url],
-                &[],
-            )?,
-        };
-        front.wait_ready(Duration::from_secs(300)).await?;
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(120))
-            .pool_max_idle_per_host(1)
-            .build()?;
-        let url = front.url("/fast-page");
-        drive(&client, &url, plan.instruction_warmup, &front, &back).await?;
-        // The warm-up's last span batch leaves within 500 ms (longer under callgrind).
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let counting = [
-            counter.start(&back, &dumps)?,
-            counter.start(&front, &dumps)?,
-        ];
-        drive(&client, &url, plan.instruction_requests, &front, &back).await?;
-        // The span batch of the counted requests belongs to them.
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let [back_count, front_count] = counting;
-        let n = f64::from(plan.instruction_requests);
-        let back_per_request =
-            tokio::task::spawn_blocking(move || back_count.finish()).await?? as f64 / n;
-        let front_per_request =
-            tokio::task::spawn_blocking(move || front_count.finish()).await?? as f64 / n;
+    for name in instructions::BENCH_SETTINGS {
+        let setting = Setting::named(name).map_err(anyhow::Error::msg)?;
+        let figure = rig.count(setting, counter).await?;
         say(format!(
             "instructions per fast page, {}: front {:.0}, back {:.0}",
-            counted.label(),
-            front_per_request,
-            back_per_request
+            figure.setting, figure.front_per_request, figure.back_per_request
         ));
-        settings.push(InstructionFigure {
-            setting: counted.label().to_owned(),
-            front_per_request,
-            back_per_request,
-            total_per_request: front_per_request + back_per_request,
-        });
+        settings.push(figure);
     }
     Ok(Instructions {
         counter: counter.name().to_owned(),
@@ -1086,27 +1076,4 @@ async fn count_instructions(cx: &Harness, counter: Counter) -> anyhow::Result<In
         warmup: plan.instruction_warmup,
         settings,
     })
-}
-
-/// `n` fast pages one after another, each answered 200.
-async fn drive(
-    client: &reqwest::Client,
-    url: &str,
-    n: u32,
-    front: &Service,
-    back: &Service,
-) -> anyhow::Result<()> {
-    for _ in 0..n {
-        let response = client.get(url).send().await?;
-        let status = response.status();
-        let _ = response.bytes().await?;
-        if status != reqwest::StatusCode::OK {
-            bail!(
-                "{url} answered {status}:\n{}\n{}",
-                front.log_tail(20),
-                back.log_tail(20)
-            );
-        }
-    }
-    Ok(())
 }

@@ -131,13 +131,15 @@ async fn main() -> anyhow::Result<()> {
         .listen(listener)?
         .run(),
         Mode::BackDatabase => {
-            // business-logic's pool, built from its own settings type.
-            let settings = Settings {
-                database_url: args.database_url.clone(),
-                ..Settings::default()
-            };
-            let db = Database::connect_lazy(&settings)?;
-            db.migrate().await?;
+            // business-logic's pool, sized as business-logic sizes it by default.
+            let db = Database::connect_lazy(
+                &args.database_url,
+                Settings::default().database_max_connections,
+            )?;
+            // As business-logic starts: retried until the database answers
+            // (under callgrind on a busy machine the first connection can
+            // miss the pool's acquire timeout).
+            db.migrate_with_retry().await;
             let db = web::Data::new(db);
             HttpServer::new(move || {
                 App::new()

@@ -11,7 +11,7 @@ use test_support::database::Backend;
 use crate::helpers::{TestApp, assert_problem, on_both_databases};
 
 const EXPORT_WAIT: Duration = Duration::from_secs(15);
-/// The extra lookup's span name (`business_logic::canary::EXTRA_QUERY_SPAN`).
+/// The extra lookup's span name (`business_logic::db::EXTRA_QUERY_SPAN`).
 const EXTRA_QUERY_SPAN: &str = "SELECT catalog_items name LIKE (unindexed scan)";
 const V2_REGRESSION: [(&str, &str); 3] = [
     ("SERVICE_VERSION", "v2"),

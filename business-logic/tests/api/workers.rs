@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use business_logic::db::Database;
-use business_logic::settings::Settings;
 use test_support::database::{Backend, TestDatabase};
 
 use crate::helpers::on_both_databases;
@@ -21,12 +20,7 @@ async fn a_connection_left_by_a_stopped_worker_does_not_fail_the_next_query(back
     let Some(test_db) = TestDatabase::create(backend).await else {
         return;
     };
-    let settings = Settings {
-        database_url: test_db.url.clone(),
-        database_max_connections: 1,
-        ..Settings::default()
-    };
-    let db = Database::connect_lazy(&settings).unwrap();
+    let db = Database::connect_lazy(&test_db.url, 1).unwrap();
     let on_worker = db.clone();
     std::thread::spawn(move || {
         let worker = tokio::runtime::Builder::new_current_thread()
