@@ -28,3 +28,27 @@ pub async fn status_with(client: &reqwest::Client, url: &str) -> Option<u16> {
 pub async fn status(url: &str) -> Option<u16> {
     status_with(&probe_client(Duration::from_secs(2)), url).await
 }
+
+/// The `traceresponse` header (W3C Trace Context Level 2) of a response,
+/// checked for its shape and split: `00-<trace id>-<span id>-<flags>`, each
+/// part lower-case hex of its length. Panics, naming the value, otherwise.
+pub fn traceresponse(response: &reqwest::Response) -> (String, String, String) {
+    let value = response
+        .headers()
+        .get("traceresponse")
+        .expect("a traceresponse header")
+        .to_str()
+        .expect("a traceresponse in ASCII");
+    let hex = |part: &str, len: usize| {
+        part.len() == len
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    };
+    match value.split('-').collect::<Vec<_>>()[..] {
+        ["00", trace, span, flags] if hex(trace, 32) && hex(span, 16) && hex(flags, 2) => {
+            (trace.into(), span.into(), flags.into())
+        }
+        _ => panic!("malformed traceresponse {value:?}"),
+    }
+}

@@ -3,6 +3,7 @@ use std::time::Duration;
 use serde_json::Value;
 use test_support::collector::Span;
 use test_support::database::Backend;
+use test_support::http::traceresponse;
 
 use crate::helpers::{TestApp, is_hex, on_both_databases};
 
@@ -120,34 +121,24 @@ async fn a_b3_request_continues_the_callers_trace_down_to_data_transformation(ba
     assert!(span_ids.contains(&server.id.as_str()), "{lines:#?}");
 }
 
-#[tokio::test]
-async fn a_w3c_traceparent_is_continued_too() {
-    let app = TestApp::spawn(Backend::Sqlite, &[]).await.unwrap();
-    let response = app
-        .client
+/// The fast endpoint, asked with a W3C `traceparent` naming the caller's span.
+async fn fast_answer_in_the_callers_trace(app: &TestApp) -> reqwest::Response {
+    app.client
         .get(app.service.url("/fast-endpoint"))
         .header("traceparent", format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01"))
         .send()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_w3c_traceparent_is_continued_too() {
+    let app = TestApp::spawn(Backend::Sqlite, &[]).await.unwrap();
+    let response = fast_answer_in_the_callers_trace(&app).await;
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["trace_id"], CALLER_TRACE);
     let server = server_span(&app, CALLER_TRACE);
     assert_eq!(server.parent_id.as_deref(), Some(CALLER_SPAN));
-}
-
-/// `traceresponse: 00-<trace id>-<span id>-<flags>`, split.
-fn traceresponse(response: &reqwest::Response) -> (String, String, String) {
-    let value = response
-        .headers()
-        .get("traceresponse")
-        .expect("a traceresponse header")
-        .to_str()
-        .unwrap();
-    match value.split('-').collect::<Vec<_>>()[..] {
-        ["00", trace, span, flags] => (trace.into(), span.into(), flags.into()),
-        _ => panic!("malformed traceresponse {value:?}"),
-    }
 }
 
 /// The same header as the front-end's (the shared middleware), on answers
@@ -155,13 +146,7 @@ fn traceresponse(response: &reqwest::Response) -> (String, String, String) {
 #[tokio::test]
 async fn answers_and_problems_carry_a_traceresponse_naming_the_server_span() {
     let app = TestApp::spawn(Backend::Sqlite, &[]).await.unwrap();
-    let continued = app
-        .client
-        .get(app.service.url("/fast-endpoint"))
-        .header("traceparent", format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01"))
-        .send()
-        .await
-        .unwrap();
+    let continued = fast_answer_in_the_callers_trace(&app).await;
     assert_eq!(continued.status(), 200);
     let (trace_id, span_id, flags) = traceresponse(&continued);
     let body: Value = continued.json().await.unwrap();

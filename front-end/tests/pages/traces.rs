@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use test_support::collector::Span;
+use test_support::http::traceresponse;
 
 use crate::helpers::{Stack, trace_id_on};
 
@@ -99,31 +100,6 @@ async fn b3_headers_from_the_ingress_gateway_continue_the_trace_end_to_end() {
         bl_server.tags["x_request_id"], "gw-req-42",
         "business-logic sees the same x-request-id"
     );
-}
-
-/// `traceresponse: 00-<trace id>-<span id>-<flags>` (W3C Trace Context Level 2).
-fn traceresponse(response: &reqwest::Response) -> (String, String, String) {
-    let value = response
-        .headers()
-        .get("traceresponse")
-        .expect("a traceresponse header")
-        .to_str()
-        .unwrap()
-        .to_owned();
-    let parts: Vec<&str> = value.split('-').collect();
-    assert_eq!(parts.len(), 4, "{value}");
-    assert_eq!(parts[0], "00", "{value}");
-    assert!(
-        parts[1].len() == 32 && parts[2].len() == 16 && parts[3].len() == 2,
-        "{value}"
-    );
-    assert!(
-        value[3..]
-            .chars()
-            .all(|c| c == '-' || c.is_ascii_hexdigit() && !c.is_ascii_uppercase()),
-        "{value}"
-    );
-    (parts[1].into(), parts[2].into(), parts[3].into())
 }
 
 #[tokio::test(flavor = "multi_thread")]
