@@ -341,8 +341,8 @@ def test_the_readme_installs_the_test_prerequisites_in_one_copy_paste_block():
     assert "cargo install --locked cargo-nextest" in block
     readme = (REPO / "README.md").read_text()
     test_it = readme[readme.index("## Test it"):readme.index("## On a cluster")]
-    assert re.search(r"make test .*about 8 minutes on two cores", test_it)
-    assert re.search(r"make bench .*about 12 minutes on two cores", test_it)
+    assert re.search(r"make test .*about \d+ minutes on two cores", test_it)
+    assert re.search(r"make bench .*about \d+ minutes on two cores", test_it)
     assert "make test TEST_DATABASE_URL=postgres://" in test_it
 
 
