@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+mod duration;
 mod elapsed;
 #[cfg(feature = "openapi")]
 pub mod openapi;
@@ -20,6 +21,7 @@ mod problem;
 mod query;
 pub mod routes;
 
+pub use duration::duration_within;
 pub use elapsed::millis;
 pub use problem::{ABOUT_BLANK, PROBLEM_JSON, Problem};
 pub use query::{DELAY_MS, FastQuery, NoQuery, QueryError, SKU, SlowQuery};

@@ -81,16 +81,11 @@ fn postgres(value: &str) -> Result<Postgres, String> {
     }
 }
 
-/// A duration in humantime's syntax, as `make load` and `make bench` take
-/// it (`45s`, `500ms`, `2m`, `1m 30s`; a bare number is refused); at most
-/// 10 minutes.
+/// A duration in the workspace's one syntax ([`contract::duration_within`]:
+/// `45s`, `500ms`, `2m`, `1m 30s`; a bare number is refused); at most 10
+/// minutes.
 fn duration(value: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(value)
-        .map_err(|e| format!("{value:?} is not a duration like 45s, 500ms or 2m: {e}"))?;
-    if d > Duration::from_secs(600) {
-        return Err(format!("{value:?}: at most 10m"));
-    }
-    Ok(d)
+    contract::duration_within(value, Duration::ZERO..=Duration::from_secs(600))
 }
 
 const CHECKS: [&str; 6] = [
@@ -513,6 +508,6 @@ mod tests {
         assert_eq!(duration("1m 30s"), Ok(Duration::from_secs(90)));
         assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
         assert!(duration("45").unwrap_err().contains("like 45s"));
-        assert!(duration("11m").unwrap_err().contains("at most 10m"));
+        assert!(duration("11m").unwrap_err().contains("allowed: 0s to 10m"));
     }
 }

@@ -78,9 +78,9 @@ fn share(value: &str) -> Result<f64, String> {
     number_in(value, 0.0..=1.0)
 }
 
-/// Between 1 ms and 1 h ([`bench::duration_within`]'s syntax).
+/// Between 1 ms and 1 h ([`contract::duration_within`]'s syntax).
 fn duration(value: &str) -> Result<Duration, String> {
-    bench::duration_within(value, Duration::from_millis(1)..=Duration::from_secs(3600))
+    contract::duration_within(value, Duration::from_millis(1)..=Duration::from_secs(3600))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
