@@ -35,13 +35,14 @@ port_var() { case "$1" in front-end) echo FRONT_END_PORT ;; *) echo BUSINESS_LOG
 # Whether something accepts connections on 127.0.0.1:PORT.
 answers_on() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# NAME PORT: how to get out of a port held by another program.
+# NAME PORT: how to get out of a port held by another program (the port
+# suggested is 1000 away: 8080 -> 9080, 8081 -> 9081, as in the README).
 port_hint() {
   local var
   var="$(port_var "$1")"
   printf '%s\n' \
     "Port $2 ($var) is taken by another program, so $1 cannot listen there." \
-    "  Choose another port:  make run $var=$(($2 == 9090 ? 9091 : 9090))" \
+    "  Choose another port:  make run $var=$(($2 < 64535 ? $2 + 1000 : $2 - 1000))" \
     "  or find the program:  ss -ltnp 'sport = :$2'   (or: lsof -iTCP:$2 -sTCP:LISTEN)" >&2
 }
 

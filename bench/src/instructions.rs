@@ -22,7 +22,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use serde::Serialize;
 use test_support::service::{Launch, Service, Signal};
 
 use crate::Binaries;
@@ -158,8 +157,7 @@ impl Counting {
 pub enum Pair {
     /// front-end and business-logic with the cluster's settings
     /// ([`crate::service_env`]: instrumented, `RUST_LOG=info`) and these
-    /// variables changed; [`OTLP_SINK`] stands for the stand-in collector's
-    /// OTLP endpoint.
+    /// variables changed.
     Services(&'static [(&'static str, &'static str)]),
     /// The ceiling's front and its back with business-logic's query.
     DatabaseCeiling,
@@ -174,9 +172,6 @@ pub struct Setting {
     pub label: &'static str,
     pub pair: Pair,
 }
-
-/// In a setting's variables: the stand-in collector's OTLP endpoint.
-pub const OTLP_SINK: &str = "{otlp}";
 
 const OFF: [(&str, &str); 2] = [
     ("OTEL_TRACES_EXPORTER", "none"),
@@ -206,10 +201,7 @@ pub const SETTINGS: [Setting; 9] = [
     Setting {
         name: "instrumented-otlp",
         label: "instrumented, OTLP",
-        pair: Pair::Services(&[
-            ("OTEL_TRACES_EXPORTER", "otlp"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", OTLP_SINK),
-        ]),
+        pair: Pair::Services(&[("OTEL_TRACES_EXPORTER", "otlp")]),
     },
     Setting {
         name: "uninstrumented",
@@ -256,18 +248,19 @@ impl Setting {
         })
     }
 
-    /// The services' environment: the cluster's, with this setting's
-    /// variables changed (none for the ceiling).
+    /// The services' environment: the cluster's, the stand-in collector as
+    /// every exporter's endpoint, and this setting's variables changed
+    /// (none for the ceiling).
     pub fn env(&self, zipkin: &str, otlp: &str) -> Vec<(&'static str, String)> {
         let Pair::Services(vars) = self.pair else {
             return Vec::new();
         };
         let mut env = crate::service_env(true, "info", zipkin);
+        env.push(("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.to_owned()));
         for (key, value) in vars {
-            let value = value.replace(OTLP_SINK, otlp);
             match env.iter_mut().find(|(k, _)| k == key) {
-                Some(slot) => slot.1 = value,
-                None => env.push((key, value)),
+                Some(slot) => slot.1 = (*value).to_owned(),
+                None => env.push((key, (*value).to_owned())),
             }
         }
         env
@@ -276,7 +269,7 @@ impl Setting {
 
 /// Resident memory of one setting's pair, KiB: ready and idle, then after
 /// the requests.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy)]
 pub struct Resident {
     pub front_idle_kib: u64,
     pub front_loaded_kib: u64,
@@ -317,7 +310,7 @@ impl Rig<'_> {
     ) -> anyhow::Result<InstructionFigure> {
         let (front, back) = self.start_pair(setting, Some(counter)).await?;
         let client = one_connection()?;
-        let url = front.url("/fast-page");
+        let url = front.url(contract::routes::front_end::FAST_PAGE);
         drive(&client, &url, self.warmup, &front, &back).await?;
         // The warm-up's last span batch leaves within 500 ms (longer under callgrind).
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -349,7 +342,7 @@ impl Rig<'_> {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let idle = [front.memory().rss_kib, back.memory().rss_kib];
         let client = one_connection()?;
-        let url = front.url("/fast-page");
+        let url = front.url(contract::routes::front_end::FAST_PAGE);
         drive(&client, &url, self.warmup, &front, &back).await?;
         drive(&client, &url, self.requests, &front, &back).await?;
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -541,15 +534,23 @@ mod tests {
         for name in BENCH_SETTINGS {
             assert!(names.contains(&name), "{name}");
         }
-        let base = crate::service_env(true, "info", "Z");
-        assert_eq!(Setting::named("instrumented").unwrap().env("Z", "O"), base);
+        // The cluster's settings, both collector endpoints the stand-in's.
+        let base = |instrumented, rust_log| {
+            let mut env = crate::service_env(instrumented, rust_log, "Z");
+            env.push(("OTEL_EXPORTER_OTLP_ENDPOINT", "O".to_owned()));
+            env
+        };
+        assert_eq!(
+            Setting::named("instrumented").unwrap().env("Z", "O"),
+            base(true, "info")
+        );
         assert_eq!(
             Setting::named("uninstrumented").unwrap().env("Z", "O"),
-            crate::service_env(false, "info", "Z")
+            base(false, "info")
         );
         assert_eq!(
             Setting::named("uninstrumented-warn").unwrap().env("Z", "O"),
-            crate::service_env(false, "warn", "Z")
+            base(false, "warn")
         );
         let otlp = Setting::named("instrumented-otlp").unwrap().env("Z", "O");
         assert!(otlp.contains(&("OTEL_EXPORTER_OTLP_ENDPOINT", "O".to_owned())));

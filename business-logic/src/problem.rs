@@ -118,3 +118,7 @@ pub async fn get_only(request: HttpRequest) -> Result<HttpResponse, ApiError> {
         allow: "GET",
     })
 }
+
+/// Errors need nothing from the request: problem+json as
+/// [`ApiError`]'s `ResponseError` writes it.
+impl service_kit::ServiceError for ApiError {}

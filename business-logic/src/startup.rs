@@ -2,7 +2,7 @@
 //! skeleton's middleware and server (graceful on SIGTERM and SIGINT).
 
 use actix_web::{App, web};
-use service_kit::{Running, ServiceError, Stack, redact};
+use service_kit::{Running, Stack, redact};
 
 use crate::db::Database;
 use crate::problem::{self, ApiError};
@@ -56,7 +56,3 @@ pub async fn build(settings: Settings) -> anyhow::Result<Running> {
     }
     Ok(running)
 }
-
-/// Errors need nothing from the request: problem+json as
-/// [`ApiError`]'s `ResponseError` writes it.
-impl ServiceError for ApiError {}

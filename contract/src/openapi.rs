@@ -10,8 +10,8 @@ use utoipa::openapi::path::{
 };
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::{
-    ComponentsBuilder, Content, HeaderBuilder, InfoBuilder, OpenApi, OpenApiBuilder, PathsBuilder,
-    Ref, RefOr, Required, ResponseBuilder, Schema,
+    ComponentsBuilder, Content, InfoBuilder, OpenApi, OpenApiBuilder, PathsBuilder, Ref, RefOr,
+    Required, ResponseBuilder, Schema,
 };
 
 use crate::routes::business_logic::{METRICS, Route, SERVICE_NAME};
@@ -35,7 +35,6 @@ path is a 404, a method other than GET on a known path is a 405 with \
 /// The reusable responses, by name.
 const BAD_REQUEST: &str = "BadRequest";
 const NOT_FOUND: &str = "NotFound";
-const METHOD_NOT_ALLOWED: &str = "MethodNotAllowed";
 const HEADERS_TOO_LARGE: &str = "HeadersTooLarge";
 const UNAVAILABLE: &str = "Unavailable";
 const INTERNAL_ERROR: &str = "InternalError";
@@ -181,23 +180,6 @@ fn components() -> utoipa::openapi::Components {
             ),
         )
         .response(NOT_FOUND, problem("The item, or the path, does not exist"))
-        .response(
-            METHOD_NOT_ALLOWED,
-            ResponseBuilder::new()
-                .description("Any method but GET on a known path")
-                .header(
-                    "Allow",
-                    HeaderBuilder::new()
-                        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
-                        .description(Some("`GET`"))
-                        .build(),
-                )
-                .content(
-                    PROBLEM_JSON,
-                    Content::new(Some(Ref::from_schema_name(Problem::name()))),
-                )
-                .build(),
-        )
         .response(
             HEADERS_TOO_LARGE,
             problem("The request's header block is over the mesh's limit"),

@@ -2,6 +2,11 @@
 //! Each service registers its routes from here, and verify, bench and the
 //! tests ask for them by these names.
 
+/// The Prometheus scrape, on both services: answered by the metrics
+/// middleware (service-kit) ahead of the routes while `METRICS_ENABLED`
+/// (the default).
+pub const METRICS: &str = "/metrics";
+
 /// business-logic: the API the front-end calls.
 pub mod business_logic {
     /// `OTEL_SERVICE_NAME` by default, and the chart's name for it.
@@ -14,9 +19,7 @@ pub mod business_logic {
     pub const HEALTHZ: &str = "/healthz";
     pub const READYZ: &str = "/readyz";
     pub const OPENAPI: &str = "/openapi.json";
-    /// The Prometheus scrape, answered by the metrics middleware ahead of
-    /// the routes while `METRICS_ENABLED` (the default).
-    pub const METRICS: &str = "/metrics";
+    pub use super::METRICS;
 
     /// Every routed path of business-logic. The server registers exactly
     /// these (its `configure` matches on them, so a new one does not compile

@@ -23,7 +23,7 @@ const SECURITY_HEADERS: [(&str, &str); 4] = [
     ("x-frame-options", "DENY"),
 ];
 
-/// Checks the backend settings, binds the listener and builds the server.
+/// Binds the listener and builds the server.
 ///
 /// Each worker builds its own business-logic client, and so keeps its own
 /// pooled connections. A connection is driven by the event loop of the
@@ -32,8 +32,7 @@ const SECURITY_HEADERS: [(&str, &str); 4] = [
 /// still in flight on another worker could be using one of them, and would
 /// fail with "business-logic is unreachable".
 pub async fn build(settings: Settings) -> anyhow::Result<Running> {
-    // A bad BUSINESS_LOGIC_URL stops start-up here, before any worker starts.
-    Backend::new(&settings)?;
+    // BUSINESS_LOGIC_URL was checked with the settings, before this.
     let backend_settings = settings.clone();
     let links = web::Data::new(Links::new(&settings));
     let middleware =

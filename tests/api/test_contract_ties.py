@@ -39,10 +39,16 @@ def test_the_charts_delay_limit_is_the_contracts():
     assert (delay["minimum"], delay["maximum"]) == (0, max_delay_ms())
 
 
+def metrics_path() -> str:
+    [path] = re.findall(r'^pub const METRICS: &str = "([^"]+)";', (CONTRACT / "routes.rs").read_text(), re.M)
+    return path
+
+
 def test_the_charts_probes_ask_the_contracts_paths():
     for chart, service in (("front-end", "front_end"), ("business-logic", "business_logic")):
-        paths = set(contract_constants(service).values())
+        constants = contract_constants(service)
+        paths = {v for v in constants.values() if v.startswith("/")} | {metrics_path()}
         templates = "".join(p.read_text() for p in (CHARTS / chart / "templates").iterdir())
         probed = set(re.findall(r"path: (/\S*)", templates))
-        assert {"/healthz", "/readyz"} <= probed, (chart, probed)
+        assert {constants["HEALTHZ"], constants["READYZ"]} <= probed, (chart, probed)
         assert probed <= paths, (chart, probed - paths)

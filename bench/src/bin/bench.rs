@@ -21,6 +21,8 @@ use bench::report::{
 };
 use bench::{Binaries, median, service_env};
 use clap::Parser;
+use contract::DELAY_MS;
+use contract::routes::front_end::{FAST_PAGE, SLOW_PAGE};
 use service_kit::redact;
 use test_support::collector::{Collector, now_us};
 use test_support::database::TestDatabase;
@@ -92,7 +94,7 @@ struct Args {
 /// generators take them.
 fn run_length(value: &str) -> Result<Duration, String> {
     let duration =
-        bench::duration_within(value, Duration::from_secs(1)..=Duration::from_secs(3600))?;
+        contract::duration_within(value, Duration::from_secs(1)..=Duration::from_secs(3600))?;
     if duration.subsec_nanos() == 0 {
         Ok(duration)
     } else {
@@ -404,7 +406,9 @@ async fn hold_slow_pages(
         .no_proxy()
         .timeout(Duration::from_millis(delay_ms + 60_000))
         .build()?;
-    let url = stack.front.url(&format!("/slow-page?delay_ms={delay_ms}"));
+    let url = stack
+        .front
+        .url(&format!("{SLOW_PAGE}?{DELAY_MS}={delay_ms}"));
     let mut set = JoinSet::new();
     for _ in 0..n {
         let request = client.get(&url);
@@ -702,7 +706,7 @@ async fn start_stacks(cx: &Harness, postgres_url: Option<&str>) -> anyhow::Resul
 async fn check_fast_pages(stacks: &Stacks, configs: &[Config]) -> anyhow::Result<()> {
     for config in configs {
         let pair = stacks.get(*config);
-        let status = test_support::http::status(&pair.front.url("/fast-page")).await;
+        let status = test_support::http::status(&pair.front.url(FAST_PAGE)).await;
         if status != Some(200) {
             bail!(
                 "{} fast page answered {status:?}:\n{}\n{}",
@@ -774,7 +778,7 @@ impl Rounds {
         } else {
             None
         };
-        let url = stack.front.url("/fast-page");
+        let url = stack.front.url(FAST_PAGE);
         let warm = tool
             .run(&cx.pinning, &url, concurrency, plan.warmup)
             .await?;

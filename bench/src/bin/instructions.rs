@@ -17,7 +17,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::bail;
+use anyhow::Context;
 use bench::Binaries;
 use bench::instructions::{Counter, Rig, Setting};
 use bench::report::thousands;
@@ -48,7 +48,7 @@ struct Args {
     #[arg(long)]
     database_url: Option<String>,
     /// Resident memory instead (native runs, no counter).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "callgrind")]
     rss: bool,
     /// Count under callgrind even where perf could count (its dumps, kept
     /// with --keep, feed `callgrind_annotate`).
@@ -72,18 +72,19 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let binaries = Binaries::locate(args.bin_dir.as_deref())?;
-    let counter = match (args.rss, args.callgrind) {
-        (true, _) => None,
-        (false, true) => Some(Counter::callgrind()),
-        (false, false) => Some(Counter::detect()),
-    };
-    if let Some(None) = counter {
-        bail!(
+    let counter = if args.rss {
+        None
+    } else {
+        let counter = if args.callgrind {
+            Counter::callgrind()
+        } else {
+            Counter::detect()
+        };
+        Some(counter.context(
             "no instruction counter: perf cannot count here and valgrind is not installed \
-             (Debian: apt-get install valgrind)"
-        );
-    }
-    let counter = counter.flatten();
+             (Debian: apt-get install valgrind)",
+        )?)
+    };
     let work = std::env::temp_dir().join(format!("instructions-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
     let collector = Collector::counting(&[])?;

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use business_logic::db::EXTRA_QUERY_SPAN;
 use futures::StreamExt;
 use serde_json::Value;
 use test_support::collector::Span;
@@ -11,8 +12,6 @@ use test_support::database::Backend;
 use crate::helpers::{TestApp, assert_problem, on_both_databases};
 
 const EXPORT_WAIT: Duration = Duration::from_secs(15);
-/// The extra lookup's span name (`business_logic::db::EXTRA_QUERY_SPAN`).
-const EXTRA_QUERY_SPAN: &str = "SELECT catalog_items name LIKE (unindexed scan)";
 const V2_REGRESSION: [(&str, &str); 3] = [
     ("SERVICE_VERSION", "v2"),
     ("REGRESSION_EXTRA_QUERY", "true"),

@@ -158,8 +158,8 @@ async fn answers_and_problems_carry_a_traceresponse_naming_the_server_span() {
     for (path, status) in [("/no-such-route", 404), ("/fast-endpoint?sku=", 400)] {
         let problem = app.get(path).await;
         assert_eq!(problem.status(), status, "{path}");
+        // Its shape is checked by `traceresponse`.
         let (trace_id, span_id, _) = traceresponse(&problem);
-        assert!(is_hex(&trace_id, 32) && is_hex(&span_id, 16), "{path}");
         assert_ne!(trace_id, CALLER_TRACE, "{path}: a fresh trace");
         let body: Value = problem.json().await.unwrap();
         assert_eq!(body["trace_id"], trace_id.as_str(), "{path}");

@@ -41,7 +41,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use telemetry::TelemetrySettings;
 
 /// Where metrics are served.
-const METRICS_PATH: &str = "/metrics";
+const METRICS_PATH: &str = contract::routes::METRICS;
 /// The `endpoint` label of requests no route matched (`actix-web-prom`'s mask).
 const UNMATCHED: &str = "UNKNOWN";
 /// Upper bounds of the request-duration histogram's buckets, in seconds.
