@@ -1,8 +1,9 @@
 //! Telemetry set-up shared by the demo services, once per process: log
-//! lines carrying trace ids, OpenTelemetry spans exported in Zipkin (or
-//! OTLP) format, and B3 + W3C context propagation. Exporter and propagator
-//! choices live here and nowhere else. What needs actix-web (the request's
-//! root span, `traceresponse`, request metrics) is service-kit's.
+//! lines carrying trace ids, OpenTelemetry spans exported over OTLP/HTTP
+//! (or Zipkin v2, or not at all), and B3 + W3C context propagation.
+//! Exporter and propagator choices live here and nowhere else. What needs
+//! actix-web (the request's root span, `traceresponse`, request metrics) is
+//! service-kit's.
 //!
 //! Layout:
 //! - [`settings`](TelemetrySettings): the `OTEL_*` variables, `RUST_LOG`,
@@ -10,7 +11,8 @@
 //! - `filter`: which events are logged and which spans are exported;
 //! - `logs`: the text and JSON line formats (service name, trace and span ids);
 //! - [`BufferedStdout`]: log lines written off the request path;
-//! - `traces`: the span exporters (Zipkin, OTLP) and the [`propagator`];
+//! - `traces`: the span exporters (OTLP, Zipkin), the resource every span
+//!   carries and the [`propagator`];
 //! - [`ids`]: trace and span ids as hex text;
 //! - here: [`init`]/[`init_stdout`], which install all of it, and the
 //!   [`TelemetryGuard`] that flushes it at shutdown.
@@ -43,7 +45,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 pub use output::BufferedStdout;
 pub use settings::{LogFormat, TelemetrySettings, TracesExporter};
-pub use traces::propagator;
+pub use traces::{SERVICE_NAMESPACE, propagator};
 
 /// The request header Istio and most proxies use to correlate requests.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";

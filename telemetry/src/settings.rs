@@ -10,10 +10,12 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TracesExporter {
-    /// Zipkin v2 JSON over HTTP (Jaeger's and Istio's Zipkin receiver).
-    Zipkin,
-    /// OTLP over HTTP/protobuf (`/v1/traces`).
+    /// OTLP over HTTP/protobuf (`/v1/traces`): the default, what Jaeger v2
+    /// and every OpenTelemetry collector take natively.
     Otlp,
+    /// Zipkin v2 JSON over HTTP, for a Zipkin server (the exporter crate is
+    /// deprecated upstream; see `traces::zipkin`).
+    Zipkin,
     /// No export; trace ids are still created and propagated.
     None,
 }
@@ -35,12 +37,18 @@ pub enum LogFormat {
 pub struct TelemetrySettings {
     /// `OTEL_SERVICE_NAME`: the service name on spans, metrics and log lines.
     pub otel_service_name: String,
-    /// `OTEL_TRACES_EXPORTER`: `zipkin`, `otlp` or `none`.
+    /// `OTEL_TRACES_EXPORTER`: `otlp` (default), `zipkin` or `none`.
     pub otel_traces_exporter: TracesExporter,
-    /// `OTEL_EXPORTER_ZIPKIN_ENDPOINT`: full http:// URL of the Zipkin v2 spans endpoint.
-    pub otel_exporter_zipkin_endpoint: String,
-    /// `OTEL_EXPORTER_OTLP_ENDPOINT`: base URL of an OTLP/HTTP receiver (`/v1/traces` is appended).
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`: base URL of an OTLP/HTTP receiver
+    /// (`/v1/traces` is appended, as the specification says).
     pub otel_exporter_otlp_endpoint: String,
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`: the full URL spans are posted
+    /// to, used as it is; when set it wins over the base URL above.
+    #[serde(default)]
+    pub otel_exporter_otlp_traces_endpoint: Option<String>,
+    /// `OTEL_EXPORTER_ZIPKIN_ENDPOINT`: full http:// URL of the Zipkin v2
+    /// spans endpoint, used with `OTEL_TRACES_EXPORTER=zipkin`.
+    pub otel_exporter_zipkin_endpoint: String,
     /// `RUST_LOG`: an `EnvFilter` directive list.
     pub rust_log: String,
     /// `LOG_FORMAT`: `text` or `json`.
@@ -70,9 +78,11 @@ impl TelemetrySettings {
     pub fn with_service_name(service_name: &str) -> Self {
         Self {
             otel_service_name: service_name.to_owned(),
-            otel_traces_exporter: TracesExporter::Zipkin,
-            otel_exporter_zipkin_endpoint: "http://localhost:9411/api/v2/spans".to_owned(),
+            otel_traces_exporter: TracesExporter::Otlp,
+            // The specification's defaults for OTLP/HTTP and for Zipkin.
             otel_exporter_otlp_endpoint: "http://localhost:4318".to_owned(),
+            otel_exporter_otlp_traces_endpoint: None,
+            otel_exporter_zipkin_endpoint: "http://localhost:9411/api/v2/spans".to_owned(),
             rust_log: "info".to_owned(),
             log_format: LogFormat::Text,
             metrics_enabled: true,
@@ -97,29 +107,56 @@ impl TelemetrySettings {
     pub const ENV_VARS: &'static [&'static str] = &[
         "OTEL_SERVICE_NAME",
         "OTEL_TRACES_EXPORTER",
-        "OTEL_EXPORTER_ZIPKIN_ENDPOINT",
         "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_ZIPKIN_ENDPOINT",
         "RUST_LOG",
         "LOG_FORMAT",
         "METRICS_ENABLED",
         "METRICS_EXEMPLARS",
     ];
 
-    /// Checks what serde cannot: endpoints must be http(s) URLs, the name non-empty.
+    /// Where OTLP spans are posted: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` as
+    /// it is, or else `OTEL_EXPORTER_OTLP_ENDPOINT` with `/v1/traces`.
+    pub fn otlp_traces_url(&self) -> String {
+        match self.otlp_traces_endpoint() {
+            Some(url) => url.to_owned(),
+            None => format!(
+                "{}/v1/traces",
+                self.otel_exporter_otlp_endpoint.trim_end_matches('/')
+            ),
+        }
+    }
+
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, an empty value being unset (as
+    /// the specification treats empty variables).
+    fn otlp_traces_endpoint(&self) -> Option<&str> {
+        self.otel_exporter_otlp_traces_endpoint
+            .as_deref()
+            .filter(|url| !url.is_empty())
+    }
+
+    /// Checks what serde cannot: endpoints must be http:// URLs, the name non-empty.
     pub fn validate(&self) -> Result<(), String> {
         if self.otel_service_name.trim().is_empty() {
             return Err("OTEL_SERVICE_NAME is empty; allowed: a non-empty service name".into());
         }
-        for (var, value) in [
-            (
-                "OTEL_EXPORTER_ZIPKIN_ENDPOINT",
-                &self.otel_exporter_zipkin_endpoint,
-            ),
+        let endpoints = [
             (
                 "OTEL_EXPORTER_OTLP_ENDPOINT",
-                &self.otel_exporter_otlp_endpoint,
+                Some(self.otel_exporter_otlp_endpoint.as_str()),
             ),
-        ] {
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                self.otlp_traces_endpoint(),
+            ),
+            (
+                "OTEL_EXPORTER_ZIPKIN_ENDPOINT",
+                Some(self.otel_exporter_zipkin_endpoint.as_str()),
+            ),
+        ];
+        for (var, value) in endpoints {
+            let Some(value) = value else { continue };
             // Plain HTTP only: in the mesh the sidecar adds mTLS, so the
             // binaries carry no TLS stack.
             if !value.starts_with("http://") || value.parse::<reqwest::Url>().is_err() {

@@ -4,13 +4,17 @@
 //! - [`Collector::start`], for tests: every span is checked against the
 //!   published format and kept; a span that does not conform is recorded as
 //!   an error and the request gets a 400, as a real collector would answer.
-//! - [`Collector::counting`], for the bench: Zipkin batches are counted, not
-//!   checked or kept, so the services pay the full cost of exporting and the
-//!   receiver almost none; only the timing of spans with a watched name is
-//!   kept (the bench watches `data_transformation` to prove that slow
-//!   requests were held in business-logic while it measured).
+//! - [`Collector::counting`], for the bench: batches (either protocol) are
+//!   counted, not checked or kept, so the services pay the full cost of
+//!   exporting and the receiver little; only the timing of spans with a
+//!   watched name is kept (the bench watches `data_transformation` to prove
+//!   that slow requests were held in business-logic while it measured).
+//!
+//! OTLP bodies are decoded with the published protobuf definitions (the
+//! `opentelemetry-proto` crate, generated from open-telemetry/opentelemetry-proto).
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,6 +23,7 @@ use std::time::Duration;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use prost::Message;
 use serde::Deserialize;
 use serde_json::Value;
@@ -35,9 +40,13 @@ pub struct Span {
     pub service_name: String,
     pub timestamp_us: u64,
     pub duration_us: u64,
-    /// Zipkin tags; for OTLP, the resource's attributes other than
-    /// `service.name` (as the OpenTelemetry Collector's Zipkin exporter maps them).
+    /// Zipkin tags; for OTLP, the span's attributes and the resource's other
+    /// than `service.name`, values as text (as the OpenTelemetry Collector's
+    /// Zipkin exporter maps them).
     pub tags: serde_json::Map<String, Value>,
+    /// OTLP: the resource's attributes, `service.name` included, values as
+    /// text. Zipkin spans have no resource: empty.
+    pub resource: BTreeMap<String, String>,
     /// `zipkin` or `otlp`.
     pub protocol: &'static str,
 }
@@ -154,6 +163,12 @@ impl Collector {
         })
     }
 
+    /// The variables pointing both span exporters (OTLP, the default, and
+    /// Zipkin) here, whichever `OTEL_TRACES_EXPORTER` chooses.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        exporter_env(&format!("http://{}", self.addr))
+    }
+
     /// The URL to give `OTEL_EXPORTER_ZIPKIN_ENDPOINT`.
     pub fn zipkin_endpoint(&self) -> String {
         format!("http://{}/api/v2/spans", self.addr)
@@ -231,6 +246,19 @@ impl Collector {
     }
 }
 
+/// The variables pointing both span exporters at a receiver on `base`
+/// (`http://host:port`): `OTEL_EXPORTER_OTLP_ENDPOINT` (`/v1/traces` is
+/// appended) and `OTEL_EXPORTER_ZIPKIN_ENDPOINT` (`/api/v2/spans`).
+pub fn exporter_env(base: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", base.to_owned()),
+        (
+            "OTEL_EXPORTER_ZIPKIN_ENDPOINT",
+            format!("{base}/api/v2/spans"),
+        ),
+    ]
+}
+
 impl Drop for Collector {
     fn drop(&mut self) {
         drop(self.handle.stop(false));
@@ -262,8 +290,12 @@ fn zipkin_span(value: &Value) -> Result<Span, String> {
     }
     let parent_id = match field("parentId") {
         None => None,
-        Some(Value::String(p)) if is_hex(p, 16) => Some(p.clone()),
-        Some(other) => return Err(format!("parentId {other} is not 16 hex digits")),
+        Some(Value::String(p)) if is_hex(p, 16) && p.bytes().any(|b| b != b'0') => Some(p.clone()),
+        Some(other) => {
+            return Err(format!(
+                "parentId {other} is not 16 hex digits, not all zero (a root span has none)"
+            ));
+        }
     };
     let kind = match field("kind") {
         None => None,
@@ -309,6 +341,7 @@ fn zipkin_span(value: &Value) -> Result<Span, String> {
         timestamp_us,
         duration_us,
         tags,
+        resource: BTreeMap::new(),
         protocol: "zipkin",
     })
 }
@@ -321,7 +354,18 @@ async fn zipkin(state: web::Data<State>, body: web::Bytes) -> HttpResponse {
                 Value::Array(spans) => spans.iter().map(zipkin_span).collect(),
                 other => Err(format!("body is not a JSON array of spans: {other}")),
             }),
-        Mode::Count { watch } => count(&state, watch, &body),
+        Mode::Count { watch } => serde_json::from_slice::<Vec<Glance>>(&body)
+            .map_err(|e| format!("not a JSON array of spans: {e}"))
+            .map(|batch| {
+                count(
+                    &state,
+                    watch,
+                    batch.into_iter().map(|span| {
+                        let start_us = span.timestamp?;
+                        Some((span.name?, start_us, start_us + span.duration.unwrap_or(0)))
+                    }),
+                )
+            }),
     };
     record(&state, parsed)
 }
@@ -335,28 +379,24 @@ struct Glance<'a> {
     duration: Option<u64>,
 }
 
-/// Counts a batch and keeps the timing of watched spans; the spans are
-/// returned empty-handed (nothing else is kept).
-fn count(state: &State, watch: &[String], body: &[u8]) -> Result<Vec<Span>, String> {
-    let batch: Vec<Glance> =
-        serde_json::from_slice(body).map_err(|e| format!("not a JSON array of spans: {e}"))?;
-    state
-        .span_count
-        .fetch_add(batch.len() as u64, Ordering::Relaxed);
-    let watched = batch.into_iter().filter_map(|span| {
-        let name = span.name?;
-        let start_us = span.timestamp?;
-        let timing = Timing {
-            start_us,
-            end_us: start_us + span.duration.unwrap_or(0),
-        };
-        watch
-            .iter()
-            .any(|w| *w == name)
-            .then(|| (name.into_owned(), timing))
-    });
+/// Counts a batch's spans and keeps the timing of watched ones (name, start
+/// and end in µs; `None` for a span without them); the spans are returned
+/// empty-handed (nothing else is kept).
+fn count<'a>(
+    state: &State,
+    watch: &[String],
+    batch: impl Iterator<Item = Option<(Cow<'a, str>, u64, u64)>>,
+) -> Vec<Span> {
+    let mut spans = 0;
+    let watched: Vec<(String, Timing)> = batch
+        .inspect(|_| spans += 1)
+        .flatten()
+        .filter(|(name, _, _)| watch.iter().any(|w| w == name))
+        .map(|(name, start_us, end_us)| (name.into_owned(), Timing { start_us, end_us }))
+        .collect();
+    state.span_count.fetch_add(spans, Ordering::Relaxed);
     state.timings.lock().unwrap().extend(watched);
-    Ok(Vec::new())
+    Vec::new()
 }
 
 async fn otlp(
@@ -374,53 +414,101 @@ async fn otlp(
             "OTLP content-type {content_type:?}, expected application/x-protobuf"
         ))
     } else {
-        ExportTraceServiceRequest::decode(body.as_ref())
-            .map_err(|e| format!("not an ExportTraceServiceRequest: {e}"))
-            .and_then(otlp_spans)
+        let request = ExportTraceServiceRequest::decode(body.as_ref())
+            .map_err(|e| format!("not an ExportTraceServiceRequest: {e}"));
+        match &state.mode {
+            Mode::Check => request.and_then(otlp_spans),
+            Mode::Count { watch } => request.map(|request| {
+                let spans = request
+                    .resource_spans
+                    .into_iter()
+                    .flat_map(|r| r.scope_spans)
+                    .flat_map(|s| s.spans);
+                count(
+                    &state,
+                    watch,
+                    spans.map(|span| {
+                        Some((
+                            Cow::Owned(span.name),
+                            span.start_time_unix_nano / 1000,
+                            span.end_time_unix_nano / 1000,
+                        ))
+                    }),
+                )
+            }),
+        }
     };
     record(&state, parsed)
 }
 
+/// An OTLP attribute value as text, as the OpenTelemetry Collector's Zipkin
+/// exporter writes tags (arrays and maps as JSON).
+fn otlp_text(value: Option<&AnyValue>) -> String {
+    match value.and_then(|v| v.value.as_ref()) {
+        None => String::new(),
+        Some(any_value::Value::StringValue(s)) => s.clone(),
+        Some(any_value::Value::BoolValue(b)) => b.to_string(),
+        Some(any_value::Value::IntValue(i)) => i.to_string(),
+        Some(any_value::Value::DoubleValue(d)) => d.to_string(),
+        Some(other) => format!("{other:?}"),
+    }
+}
+
+fn attributes(attributes: &[KeyValue]) -> impl Iterator<Item = (String, String)> + '_ {
+    attributes
+        .iter()
+        .map(|kv| (kv.key.clone(), otlp_text(kv.value.as_ref())))
+}
+
+/// Checks one OTLP export (opentelemetry-proto `trace/v1/trace.proto`) and
+/// converts its spans.
 fn otlp_spans(request: ExportTraceServiceRequest) -> Result<Vec<Span>, String> {
     let mut out = Vec::new();
     for resource_spans in request.resource_spans {
-        let service_name = resource_spans
+        let resource: BTreeMap<String, String> = resource_spans
             .resource
             .iter()
-            .flat_map(|r| &r.attributes)
-            .find(|kv| kv.key == "service.name")
-            .and_then(|kv| kv.value.as_ref())
-            .and_then(|v| match &v.value {
-                Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s)) => {
-                    Some(s.clone())
-                }
-                _ => None,
-            })
-            .ok_or("resource without service.name")?;
-        let resource_tags: serde_json::Map<String, Value> = resource_spans
-            .resource
-            .iter()
-            .flat_map(|r| &r.attributes)
-            .filter(|kv| kv.key != "service.name")
-            .filter_map(|kv| match kv.value.as_ref()?.value.as_ref()? {
-                opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s) => {
-                    Some((kv.key.clone(), Value::String(s.clone())))
-                }
-                _ => None,
-            })
+            .flat_map(|r| attributes(&r.attributes))
             .collect();
+        let service_name = resource
+            .get("service.name")
+            .filter(|name| !name.is_empty())
+            .ok_or("resource without service.name")?
+            .clone();
+        let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let valid_id =
+            |bytes: &[u8], len: usize| bytes.len() == len && bytes.iter().any(|b| *b != 0);
         for span in resource_spans.scope_spans.into_iter().flat_map(|s| s.spans) {
-            let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
-            if span.trace_id.len() != 16 || span.span_id.len() != 8 {
-                return Err(format!("span {:?} has malformed ids", span.name));
+            if !valid_id(&span.trace_id, 16) || !valid_id(&span.span_id, 8) {
+                return Err(format!("span {:?} has malformed or zero ids", span.name));
+            }
+            if !span.parent_span_id.is_empty() && !valid_id(&span.parent_span_id, 8) {
+                return Err(format!("span {:?} has a malformed parent id", span.name));
             }
             let kind = match span.kind {
+                1 => None,
                 2 => Some("SERVER"),
                 3 => Some("CLIENT"),
                 4 => Some("PRODUCER"),
                 5 => Some("CONSUMER"),
-                _ => None,
+                other => return Err(format!("span {:?} has kind {other}", span.name)),
             };
+            // Nanoseconds since the epoch, after 2020, ending after starting.
+            let (start, end) = (span.start_time_unix_nano, span.end_time_unix_nano);
+            if !(1_577_836_800_000_000_000..4_102_444_800_000_000_000).contains(&start)
+                || end < start
+            {
+                return Err(format!(
+                    "span {:?} runs from {start} to {end}, not epoch nanoseconds",
+                    span.name
+                ));
+            }
+            let mut tags: serde_json::Map<String, Value> = resource
+                .iter()
+                .filter(|(key, _)| *key != "service.name")
+                .map(|(key, value)| (key.clone(), Value::String(value.clone())))
+                .collect();
+            tags.extend(attributes(&span.attributes).map(|(k, v)| (k, Value::String(v))));
             out.push(Span {
                 trace_id: hex(&span.trace_id),
                 id: hex(&span.span_id),
@@ -428,12 +516,10 @@ fn otlp_spans(request: ExportTraceServiceRequest) -> Result<Vec<Span>, String> {
                 kind: kind.map(str::to_owned),
                 name: span.name,
                 service_name: service_name.clone(),
-                timestamp_us: span.start_time_unix_nano / 1000,
-                duration_us: span
-                    .end_time_unix_nano
-                    .saturating_sub(span.start_time_unix_nano)
-                    / 1000,
-                tags: resource_tags.clone(),
+                timestamp_us: start / 1000,
+                duration_us: (end - start) / 1000,
+                tags,
+                resource: resource.clone(),
                 protocol: "otlp",
             });
         }
@@ -489,8 +575,9 @@ mod tests {
 
     #[test]
     fn malformed_spans_are_rejected() {
-        let cases: [(&str, Value); 6] = [
+        let cases: [(&str, Value); 7] = [
             ("traceId", json!("0AF7")),
+            ("parentId", json!("0000000000000000")),
             ("id", json!("xyz")),
             ("kind", json!("INTERNAL")),
             ("timestamp", json!(1_764_000_000_000_000_000u64)),
@@ -538,5 +625,134 @@ mod tests {
         assert!(timing.covers(start + 1, start + 3_000_000));
         assert!(!timing.covers(start - 1, start + 3_000_000));
         assert!(!timing.covers(start, start + 3_000_124));
+    }
+
+    /// An OTLP export with one span of `service`, resource attribute
+    /// `k8s.pod.name`, span attribute `http.status_code` (an integer).
+    fn otlp_export(name: &str, trace_id: [u8; 16], parent: &[u8]) -> Vec<u8> {
+        use opentelemetry_proto::tonic::resource::v1::Resource;
+        use opentelemetry_proto::tonic::trace::v1 as trace;
+        let text = |key: &str, value: &str| KeyValue {
+            key: key.into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(value.into())),
+            }),
+            ..Default::default()
+        };
+        let start = 1_764_000_000_000_000_000u64;
+        let span = trace::Span {
+            trace_id: trace_id.to_vec(),
+            span_id: vec![0xb7, 0xad, 0x6b, 0x71, 0x69, 0x20, 0x33, 0x31],
+            parent_span_id: parent.to_vec(),
+            name: name.into(),
+            kind: 2,
+            start_time_unix_nano: start,
+            end_time_unix_nano: start + 3_000_123_000,
+            attributes: vec![KeyValue {
+                key: "http.status_code".into(),
+                value: Some(AnyValue {
+                    value: Some(any_value::Value::IntValue(200)),
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        ExportTraceServiceRequest {
+            resource_spans: vec![trace::ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![
+                        text("service.name", "business-logic"),
+                        text("k8s.pod.name", "business-logic-v1-7d9f"),
+                    ],
+                    ..Default::default()
+                }),
+                scope_spans: vec![trace::ScopeSpans {
+                    spans: vec![span],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+        .encode_to_vec()
+    }
+
+    async fn post_otlp(collector: &Collector, body: Vec<u8>) -> u16 {
+        reqwest::Client::new()
+            .post(format!("{}/v1/traces", collector.otlp_endpoint()))
+            .header("content-type", "application/x-protobuf")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    const TRACE: [u8; 16] = [
+        0x0a, 0xf7, 0x65, 0x19, 0x16, 0xcd, 0x43, 0xdd, 0x84, 0x48, 0xeb, 0x21, 0x1c, 0x80, 0x31,
+        0x9c,
+    ];
+
+    /// OTLP protobuf over real HTTP: a conforming span is converted with its
+    /// resource and attributes; zero ids and bodies that are not an export
+    /// request are rejected.
+    #[tokio::test]
+    async fn otlp_exports_are_decoded_and_checked() {
+        let collector = Collector::start();
+        assert_eq!(
+            post_otlp(&collector, otlp_export("get /slow-endpoint", TRACE, &[])).await,
+            202
+        );
+        let spans = collector.spans();
+        let [span] = spans.as_slice() else {
+            panic!("{spans:#?}")
+        };
+        assert_eq!(span.trace_id, "0af7651916cd43dd8448eb211c80319c");
+        assert_eq!(
+            (span.id.as_str(), span.parent_id.as_deref()),
+            ("b7ad6b7169203331", None)
+        );
+        assert_eq!(span.kind.as_deref(), Some("SERVER"));
+        assert_eq!(span.service_name, "business-logic");
+        assert_eq!(span.duration_us, 3_000_123);
+        assert_eq!(span.tags["http.status_code"], "200");
+        assert_eq!(span.tags["k8s.pod.name"], "business-logic-v1-7d9f");
+        assert_eq!(span.resource["k8s.pod.name"], "business-logic-v1-7d9f");
+        assert_eq!(span.protocol, "otlp");
+
+        assert_eq!(
+            post_otlp(&collector, otlp_export("zero trace", [0; 16], &[])).await,
+            400
+        );
+        assert_eq!(
+            post_otlp(&collector, otlp_export("zero parent", TRACE, &[0; 8])).await,
+            400
+        );
+        assert_eq!(post_otlp(&collector, b"not protobuf".to_vec()).await, 400);
+        assert_eq!((collector.batches(), collector.rejected()), (1, 3));
+        assert_eq!(collector.errors().len(), 3, "{:#?}", collector.errors());
+    }
+
+    #[tokio::test]
+    async fn the_counting_mode_counts_otlp_too() {
+        let collector = Collector::counting(&["data_transformation"]).unwrap();
+        assert_eq!(
+            post_otlp(&collector, otlp_export("data_transformation", TRACE, &[])).await,
+            202
+        );
+        assert_eq!(
+            post_otlp(&collector, otlp_export("other", TRACE, &[])).await,
+            202
+        );
+        assert_eq!(collector.span_count(), 2);
+        assert!(collector.spans().is_empty());
+        let start = 1_764_000_000_000_000;
+        assert_eq!(
+            collector.timings("data_transformation"),
+            vec![Timing {
+                start_us: start,
+                end_us: start + 3_000_123
+            }]
+        );
     }
 }

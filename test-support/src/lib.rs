@@ -3,11 +3,13 @@
 //! (`service`), what the kernel says about them (`os`: memory, sockets),
 //! HTTP probes (`http`), a stand-in trace collector that checks what arrives
 //! against the published formats or, for the bench, only counts it
-//! (`collector`), network stand-ins for fault tests (`net`), throw-away
+//! (`collector`), a stand-in Istio proxy propagating B3 (`b3_proxy`),
+//! network stand-ins for fault tests (`net`), throw-away
 //! SQLite/PostgreSQL databases (`database`) and both services wired together
 //! (`stack`).
 #![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
 
+pub mod b3_proxy;
 pub mod collector;
 pub mod database;
 pub mod http;

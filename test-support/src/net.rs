@@ -127,9 +127,9 @@ impl Blackhole {
         Self { addr, held }
     }
 
-    /// The Zipkin URL pointing at it.
-    pub fn zipkin_endpoint(&self) -> String {
-        format!("http://{}/api/v2/spans", self.addr)
+    /// Its base URL, for [`crate::collector::exporter_env`].
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
     }
 
     /// How many connections it has swallowed.

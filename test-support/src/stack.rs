@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use crate::collector::Collector;
+use crate::b3_proxy::B3Proxy;
+use crate::collector::{Collector, exporter_env};
 use crate::database::{Backend, TestDatabase};
 use crate::service::Service;
 
@@ -17,6 +18,10 @@ pub struct Stack {
     pub client: reqwest::Client,
     backend_env: Vec<(String, String)>,
     db: TestDatabase,
+    /// [`Stack::start_meshed`]: the stand-in ingress gateway in front of the
+    /// front-end and the sidecar between it and business-logic.
+    pub gateway: Option<B3Proxy>,
+    pub sidecar: Option<B3Proxy>,
 }
 
 impl Stack {
@@ -25,21 +30,42 @@ impl Stack {
         Self::start_with(&[], front_env, None).await
     }
 
-    /// Starts both services; the collector URL can be overridden (e.g. to a
-    /// hanging or closed port) with `zipkin_endpoint`.
+    /// Starts both services; the span receiver can be moved from the stand-in
+    /// collector (e.g. to a hanging or closed port) with `collector_url`
+    /// (`http://host:port`, for both exporters).
     pub async fn start_with(
         backend_env: &[(&str, &str)],
         front_env: &[(&str, &str)],
-        zipkin_endpoint: Option<String>,
+        collector_url: Option<String>,
+    ) -> Self {
+        Self::launch(backend_env, front_env, collector_url, false).await
+    }
+
+    /// Both services behind stand-in Istio proxies that propagate B3 and
+    /// report Zipkin spans to the same collector, as the mesh's `zipkin`
+    /// provider does: browser → `gateway` → front-end → `sidecar` →
+    /// business-logic.
+    pub async fn start_meshed() -> Self {
+        Self::launch(&[], &[], None, true).await
+    }
+
+    async fn launch(
+        backend_env: &[(&str, &str)],
+        front_env: &[(&str, &str)],
+        collector_url: Option<String>,
+        meshed: bool,
     ) -> Self {
         let collector = Collector::start();
-        let zipkin = zipkin_endpoint.unwrap_or_else(|| collector.zipkin_endpoint());
+        let exporters = match collector_url {
+            Some(url) => exporter_env(&url),
+            None => collector.env(),
+        };
         let db = TestDatabase::create(Backend::Sqlite).await.unwrap();
         let mut backend_vars: Vec<(String, String)> = vec![
             ("DATABASE_URL".into(), db.url.clone()),
-            ("OTEL_EXPORTER_ZIPKIN_ENDPOINT".into(), zipkin.clone()),
             ("SLOW_ENDPOINT_DELAY_MS".into(), "150".into()),
         ];
+        backend_vars.extend(exporters.iter().map(|(k, v)| (k.to_string(), v.clone())));
         backend_vars.extend(
             backend_env
                 .iter()
@@ -48,17 +74,23 @@ impl Stack {
         let mut backend = start_backend(&backend_vars, 0);
         backend.wait_ready(Duration::from_secs(30)).await.unwrap();
         let backend_port = backend.port();
+        let backend_url = format!("http://127.0.0.1:{backend_port}");
+        let proxy = |upstream: &str, name: &str| {
+            B3Proxy::start(upstream, name, &collector.zipkin_endpoint()).unwrap()
+        };
+        let sidecar = meshed.then(|| proxy(&backend_url, "front-end.sidecar"));
         let mut env = vec![
             (
                 "BUSINESS_LOGIC_URL",
-                format!("http://127.0.0.1:{backend_port}"),
+                sidecar.as_ref().map_or(backend_url, B3Proxy::url),
             ),
-            ("OTEL_EXPORTER_ZIPKIN_ENDPOINT", zipkin),
             ("JAEGER_UI_URL", "http://localhost:8080/jaeger".into()),
             ("GRAFANA_URL", "http://localhost:8080/grafana".into()),
         ];
+        env.extend(exporters);
         env.extend(front_env.iter().map(|(k, v)| (*k, v.to_string())));
         let front = Service::start("front-end", &env);
+        let gateway = meshed.then(|| proxy(&front.url(""), "istio-ingressgateway"));
         Self {
             collector,
             backend: Some(backend),
@@ -71,6 +103,8 @@ impl Stack {
                 .unwrap(),
             backend_env: backend_vars,
             db,
+            gateway,
+            sidecar,
         }
     }
 

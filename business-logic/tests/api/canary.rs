@@ -218,21 +218,28 @@ async fn with_the_defaults_it_is_v1_with_no_extra_query_and_no_failures() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn over_otlp_the_version_is_a_resource_attribute() {
-    let app = TestApp::spawn(
-        Backend::Sqlite,
-        &[("SERVICE_VERSION", "v2"), ("OTEL_TRACES_EXPORTER", "otlp")],
-    )
-    .await
-    .unwrap();
-    let trace = "7bf92f3577b34da6a3ce929d0e0e4736";
-    let (body, spans) = traced(&app, "/fast-endpoint", trace, 1).await;
-    assert_eq!(body["version"], "v2");
-    // The collector lists an OTLP resource's attributes as tags.
-    assert!(
-        spans
-            .iter()
-            .all(|s| s.protocol == "otlp" && s.tags["service.version"] == "v2"),
-        "{spans:#?}"
-    );
+async fn over_otlp_the_version_is_a_resource_attribute_and_over_zipkin_a_tag() {
+    for (exporter, trace) in [
+        ("otlp", "7bf92f3577b34da6a3ce929d0e0e4736"),
+        ("zipkin", "8bf92f3577b34da6a3ce929d0e0e4736"),
+    ] {
+        let app = TestApp::spawn(
+            Backend::Sqlite,
+            &[
+                ("SERVICE_VERSION", "v2"),
+                ("OTEL_TRACES_EXPORTER", exporter),
+            ],
+        )
+        .await
+        .unwrap();
+        let (body, spans) = traced(&app, "/fast-endpoint", trace, 1).await;
+        assert_eq!(body["version"], "v2");
+        for span in &spans {
+            assert_eq!(span.protocol, exporter);
+            assert_eq!(span.tags["service.version"], "v2", "{span:#?}");
+            if exporter == "otlp" {
+                assert_eq!(span.resource["service.version"], "v2", "{span:#?}");
+            }
+        }
+    }
 }

@@ -21,10 +21,9 @@ impl TestApp {
         let collector = Collector::start();
         let mut vars = vec![
             ("DATABASE_URL", db.url.clone()),
-            ("OTEL_EXPORTER_ZIPKIN_ENDPOINT", collector.zipkin_endpoint()),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.otlp_endpoint()),
             ("SLOW_ENDPOINT_DELAY_MS", "200".into()),
         ];
+        vars.extend(collector.env());
         vars.extend(env.iter().map(|(k, v)| (*k, v.to_string())));
         let mut service = Service::start("business-logic", &vars);
         service.wait_ready(Duration::from_secs(30)).await.unwrap();

@@ -209,9 +209,12 @@ async fn malformed_b3_headers_start_a_fresh_trace_without_an_error() {
     }
 }
 
+/// The Zipkin choice: the collector checks each span against Zipkin v2
+/// (hex ids, a service name, no all-zero parent id on a root span) and
+/// rejects the batch otherwise.
 #[tokio::test]
-async fn the_otlp_exporter_delivers_the_same_spans() {
-    let app = TestApp::spawn(Backend::Sqlite, &[("OTEL_TRACES_EXPORTER", "otlp")])
+async fn the_zipkin_choice_delivers_valid_zipkin_v2_spans() {
+    let app = TestApp::spawn(Backend::Sqlite, &[("OTEL_TRACES_EXPORTER", "zipkin")])
         .await
         .unwrap();
     let body = app.get_json("/slow-endpoint?delay_ms=10").await;
@@ -223,12 +226,14 @@ async fn the_otlp_exporter_delivers_the_same_spans() {
     assert!(
         spans
             .iter()
-            .all(|s| s.protocol == "otlp" && s.service_name == "business-logic")
+            .all(|s| s.protocol == "zipkin" && s.service_name == "business-logic"),
+        "{spans:#?}"
     );
     let server = spans
         .iter()
         .find(|s| s.kind.as_deref() == Some("SERVER"))
         .unwrap();
+    assert_eq!(server.parent_id, None, "a root span names no parent");
     let transformation = spans
         .iter()
         .find(|s| s.name == "data_transformation")
@@ -237,6 +242,7 @@ async fn the_otlp_exporter_delivers_the_same_spans() {
         transformation.parent_id.as_deref(),
         Some(server.id.as_str())
     );
+    assert_eq!(app.collector.rejected(), 0, "{:#?}", app.collector.errors());
 }
 
 #[tokio::test]

@@ -141,3 +141,96 @@ async fn the_traceresponse_header_names_the_pages_trace_and_the_front_ends_serve
     assert_ne!(missing_trace, trace_id);
     assert_ne!(missing_trace, gateway_trace);
 }
+
+/// The default export, OTLP: one tree, every span carrying its service's
+/// resource (name, version, namespace and what OTEL_RESOURCE_ATTRIBUTES
+/// adds, as the chart does on the cluster from the downward API).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_slow_pages_otlp_trace_carries_each_services_resource() {
+    let k8s = |pod: &str| {
+        format!(
+            "k8s.namespace.name=demo,k8s.pod.name={pod},k8s.node.name=kind-worker,service.name=not-this"
+        )
+    };
+    let stack = Stack::start_with(
+        &[("OTEL_RESOURCE_ATTRIBUTES", &k8s("business-logic-v1-5d8f"))],
+        &[("OTEL_RESOURCE_ATTRIBUTES", &k8s("front-end-7c9b"))],
+        None,
+    )
+    .await;
+    let (status, page) = stack.page("/slow-page").await;
+    assert_eq!(status, 200);
+    let trace_id = trace_id_on(&page);
+    let spans = stack
+        .collector
+        .wait_for_trace(&trace_id, EXPORT_WAIT, complete);
+    assert_one_tree(&spans);
+    for span in &spans {
+        assert_eq!(span.protocol, "otlp", "OTLP is the default: {span:#?}");
+        let resource = &span.resource;
+        let (pod, version) = match span.service_name.as_str() {
+            "front-end" => ("front-end-7c9b", env!("CARGO_PKG_VERSION")),
+            "business-logic" => ("business-logic-v1-5d8f", "v1"),
+            other => panic!("span of {other}: {span:#?}"),
+        };
+        assert_eq!(
+            resource["service.name"], span.service_name,
+            "OTEL_SERVICE_NAME wins"
+        );
+        assert_eq!(resource["service.version"], version, "{resource:?}");
+        assert_eq!(resource["service.namespace"], telemetry::SERVICE_NAMESPACE);
+        assert_eq!(resource["k8s.pod.name"], pod);
+        assert_eq!(resource["k8s.namespace.name"], "demo");
+        assert_eq!(resource["k8s.node.name"], "kind-worker");
+    }
+}
+
+/// The mesh keeps B3: through a stand-in gateway and sidecar that read and
+/// write B3 and report Zipkin spans (as Istio's zipkin provider does), the
+/// proxies' spans and the services' OTLP spans form one tree.
+#[tokio::test(flavor = "multi_thread")]
+async fn through_b3_proxies_the_mesh_and_the_services_form_one_tree() {
+    let stack = Stack::start_meshed().await;
+    let gateway = stack.gateway.as_ref().unwrap();
+    let response = stack
+        .client
+        .get(format!("{}/slow-page", gateway.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let trace_id = trace_id_on(&response.text().await.unwrap());
+    let by_service =
+        |spans: &[Span], service: &str| spans.iter().find(|s| s.service_name == service).cloned();
+    let spans = stack
+        .collector
+        .wait_for_trace(&trace_id, EXPORT_WAIT, |spans| {
+            complete(spans)
+                && by_service(spans, "istio-ingressgateway").is_some()
+                && by_service(spans, "front-end.sidecar").is_some()
+        });
+    let gateway_span = by_service(&spans, "istio-ingressgateway").unwrap();
+    let sidecar_span = by_service(&spans, "front-end.sidecar").unwrap();
+    let fe_server = kind(&spans, "front-end", "SERVER").unwrap();
+    let fe_client = kind(&spans, "front-end", "CLIENT").unwrap();
+    let bl_server = kind(&spans, "business-logic", "SERVER").unwrap();
+    let parent = |span: &Span| span.parent_id.clone();
+    assert_eq!(parent(&gateway_span), None, "the gateway starts the trace");
+    assert_eq!(parent(fe_server), Some(gateway_span.id.clone()));
+    assert_eq!(parent(fe_client), Some(fe_server.id.clone()));
+    assert_eq!(parent(&sidecar_span), Some(fe_client.id.clone()));
+    assert_eq!(parent(bl_server), Some(sidecar_span.id.clone()));
+    // One tree: a single root, and every other span's parent is in the trace.
+    let ids: Vec<&str> = spans.iter().map(|s| s.id.as_str()).collect();
+    for span in &spans {
+        match &span.parent_id {
+            None => assert_eq!(span.id, gateway_span.id, "a second root: {span:#?}"),
+            Some(p) => assert!(ids.contains(&p.as_str()), "orphan: {span:#?}"),
+        }
+        let expected = match span.service_name.as_str() {
+            "istio-ingressgateway" | "front-end.sidecar" => "zipkin",
+            _ => "otlp",
+        };
+        assert_eq!(span.protocol, expected, "{span:#?}");
+    }
+}

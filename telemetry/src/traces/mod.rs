@@ -1,33 +1,38 @@
-//! Span export (Zipkin v2 or OTLP/HTTP) and context propagation (B3 + W3C).
+//! Span export (OTLP/HTTP by default, Zipkin v2 or none) and context
+//! propagation (B3 multi-header + W3C trace-context).
 //!
-//! Zipkin is deliberate: Istio's tracing provider and Jaeger's receiver speak
-//! it, so the crate's upstream deprecation is allowed here (OTLP is offered too).
+//! OTLP is what Jaeger v2 and every OpenTelemetry collector take natively.
+//! Istio's proxies still report to Jaeger's Zipkin receiver and propagate B3
+//! (the mesh's `zipkin` provider; its `opentelemetry` provider propagates W3C
+//! only), so the services read and write B3 as well as `traceparent` whatever
+//! they export: the proxies' spans and the services' spans join one trace.
 //!
-//! The other jobs live beside it: [`zipkin_fixups`] mends the Zipkin JSON
-//! on its way out, [`zipkin_resource`] carries resource attributes such as
-//! `service.version` onto Zipkin spans as tags, [`reporting`] says in the log
-//! when export fails.
-#![allow(deprecated)]
+//! Beside it: [`resource`] (who made a span), [`zipkin`] (the Zipkin choice
+//! and its workarounds, on that path alone), [`reporting`] (export failures
+//! said in the log).
 
 mod reporting;
-mod zipkin_fixups;
-mod zipkin_resource;
+mod resource;
+mod zipkin;
 
 use std::time::Duration;
 
 use anyhow::Context as _;
 use opentelemetry::propagation::TextMapCompositePropagator;
-use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider, SpanExporter,
 };
-use opentelemetry_zipkin::B3Encoding;
+// Deprecated with the whole crate at 0.32 (its exporter is the reason); the
+// B3 propagator moves to `opentelemetry-propagator-b3` from 0.33, which
+// this workspace's OpenTelemetry line cannot take yet (see Cargo.toml).
+#[allow(deprecated)]
+use opentelemetry_zipkin::{B3Encoding, Propagator as B3Propagator};
 
 use self::reporting::Reporting;
-use self::zipkin_fixups::ZipkinFixups;
-use self::zipkin_resource::ResourceTags;
 use crate::settings::{TelemetrySettings, TracesExporter};
+
+pub use self::resource::SERVICE_NAMESPACE;
 
 /// How long one export may take before it is abandoned (the batch is dropped).
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -39,28 +44,19 @@ const MAX_QUEUE_SIZE: usize = 2048;
 /// provider reads and writes) composed with W3C trace-context. Both header
 /// families are injected; on extraction B3 is read last, so it wins when both
 /// are present and disagree.
+#[allow(deprecated)] // see the `use` above
 pub fn propagator() -> TextMapCompositePropagator {
     TextMapCompositePropagator::new(vec![
         Box::new(TraceContextPropagator::new()),
-        Box::new(opentelemetry_zipkin::Propagator::with_encoding(
-            B3Encoding::MultipleHeader,
-        )),
+        Box::new(B3Propagator::with_encoding(B3Encoding::MultipleHeader)),
     ])
 }
 
 /// Builds the tracer provider for the configured exporter. Sampling follows
 /// the caller's decision and samples every root trace (a demo wants them all).
 pub(crate) fn tracer_provider(settings: &TelemetrySettings) -> anyhow::Result<SdkTracerProvider> {
-    let mut resource = Resource::builder().with_service_name(settings.otel_service_name.clone());
-    if let Some(version) = &settings.service_version {
-        resource = resource.with_attribute(opentelemetry::KeyValue::new(
-            "service.version",
-            version.clone(),
-        ));
-    }
-    let resource = resource.build();
     let builder = SdkTracerProvider::builder()
-        .with_resource(resource)
+        .with_resource(resource::resource(settings))
         .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)));
     let client = || {
         reqwest::blocking::Client::builder()
@@ -71,30 +67,9 @@ pub(crate) fn tracer_provider(settings: &TelemetrySettings) -> anyhow::Result<Sd
     };
     let provider = match settings.otel_traces_exporter {
         TracesExporter::None => builder.build(),
-        TracesExporter::Zipkin => {
-            let endpoint = &settings.otel_exporter_zipkin_endpoint;
-            let exporter = opentelemetry_zipkin::ZipkinExporter::builder()
-                .with_collector_endpoint(endpoint)
-                .with_http_client(ZipkinFixups::new(
-                    client()?,
-                    settings.otel_service_name.clone(),
-                ))
-                .build()
-                .context("building the Zipkin exporter")?;
-            builder
-                .with_span_processor(batch(Reporting::new(
-                    ResourceTags::new(exporter),
-                    "zipkin",
-                    endpoint,
-                )))
-                .build()
-        }
         TracesExporter::Otlp => {
             use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
-            let endpoint = format!(
-                "{}/v1/traces",
-                settings.otel_exporter_otlp_endpoint.trim_end_matches('/')
-            );
+            let endpoint = settings.otlp_traces_url();
             let exporter = opentelemetry_otlp::SpanExporter::builder()
                 .with_http()
                 .with_http_client(client()?)
@@ -104,6 +79,13 @@ pub(crate) fn tracer_provider(settings: &TelemetrySettings) -> anyhow::Result<Sd
                 .context("building the OTLP exporter")?;
             builder
                 .with_span_processor(batch(Reporting::new(exporter, "otlp", &endpoint)))
+                .build()
+        }
+        TracesExporter::Zipkin => {
+            let endpoint = &settings.otel_exporter_zipkin_endpoint;
+            let exporter = zipkin::exporter(endpoint, &settings.otel_service_name, client()?)?;
+            builder
+                .with_span_processor(batch(Reporting::new(exporter, "zipkin", endpoint)))
                 .build()
         }
     };

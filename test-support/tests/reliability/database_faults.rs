@@ -56,7 +56,7 @@ mod needs_postgres {
             "business-logic",
             &[
                 ("DATABASE_URL", url),
-                ("OTEL_EXPORTER_ZIPKIN_ENDPOINT", collector.zipkin_endpoint()),
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.otlp_endpoint()),
             ],
         );
         let client = reqwest::Client::builder()

@@ -13,7 +13,7 @@ async fn start(grace_secs: &str) -> (Service, Collector, TestDatabase) {
         "business-logic",
         &[
             ("DATABASE_URL", db.url.clone()),
-            ("OTEL_EXPORTER_ZIPKIN_ENDPOINT", collector.zipkin_endpoint()),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.otlp_endpoint()),
             ("SHUTDOWN_GRACE_PERIOD_SECS", grace_secs.into()),
         ],
     );

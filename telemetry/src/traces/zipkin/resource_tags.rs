@@ -13,22 +13,25 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 
 /// Resource attributes (OpenTelemetry semantic conventions) that travel as tags.
-const AS_TAGS: [&str; 4] = [
+const AS_TAGS: [&str; 7] = [
     "service.version",
     "service.namespace",
     "service.instance.id",
     "deployment.environment.name",
+    "k8s.namespace.name",
+    "k8s.pod.name",
+    "k8s.node.name",
 ];
 
 /// Adds the resource's [`AS_TAGS`] attributes to every span it exports.
 #[derive(Debug)]
-pub(crate) struct ResourceTags<E> {
+pub(super) struct ResourceTags<E> {
     inner: E,
     tags: Vec<KeyValue>,
 }
 
 impl<E> ResourceTags<E> {
-    pub(crate) fn new(inner: E) -> Self {
+    pub(super) fn new(inner: E) -> Self {
         Self {
             inner,
             tags: Vec::new(),
