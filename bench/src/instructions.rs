@@ -22,12 +22,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use test_support::collector::Collector;
 use test_support::service::{Launch, Service, Signal};
 
 use crate::Binaries;
 use crate::report::{
-    INSTRUCTIONS_DATABASE_CEILING, INSTRUCTIONS_INSTRUMENTED, INSTRUCTIONS_UNINSTRUMENTED,
-    INSTRUCTIONS_UNINSTRUMENTED_WARN, InstructionFigure,
+    INSTRUCTIONS_DATABASE_CEILING, INSTRUCTIONS_INSTRUMENTED, INSTRUCTIONS_NOT_EXPORTED,
+    INSTRUCTIONS_UNINSTRUMENTED, INSTRUCTIONS_UNINSTRUMENTED_WARN, INSTRUCTIONS_ZIPKIN,
+    InstructionFigure,
 };
 
 /// How instructions are counted.
@@ -180,7 +182,8 @@ const OFF: [(&str, &str); 2] = [
 
 /// Every setting that can be counted.
 pub const SETTINGS: [Setting; 9] = [
-    // What `make bench` calls instrumented: spans to Zipkin, metrics, info logs.
+    // What `make bench` calls instrumented: spans over OTLP (the default),
+    // metrics, info logs.
     Setting {
         name: "instrumented",
         label: INSTRUCTIONS_INSTRUMENTED,
@@ -197,11 +200,11 @@ pub const SETTINGS: [Setting; 9] = [
         label: "instrumented, no exemplars",
         pair: Pair::Services(&[("METRICS_EXEMPLARS", "false")]),
     },
-    // The same spans over OTLP/HTTP protobuf instead of Zipkin JSON.
+    // The same spans as Zipkin v2 JSON instead of OTLP protobuf.
     Setting {
-        name: "instrumented-otlp",
-        label: "instrumented, OTLP",
-        pair: Pair::Services(&[("OTEL_TRACES_EXPORTER", "otlp")]),
+        name: "instrumented-zipkin",
+        label: INSTRUCTIONS_ZIPKIN,
+        pair: Pair::Services(&[("OTEL_TRACES_EXPORTER", "zipkin")]),
     },
     Setting {
         name: "uninstrumented",
@@ -214,9 +217,11 @@ pub const SETTINGS: [Setting; 9] = [
         label: "traces only",
         pair: Pair::Services(&[("METRICS_ENABLED", "false")]),
     },
+    // Instrumented but for span export: the spans are still made (their
+    // ids are on pages and log lines), not exported.
     Setting {
         name: "metrics-only",
-        label: "metrics only",
+        label: INSTRUCTIONS_NOT_EXPORTED,
         pair: Pair::Services(&[("OTEL_TRACES_EXPORTER", "none")]),
     },
     Setting {
@@ -232,8 +237,10 @@ pub const SETTINGS: [Setting; 9] = [
 ];
 
 /// The settings `make bench` counts, in its table's order.
-pub const BENCH_SETTINGS: [&str; 4] = [
+pub const BENCH_SETTINGS: [&str; 6] = [
     "instrumented",
+    "instrumented-zipkin",
+    "metrics-only",
     "uninstrumented",
     "uninstrumented-warn",
     "database-ceiling",
@@ -248,15 +255,14 @@ impl Setting {
         })
     }
 
-    /// The services' environment: the cluster's, the stand-in collector as
-    /// every exporter's endpoint, and this setting's variables changed
-    /// (none for the ceiling).
-    pub fn env(&self, zipkin: &str, otlp: &str) -> Vec<(&'static str, String)> {
+    /// The services' environment: the cluster's, the stand-in collector at
+    /// `collector_url` as every exporter's endpoint, and this setting's
+    /// variables changed (none for the ceiling).
+    pub fn env(&self, collector_url: &str) -> Vec<(&'static str, String)> {
         let Pair::Services(vars) = self.pair else {
             return Vec::new();
         };
-        let mut env = crate::service_env(true, "info", zipkin);
-        env.push(("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.to_owned()));
+        let mut env = crate::service_env(true, "info", collector_url);
         for (key, value) in vars {
             match env.iter_mut().find(|(k, _)| k == key) {
                 Some(slot) => slot.1 = (*value).to_owned(),
@@ -287,9 +293,9 @@ pub struct Rig<'a> {
     pub logs: &'a Path,
     /// SQLite files and callgrind dumps.
     pub scratch: &'a Path,
-    /// The stand-in collector's endpoints.
-    pub zipkin: String,
-    pub otlp: String,
+    /// The stand-in collector (counting): every exporter's endpoint, and
+    /// the spans per page.
+    pub collector: &'a Collector,
     /// business-logic's database (and the ceiling back's); default: a
     /// fresh SQLite file per setting.
     pub database_url: Option<String>,
@@ -308,6 +314,7 @@ impl Rig<'_> {
         setting: &Setting,
         counter: Counter,
     ) -> anyhow::Result<InstructionFigure> {
+        let spans_before = self.collector.span_count();
         let (front, back) = self.start_pair(setting, Some(counter)).await?;
         let client = one_connection()?;
         let url = front.url(contract::routes::front_end::FAST_PAGE);
@@ -327,12 +334,39 @@ impl Rig<'_> {
             tokio::task::spawn_blocking(move || back_count.finish()).await?? as f64 / n;
         let front_per_request =
             tokio::task::spawn_blocking(move || front_count.finish()).await?? as f64 / n;
+        // Spans per page: every page of the pair (warm-up and counted), once
+        // a graceful stop has flushed the spans still queued.
+        let (mut front, mut back) = (front, back);
+        tokio::task::spawn_blocking(move || {
+            for service in [&mut front, &mut back] {
+                service.signal(Signal::TERM);
+                service.wait_exit(Duration::from_secs(120));
+            }
+        })
+        .await?;
+        let spans = self.settled_span_count().await - spans_before;
         Ok(InstructionFigure {
             setting: setting.label.to_owned(),
             front_per_request,
             back_per_request,
             total_per_request: front_per_request + back_per_request,
+            spans_per_request: spans as f64 / f64::from(self.warmup + self.requests),
         })
+    }
+
+    /// The collector's span count once it has stopped moving for a second
+    /// (at most 30 s).
+    async fn settled_span_count(&self) -> u64 {
+        let mut last = self.collector.span_count();
+        for _ in 0..30 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let now = self.collector.span_count();
+            if now == last {
+                break;
+            }
+            last = now;
+        }
+        last
     }
 
     /// Resident memory of `setting`'s pair, natively (no counter): a second
@@ -382,7 +416,7 @@ impl Rig<'_> {
                 .log_file(&self.logs.join(format!("{tag}-{name}.log")))
                 .start(Duration::from_secs(120))
         };
-        let env = setting.env(&self.zipkin, &self.otlp);
+        let env = setting.env(&self.collector.url());
         let ceiling = &self.binaries.ceiling;
         let mut back = match setting.pair {
             Pair::Services(_) => {
@@ -535,32 +569,21 @@ mod tests {
             assert!(names.contains(&name), "{name}");
         }
         // The cluster's settings, both collector endpoints the stand-in's.
-        let base = |instrumented, rust_log| {
-            let mut env = crate::service_env(instrumented, rust_log, "Z");
-            env.push(("OTEL_EXPORTER_OTLP_ENDPOINT", "O".to_owned()));
-            env
-        };
-        assert_eq!(
-            Setting::named("instrumented").unwrap().env("Z", "O"),
-            base(true, "info")
-        );
-        assert_eq!(
-            Setting::named("uninstrumented").unwrap().env("Z", "O"),
-            base(false, "info")
-        );
-        assert_eq!(
-            Setting::named("uninstrumented-warn").unwrap().env("Z", "O"),
-            base(false, "warn")
-        );
-        let otlp = Setting::named("instrumented-otlp").unwrap().env("Z", "O");
-        assert!(otlp.contains(&("OTEL_EXPORTER_OTLP_ENDPOINT", "O".to_owned())));
-        assert!(otlp.contains(&("OTEL_TRACES_EXPORTER", "otlp".to_owned())));
-        assert!(
-            Setting::named("database-ceiling")
-                .unwrap()
-                .env("Z", "O")
-                .is_empty()
-        );
+        let base = |instrumented, rust_log| crate::service_env(instrumented, rust_log, "http://C");
+        let named = |name| Setting::named(name).unwrap().env("http://C");
+        assert_eq!(named("instrumented"), base(true, "info"));
+        assert_eq!(named("uninstrumented"), base(false, "info"));
+        assert_eq!(named("uninstrumented-warn"), base(false, "warn"));
+        let instrumented = named("instrumented");
+        assert!(instrumented.contains(&("OTEL_TRACES_EXPORTER", "otlp".to_owned())));
+        assert!(instrumented.contains(&("OTEL_EXPORTER_OTLP_ENDPOINT", "http://C".to_owned())));
+        let zipkin = named("instrumented-zipkin");
+        assert!(zipkin.contains(&("OTEL_TRACES_EXPORTER", "zipkin".to_owned())));
+        assert!(zipkin.contains(&(
+            "OTEL_EXPORTER_ZIPKIN_ENDPOINT",
+            "http://C/api/v2/spans".to_owned()
+        )));
+        assert!(named("database-ceiling").is_empty());
         let e = Setting::named("fast").unwrap_err();
         assert!(e.contains("traces-only"), "{e}");
     }

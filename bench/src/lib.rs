@@ -49,26 +49,29 @@ impl Binaries {
 }
 
 /// The cluster's settings for both services (see helm/app), with spans
-/// going to the stand-in collector at `zipkin`. `instrumented: false` turns
-/// span export and metrics off and nothing else; `rust_log` is `info` but
-/// for the log-line pair.
+/// going over OTLP (the default exporter) to the stand-in collector at
+/// `collector_url` (`http://host:port`; the Zipkin endpoint points there
+/// too, for settings that choose it). `instrumented: false` turns span
+/// export and metrics off and nothing else; `rust_log` is `info` but for
+/// the log-line pair.
 pub fn service_env(
     instrumented: bool,
     rust_log: &str,
-    zipkin: &str,
+    collector_url: &str,
 ) -> Vec<(&'static str, String)> {
     let (exporter, metrics) = if instrumented {
-        ("zipkin", "true")
+        ("otlp", "true")
     } else {
         ("none", "false")
     };
-    vec![
+    let mut env = vec![
         ("RUST_LOG", rust_log.to_owned()),
         ("LOG_FORMAT", "text".to_owned()),
-        ("OTEL_EXPORTER_ZIPKIN_ENDPOINT", zipkin.to_owned()),
         ("OTEL_TRACES_EXPORTER", exporter.to_owned()),
         ("METRICS_ENABLED", metrics.to_owned()),
-    ]
+    ];
+    env.extend(test_support::collector::exporter_env(collector_url));
+    env
 }
 
 /// The median of `values` (the mean of the middle two for an even count);

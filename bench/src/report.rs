@@ -155,6 +155,8 @@ pub const INSTRUCTIONS_INSTRUMENTED: &str = "instrumented";
 pub const INSTRUCTIONS_UNINSTRUMENTED: &str = "uninstrumented";
 pub const INSTRUCTIONS_UNINSTRUMENTED_WARN: &str = "uninstrumented, RUST_LOG=warn";
 pub const INSTRUCTIONS_DATABASE_CEILING: &str = "database ceiling";
+pub const INSTRUCTIONS_ZIPKIN: &str = "instrumented, Zipkin";
+pub const INSTRUCTIONS_NOT_EXPORTED: &str = "instrumented, spans not exported";
 
 /// Instructions per fast page of one setting (SQLite), by process.
 #[derive(Debug, Clone, Serialize)]
@@ -165,6 +167,9 @@ pub struct InstructionFigure {
     /// business-logic (or the ceiling's back with the database).
     pub back_per_request: f64,
     pub total_per_request: f64,
+    /// Spans the stand-in collector received per page, both services
+    /// (0 where spans are not exported).
+    pub spans_per_request: f64,
 }
 
 /// CPU work per fast page, counted rather than timed.
@@ -180,10 +185,28 @@ pub struct Instructions {
 
 impl Instructions {
     pub fn total(&self, setting: &str) -> Option<f64> {
-        self.settings
-            .iter()
-            .find(|s| s.setting == setting)
-            .map(|s| s.total_per_request)
+        self.figure(setting).map(|s| s.total_per_request)
+    }
+
+    fn figure(&self, setting: &str) -> Option<&InstructionFigure> {
+        self.settings.iter().find(|s| s.setting == setting)
+    }
+
+    /// What exporting costs per span with `setting`'s exporter: its page
+    /// over the same page with spans made but not exported
+    /// ([`INSTRUCTIONS_NOT_EXPORTED`]), divided by the spans it exported per
+    /// page. `None` when either was not counted or nothing was exported.
+    pub fn per_exported_span(&self, setting: &str) -> Option<f64> {
+        let figure = self.figure(setting)?;
+        let not_exported = self.total(INSTRUCTIONS_NOT_EXPORTED)?;
+        (figure.spans_per_request > 0.0)
+            .then(|| (figure.total_per_request - not_exported) / figure.spans_per_request)
+    }
+
+    /// `numerator`'s instructions per page ÷ `denominator`'s.
+    pub fn ratio(&self, numerator: &str, denominator: &str) -> Option<f64> {
+        let (n, d) = (self.total(numerator)?, self.total(denominator)?);
+        (d > 0.0).then(|| n / d)
     }
 }
 
@@ -329,12 +352,30 @@ pub const PEAK_MEMORY: Goal = Goal {
     text: "under load <= 40 MiB",
 };
 
+/// Uninstrumented ÷ instrumented instructions per page: the throughput
+/// goal's counterpart that a busy machine does not move.
+pub const INSTRUMENTED_OVER_UNINSTRUMENTED_INSTRUCTIONS: Goal = Goal {
+    figure: "instrumented / uninstrumented (instructions)",
+    comparison: Comparison::AtLeast,
+    threshold: 0.85,
+    text: ">= 0.85",
+};
+/// The default exporter costs no more per page than the Zipkin choice.
+pub const OTLP_OVER_ZIPKIN_INSTRUCTIONS: Goal = Goal {
+    figure: "OTLP / Zipkin (instructions per page)",
+    comparison: Comparison::AtMost,
+    threshold: 1.0,
+    text: "<= 1.00",
+};
+
 /// Every target, in the order `results.json` lists them.
-pub const GOALS: [Goal; 8] = [
+pub const GOALS: [Goal; 10] = [
     FAST_PAGE_OVER_CEILING,
     FAST_PAGE_OVER_DATABASE_CEILING,
     POSTGRES_FAST_PAGE_OVER_DATABASE_CEILING,
     INSTRUMENTED_OVER_UNINSTRUMENTED,
+    INSTRUMENTED_OVER_UNINSTRUMENTED_INSTRUCTIONS,
+    OTLP_OVER_ZIPKIN_INSTRUCTIONS,
     LOG_INFO_OVER_WARN,
     SLOW_PATH_ISOLATION,
     IDLE_MEMORY,
@@ -400,6 +441,14 @@ impl Results {
             LOG_INFO_OVER_WARN.judge(self.ratios.log_info_over_warn),
             SLOW_PATH_ISOLATION.judge(self.ratios.slow_path_isolation),
         ]);
+        if let Some(counted) = &self.instructions {
+            if let Some(r) = counted.ratio(INSTRUCTIONS_UNINSTRUMENTED, INSTRUCTIONS_INSTRUMENTED) {
+                targets.push(INSTRUMENTED_OVER_UNINSTRUMENTED_INSTRUCTIONS.judge(r));
+            }
+            if let Some(r) = counted.ratio(INSTRUCTIONS_INSTRUMENTED, INSTRUCTIONS_ZIPKIN) {
+                targets.push(OTLP_OVER_ZIPKIN_INSTRUCTIONS.judge(r));
+            }
+        }
         for (service, memory) in &self.memory {
             targets.push(IDLE_MEMORY.judge_for(service, memory.idle_rss_kib as f64 / MIB));
             targets.push(PEAK_MEMORY.judge_for(service, memory.peak_kib as f64 / MIB));
@@ -618,16 +667,38 @@ impl Results {
                         String::new(),
                     );
                 }
-                let ratio = |a: &str, b: &str| match (counted.total(a), counted.total(b)) {
-                    (Some(a), Some(b)) if a > 0.0 => format!("{:.2}", b / a),
-                    _ => "n/a".to_owned(),
+                let ratio = |a: &str, b: &str| {
+                    counted
+                        .ratio(a, b)
+                        .map_or_else(|| "n/a".to_owned(), |r| format!("{r:.2}"))
                 };
                 row(
                     "   instructions: uninstrumented / instrumented · database ceiling / fast page",
                     format!(
                         "{} · {}",
-                        ratio(INSTRUCTIONS_INSTRUMENTED, INSTRUCTIONS_UNINSTRUMENTED),
-                        ratio(INSTRUCTIONS_INSTRUMENTED, INSTRUCTIONS_DATABASE_CEILING)
+                        ratio(INSTRUCTIONS_UNINSTRUMENTED, INSTRUCTIONS_INSTRUMENTED),
+                        ratio(INSTRUCTIONS_DATABASE_CEILING, INSTRUCTIONS_INSTRUMENTED)
+                    ),
+                    self.verdict(&[INSTRUMENTED_OVER_UNINSTRUMENTED_INSTRUCTIONS.figure]),
+                );
+                row(
+                    "   instructions per page: OTLP (the default) / Zipkin",
+                    ratio(INSTRUCTIONS_INSTRUMENTED, INSTRUCTIONS_ZIPKIN),
+                    self.verdict(&[OTLP_OVER_ZIPKIN_INSTRUCTIONS.figure]),
+                );
+                let per_span = |setting: &str| {
+                    let spans = counted.figure(setting).map_or(0.0, |f| f.spans_per_request);
+                    counted.per_exported_span(setting).map_or_else(
+                        || "n/a".to_owned(),
+                        |i| format!("{} ({spans:.1} spans per page)", thousands(i)),
+                    )
+                };
+                row(
+                    "   instructions per exported span (page over spans not exported, ÷ spans): OTLP · Zipkin · none",
+                    format!(
+                        "{} · {} · 0 (nothing sent)",
+                        per_span(INSTRUCTIONS_INSTRUMENTED),
+                        per_span(INSTRUCTIONS_ZIPKIN)
                     ),
                     String::new(),
                 );

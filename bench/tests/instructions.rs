@@ -2,7 +2,7 @@
 //! ceiling (front and back, the cheapest real pair) under the counter this
 //! machine has, twice as many requests counting about twice the
 //! instructions; and the `instructions` tool counts a setting of its own
-//! (OTLP export) and reads resident memory. Needs valgrind (or a perf that
+//! (Zipkin export) and reads resident memory. Needs valgrind (or a perf that
 //! counts); in CI a missing counter is a failure.
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
@@ -116,7 +116,7 @@ fn row(stdout: &str, setting: &str) -> Vec<u64> {
 }
 
 #[test]
-fn the_instructions_tool_counts_a_setting_over_otlp() {
+fn the_instructions_tool_counts_a_setting_over_zipkin() {
     if Counter::detect().is_none() {
         assert!(
             !test_support::in_ci(),
@@ -127,7 +127,7 @@ fn the_instructions_tool_counts_a_setting_over_otlp() {
     }
     let output = instructions(&[
         "--settings",
-        "instrumented-otlp",
+        "instrumented-zipkin",
         "--requests",
         "20",
         "--warmup",
@@ -135,7 +135,7 @@ fn the_instructions_tool_counts_a_setting_over_otlp() {
     ]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}");
-    let figures = row(&stdout, "instrumented-otlp");
+    let figures = row(&stdout, "instrumented-zipkin");
     assert_eq!(figures.len(), 2, "{stdout}");
     assert!(figures.iter().all(|n| *n > 1_000), "{stdout}");
 }

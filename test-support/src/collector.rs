@@ -166,7 +166,12 @@ impl Collector {
     /// The variables pointing both span exporters (OTLP, the default, and
     /// Zipkin) here, whichever `OTEL_TRACES_EXPORTER` chooses.
     pub fn env(&self) -> Vec<(&'static str, String)> {
-        exporter_env(&format!("http://{}", self.addr))
+        exporter_env(&self.url())
+    }
+
+    /// Its base URL, `http://127.0.0.1:port` (see [`exporter_env`]).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
     }
 
     /// The URL to give `OTEL_EXPORTER_ZIPKIN_ENDPOINT`.

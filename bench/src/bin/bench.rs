@@ -233,7 +233,7 @@ fn say(message: impl AsRef<str>) {
 
 fn describe_env(env: &[(&str, String)]) -> Vec<String> {
     env.iter()
-        .filter(|(k, _)| *k != "OTEL_EXPORTER_ZIPKIN_ENDPOINT" && *k != "DATABASE_URL")
+        .filter(|(k, _)| !k.starts_with("OTEL_EXPORTER_") && *k != "DATABASE_URL")
         .map(|(k, v)| format!("{k}={v}"))
         .collect()
 }
@@ -270,7 +270,7 @@ impl Harness {
         rust_log: &str,
         database_url: Option<&str>,
     ) -> anyhow::Result<(Pair, Duration, Duration)> {
-        let mut env = service_env(instrumented, rust_log, &self.collector.zipkin_endpoint());
+        let mut env = service_env(instrumented, rust_log, &self.collector.url());
         let mut back_env = env.clone();
         back_env.push(("DATABASE_URL", self.database_url(tag, database_url)?));
         let mut back = self
@@ -1023,7 +1023,7 @@ fn describe_settings(
     order_of_round: &[Config],
 ) -> Settings {
     let plan = &cx.plan;
-    let zipkin = cx.collector.zipkin_endpoint();
+    let collector = cx.collector.url();
     Settings {
         quick: args.quick,
         load_tool,
@@ -1042,8 +1042,8 @@ fn describe_settings(
         pinning: cx.pinning.describe(),
         slow_requests: plan.slow_requests,
         slow_delay_ms: plan.slow_delay_ms,
-        instrumented_env: describe_env(&service_env(true, "info", &zipkin)),
-        uninstrumented_env: describe_env(&service_env(false, "info", &zipkin)),
+        instrumented_env: describe_env(&service_env(true, "info", &collector)),
+        uninstrumented_env: describe_env(&service_env(false, "info", &collector)),
     }
 }
 
@@ -1058,8 +1058,7 @@ async fn count_instructions(cx: &Harness, counter: Counter) -> anyhow::Result<In
         cpu: cx.pinning.servers_cpu(),
         logs: &cx.logs,
         scratch: &scratch,
-        zipkin: cx.collector.zipkin_endpoint(),
-        otlp: cx.collector.otlp_endpoint(),
+        collector: &cx.collector,
         database_url: None,
         warmup: plan.instruction_warmup,
         requests: plan.instruction_requests,

@@ -29,7 +29,7 @@ use test_support::collector::Collector;
 #[command(name = "instructions")]
 struct Args {
     /// The settings to measure, by name: instrumented, instrumented-warn,
-    /// instrumented-no-exemplars, instrumented-otlp, uninstrumented,
+    /// instrumented-no-exemplars, instrumented-zipkin, uninstrumented,
     /// traces-only, metrics-only, uninstrumented-warn, database-ceiling.
     #[arg(
         long,
@@ -93,8 +93,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         cpu: None,
         logs: &work,
         scratch: &work,
-        zipkin: collector.zipkin_endpoint(),
-        otlp: collector.otlp_endpoint(),
+        collector: &collector,
         database_url: args.database_url.clone(),
         warmup: args.warmup,
         requests: args.requests,
