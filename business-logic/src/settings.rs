@@ -232,7 +232,11 @@ mod tests {
         let s = load(&[
             ("PORT", "9000"),
             ("SLOW_ENDPOINT_DELAY_MS", "250"),
-            ("OTEL_TRACES_EXPORTER", "otlp"),
+            ("OTEL_TRACES_EXPORTER", "zipkin"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "http://jaeger:4318/v1/traces",
+            ),
             ("LOG_FORMAT", "json"),
             ("METRICS_ENABLED", "false"),
         ])
@@ -241,7 +245,11 @@ mod tests {
         assert_eq!(s.slow_endpoint_delay_ms, 250);
         assert_eq!(
             s.telemetry.otel_traces_exporter,
-            telemetry::TracesExporter::Otlp
+            telemetry::TracesExporter::Zipkin
+        );
+        assert_eq!(
+            s.telemetry.otlp_traces_url(),
+            "http://jaeger:4318/v1/traces"
         );
         assert_eq!(s.telemetry.log_format, telemetry::LogFormat::Json);
         assert!(!s.telemetry.metrics_enabled);

@@ -93,7 +93,7 @@ impl<S> Filter<S> for LogFilter {
 /// and database libraries and of the exporter itself. (`reqwest` is not
 /// named: that prefix would also match `reqwest_tracing`, whose client span
 /// is exported.)
-const EXPORTED_SPANS: &str = "info,opentelemetry=off,opentelemetry_sdk=off,opentelemetry_http=off,opentelemetry_zipkin=off,opentelemetry_otlp=off,hyper=off,hyper_util=off,h2=off,sqlx=off,tower=off";
+const EXPORTED_SPANS: &str = "info,opentelemetry=off,opentelemetry_sdk=off,opentelemetry_http=off,opentelemetry_zipkin=off,hyper=off,hyper_util=off,h2=off,sqlx=off,tower=off";
 
 /// Spans as [`EXPORTED_SPANS`] says; events as the log filter says, so a
 /// span event is exactly a log line of that span. With no exporter, no

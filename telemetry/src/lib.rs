@@ -52,7 +52,7 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// Log targets whose events are noise or would report every failed export
 /// batch; the exporter wrapper reports export failures instead.
-const QUIET_TARGETS: &str = "opentelemetry_sdk=off,opentelemetry_zipkin=off,opentelemetry_otlp=off,opentelemetry_http=off,opentelemetry=off,hyper=warn,hyper_util=warn,reqwest=warn,h2=warn,sqlx::query=warn";
+const QUIET_TARGETS: &str = "opentelemetry_sdk=off,opentelemetry_zipkin=off,opentelemetry_http=off,opentelemetry=off,hyper=warn,hyper_util=warn,reqwest=warn,h2=warn,sqlx::query=warn";
 
 /// What the services call: [`init`] with log lines going to stdout through
 /// a [`BufferedStdout`] (written by a background thread; flushed by the

@@ -46,6 +46,14 @@ pub struct TelemetrySettings {
     /// to, used as it is; when set it wins over the base URL above.
     #[serde(default)]
     pub otel_exporter_otlp_traces_endpoint: Option<String>,
+    /// `OTEL_EXPORTER_OTLP_HEADERS`: `key=value,...` (percent-encoded)
+    /// added to every OTLP export request, e.g. a receiver's API key.
+    #[serde(default)]
+    pub otel_exporter_otlp_headers: Option<String>,
+    /// `OTEL_EXPORTER_OTLP_TRACES_HEADERS`: the same for traces alone;
+    /// when set it is used instead of `OTEL_EXPORTER_OTLP_HEADERS`.
+    #[serde(default)]
+    pub otel_exporter_otlp_traces_headers: Option<String>,
     /// `OTEL_EXPORTER_ZIPKIN_ENDPOINT`: full http:// URL of the Zipkin v2
     /// spans endpoint, used with `OTEL_TRACES_EXPORTER=zipkin`.
     pub otel_exporter_zipkin_endpoint: String,
@@ -82,6 +90,8 @@ impl TelemetrySettings {
             // The specification's defaults for OTLP/HTTP and for Zipkin.
             otel_exporter_otlp_endpoint: "http://localhost:4318".to_owned(),
             otel_exporter_otlp_traces_endpoint: None,
+            otel_exporter_otlp_headers: None,
+            otel_exporter_otlp_traces_headers: None,
             otel_exporter_zipkin_endpoint: "http://localhost:9411/api/v2/spans".to_owned(),
             rust_log: "info".to_owned(),
             log_format: LogFormat::Text,
@@ -109,6 +119,8 @@ impl TelemetrySettings {
         "OTEL_TRACES_EXPORTER",
         "OTEL_EXPORTER_OTLP_ENDPOINT",
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_HEADERS",
+        "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
         "OTEL_EXPORTER_ZIPKIN_ENDPOINT",
         "RUST_LOG",
         "LOG_FORMAT",
@@ -126,6 +138,22 @@ impl TelemetrySettings {
                 self.otel_exporter_otlp_endpoint.trim_end_matches('/')
             ),
         }
+    }
+
+    /// The headers OTLP export requests carry: `OTEL_EXPORTER_OTLP_TRACES_HEADERS`
+    /// if set, else `OTEL_EXPORTER_OTLP_HEADERS` (the error names the variable).
+    pub fn otlp_headers(&self) -> Result<Vec<(String, String)>, String> {
+        let (var, value) = match &self.otel_exporter_otlp_traces_headers {
+            Some(value) => ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", value),
+            None => match &self.otel_exporter_otlp_headers {
+                Some(value) => ("OTEL_EXPORTER_OTLP_HEADERS", value),
+                None => return Ok(Vec::new()),
+            },
+        };
+        // The value may hold a secret: the error names the variable, not it.
+        crate::traces::parse_headers(value).map_err(|e| {
+            format!("{var} is not valid ({e}); allowed: key=value pairs separated by commas, percent-encoded")
+        })
     }
 
     /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, an empty value being unset (as
@@ -165,6 +193,7 @@ impl TelemetrySettings {
                 ));
             }
         }
+        self.otlp_headers()?;
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.rust_log) {
             return Err(format!(
                 "RUST_LOG={:?} is not valid ({e}); allowed: EnvFilter directives such as `info` or `info,business_logic=debug`",
@@ -172,5 +201,43 @@ impl TelemetrySettings {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn otlp_over_http_to_localhost_is_the_default() {
+        let s = TelemetrySettings::with_service_name("svc");
+        assert_eq!(s.otel_traces_exporter, TracesExporter::Otlp);
+        assert_eq!(s.otlp_traces_url(), "http://localhost:4318/v1/traces");
+        assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn the_traces_endpoint_is_used_as_it_is_and_wins_over_the_base() {
+        let mut s = TelemetrySettings::with_service_name("svc");
+        s.otel_exporter_otlp_endpoint = "http://collector:4318/".into();
+        assert_eq!(s.otlp_traces_url(), "http://collector:4318/v1/traces");
+        s.otel_exporter_otlp_traces_endpoint = Some("http://jaeger:4318/custom/path".into());
+        assert_eq!(s.otlp_traces_url(), "http://jaeger:4318/custom/path");
+        // Empty is unset, as the specification treats empty variables.
+        s.otel_exporter_otlp_traces_endpoint = Some(String::new());
+        assert_eq!(s.otlp_traces_url(), "http://collector:4318/v1/traces");
+        assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn a_traces_endpoint_that_is_not_an_http_url_is_refused_by_name() {
+        let mut s = TelemetrySettings::with_service_name("svc");
+        s.otel_exporter_otlp_traces_endpoint = Some("jaeger:4318".into());
+        let e = s.validate().unwrap_err();
+        assert!(
+            e.starts_with("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=\"jaeger:4318\""),
+            "{e}"
+        );
     }
 }

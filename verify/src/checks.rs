@@ -203,7 +203,7 @@ pub fn jaeger_trace(status: u16, body: &Value, trace_id: &str, names: &Names) ->
         (404, _) | (200, _) => {
             return Outcome::fail(
                 format!("Jaeger has no trace {trace_id}"),
-                "no span of that request reached Jaeger: neither the gateway's nor the services' (Jaeger's Zipkin receiver, or the mesh's tracing provider)",
+                "no span of that request reached Jaeger: neither the gateway's (the mesh's zipkin tracing provider, to Jaeger's Zipkin receiver on 9411) nor the services' (OTLP to Jaeger's collector on 4318)",
                 &[
                     jaeger_logs,
                     "kubectl -n istio-system get telemetry mesh-default -o yaml",
@@ -306,7 +306,7 @@ pub fn jaeger_trace(status: u16, body: &Value, trace_id: &str, names: &Names) ->
         let missing = missing.join(", ");
         return Outcome::fail(
             format!("trace {trace_id} lacks spans of {missing} (services: {seen})"),
-            "that part's spans do not reach Jaeger: a pod without its sidecar, or a service that does not export (OTEL_EXPORTER_ZIPKIN_ENDPOINT)",
+            "that part's spans do not reach Jaeger: a pod without its sidecar, or a service that does not export (OTEL_TRACES_EXPORTER, OTEL_EXPORTER_OTLP_ENDPOINT)",
             &[
                 &format!("kubectl -n {ns} get pods"),
                 &format!("kubectl -n {ns} logs deploy/business-logic | grep 'span export'"),

@@ -117,16 +117,17 @@ async fn measure(args: &Args, rig: &Rig<'_>, counter: Option<Counter>) -> anyhow
                 args.warmup
             );
             println!(
-                "{:<26} {:>16} {:>16}   (instructions / fast page)",
-                "setting", "business-logic", "front-end"
+                "{:<26} {:>16} {:>16} {:>16}   (instructions / fast page; spans exported / fast page)",
+                "setting", "business-logic", "front-end", "spans"
             );
             for setting in &args.settings {
                 let figure = rig.count(setting, counter).await?;
                 println!(
-                    "{:<26} {:>16} {:>16}",
+                    "{:<26} {:>16} {:>16} {:>16.1}",
                     setting.name,
                     thousands(figure.back_per_request),
-                    thousands(figure.front_per_request)
+                    thousands(figure.front_per_request),
+                    figure.spans_per_request
                 );
             }
         }

@@ -7,10 +7,11 @@
 //! only), so the services read and write B3 as well as `traceparent` whatever
 //! they export: the proxies' spans and the services' spans join one trace.
 //!
-//! Beside it: [`resource`] (who made a span), [`zipkin`] (the Zipkin choice
-//! and its workarounds, on that path alone), [`reporting`] (export failures
-//! said in the log).
+//! Beside it: [`otlp`] (the default exporter), [`resource`] (who made a
+//! span), [`zipkin`] (the Zipkin choice and its workarounds, on that path
+//! alone), [`reporting`] (export failures said in the log).
 
+mod otlp;
 mod reporting;
 mod resource;
 mod zipkin;
@@ -32,6 +33,7 @@ use opentelemetry_zipkin::{B3Encoding, Propagator as B3Propagator};
 use self::reporting::Reporting;
 use crate::settings::{TelemetrySettings, TracesExporter};
 
+pub(crate) use self::otlp::parse_headers;
 pub use self::resource::SERVICE_NAMESPACE;
 
 /// How long one export may take before it is abandoned (the batch is dropped).
@@ -68,14 +70,9 @@ pub(crate) fn tracer_provider(settings: &TelemetrySettings) -> anyhow::Result<Sd
     let provider = match settings.otel_traces_exporter {
         TracesExporter::None => builder.build(),
         TracesExporter::Otlp => {
-            use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
             let endpoint = settings.otlp_traces_url();
-            let exporter = opentelemetry_otlp::SpanExporter::builder()
-                .with_http()
-                .with_http_client(client()?)
-                .with_endpoint(&endpoint)
-                .with_timeout(EXPORT_TIMEOUT)
-                .build()
+            let headers = settings.otlp_headers().map_err(anyhow::Error::msg)?;
+            let exporter = otlp::OtlpHttp::new(client()?, &endpoint, &headers)
                 .context("building the OTLP exporter")?;
             builder
                 .with_span_processor(batch(Reporting::new(exporter, "otlp", &endpoint)))
