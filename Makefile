@@ -61,9 +61,10 @@ run-business-logic: ## Run business-logic on BUSINESS_LOGIC_PORT (SQLite file, n
 	PORT=$(BUSINESS_LOGIC_PORT) $(CARGO) run -p business-logic
 
 .PHONY: jaeger
-jaeger: ## Run Jaeger v2 in Docker for make run: UI http://localhost:16686, Zipkin 9411, OTLP 4318 (Ctrl-C stops)
+jaeger: ## Run Jaeger v2 in Docker for make run: UI http://localhost:16686, the services' OTLP on 4318 (Ctrl-C stops)
 	@command -v $(DOCKER) >/dev/null || { echo "make jaeger needs Docker: https://docs.docker.com/get-started/get-docker/" >&2; exit 1; }
-	@echo "==> Jaeger v2 ($(JAEGER_IMAGE)): UI http://localhost:16686 ; receives Zipkin on 9411 and OTLP on 4318"
+	@echo "==> Jaeger v2 ($(JAEGER_IMAGE)): UI http://localhost:16686 ; the services export OTLP/HTTP to 4318" \
+	  "(Zipkin on 9411 is for OTEL_TRACES_EXPORTER=zipkin)"
 	$(DOCKER) run --rm -p 16686:16686 -p 9411:9411 -p 4318:4318 $(JAEGER_IMAGE)
 
 .PHONY: clean

@@ -4,6 +4,7 @@ Every wait is bounded."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -18,6 +19,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (ExportTraceServiceRequest,
+                                                                     ExportTraceServiceResponse)
+from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
 
 REPO = Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -113,33 +118,180 @@ def service_binaries() -> Path:
     return bin_dir
 
 
+ZIPKIN_KINDS = ("CLIENT", "SERVER", "PRODUCER", "CONSUMER")
+HEX = re.compile(r"[0-9a-f]+")
+
+
+def is_hex(value, length: int) -> bool:
+    return isinstance(value, str) and len(value) == length and HEX.fullmatch(value) is not None
+
+
+def zipkin_spans(body: bytes) -> list[dict]:
+    """A Zipkin v2 JSON batch, each span checked as test-support/src/collector.rs checks it
+    (zipkin-api `zipkin2-api.yaml`, `Span`); ValueError names what is wrong."""
+    try:
+        batch = json.loads(body)
+    except ValueError as e:
+        raise ValueError(f"body is not JSON: {e}") from None
+    if not isinstance(batch, list):
+        raise ValueError(f"body is not a JSON array of spans: {body[:200]!r}")
+    return [zipkin_span(span) for span in batch]
+
+
+def zipkin_span(span) -> dict:
+    if not isinstance(span, dict):
+        raise ValueError(f"span {span!r} is not an object")
+    if not is_hex(span.get("traceId"), 32):
+        raise ValueError(f"traceId {span.get('traceId')!r} is not 32 lower-case hex digits")
+    if not is_hex(span.get("id"), 16):
+        raise ValueError(f"id {span.get('id')!r} is not 16 lower-case hex digits")
+    if "parentId" in span and not is_hex(span["parentId"], 16):
+        raise ValueError(f"parentId {span['parentId']!r} is not 16 lower-case hex digits")
+    if "kind" in span and span["kind"] not in ZIPKIN_KINDS:
+        raise ValueError(f"kind {span['kind']!r} is not a Zipkin span kind")
+    if not isinstance(span.get("name"), str):
+        raise ValueError(f"name missing or not a string in {span}")
+    for field in ("timestamp", "duration"):
+        if type(span.get(field)) is not int or span[field] < 0:
+            raise ValueError(f"{field} missing or not a whole number of microseconds in {span}")
+    # Microseconds since the epoch: after 2020 and not nanoseconds.
+    if not 1_577_836_800_000_000 <= span["timestamp"] < 4_102_444_800_000_000:
+        raise ValueError(f"timestamp {span['timestamp']} is not epoch microseconds")
+    if not isinstance(span.get("localEndpoint"), dict) or not span["localEndpoint"].get("serviceName"):
+        raise ValueError(f"localEndpoint.serviceName missing in {span}")
+    tags = span.get("tags", {})
+    if not isinstance(tags, dict) or not all(isinstance(v, str) for v in tags.values()):
+        raise ValueError(f"tags {tags!r} is not a map of strings")
+    return {**span, "protocol": "zipkin"}
+
+
+OTLP_KINDS = {OtlpSpan.SPAN_KIND_SERVER: "SERVER", OtlpSpan.SPAN_KIND_CLIENT: "CLIENT",
+              OtlpSpan.SPAN_KIND_PRODUCER: "PRODUCER", OtlpSpan.SPAN_KIND_CONSUMER: "CONSUMER"}
+
+
+def tag_text(value) -> str:
+    """An OTLP AnyValue as Zipkin tag text, as the OpenTelemetry Collector's Zipkin exporter writes
+    it: booleans `true`/`false`, numbers as text, arrays and maps as JSON, bytes in base64."""
+
+    def plain(v):
+        which = v.WhichOneof("value")
+        if which == "array_value":
+            return [plain(x) for x in v.array_value.values]
+        if which == "kvlist_value":
+            return {kv.key: plain(kv.value) for kv in v.kvlist_value.values}
+        if which == "bytes_value":
+            return base64.b64encode(v.bytes_value).decode()
+        return getattr(v, which) if which else ""
+
+    result = plain(value)
+    if isinstance(result, bool):
+        return "true" if result else "false"
+    if isinstance(result, (list, dict)):
+        return json.dumps(result)
+    return str(result)
+
+
+def otlp_spans(body: bytes, content_type: str) -> list[dict]:
+    """The spans of an OTLP/HTTP protobuf export (ExportTraceServiceRequest, from the published
+    .proto definitions) in the Zipkin v2 shape the collector keeps: ids as lower-case hex, kind
+    SERVER/CLIENT/... (none for internal spans), localEndpoint.serviceName the resource's
+    service.name, tags the resource's other attributes plus the span's; ValueError names what is
+    wrong."""
+    if content_type != "application/x-protobuf":
+        raise ValueError(f"OTLP content-type {content_type!r}, expected application/x-protobuf")
+    try:
+        request = ExportTraceServiceRequest.FromString(body)
+    except DecodeError as e:
+        raise ValueError(f"not an ExportTraceServiceRequest: {e}") from None
+    out = []
+    for resource_spans in request.resource_spans:
+        resource = {kv.key: tag_text(kv.value) for kv in resource_spans.resource.attributes}
+        service = resource.pop("service.name", "")
+        if not service:
+            raise ValueError(f"resource without service.name: {resource}")
+        for span in (span for scope in resource_spans.scope_spans for span in scope.spans):
+            if len(span.trace_id) != 16 or len(span.span_id) != 8 or len(span.parent_span_id) not in (0, 8):
+                raise ValueError(f"span {span.name!r} has malformed ids")
+            converted = {
+                "traceId": span.trace_id.hex(), "id": span.span_id.hex(), "name": span.name,
+                "timestamp": span.start_time_unix_nano // 1000,
+                "duration": max(0, span.end_time_unix_nano - span.start_time_unix_nano) // 1000,
+                "localEndpoint": {"serviceName": service},
+                "tags": {**resource, **{kv.key: tag_text(kv.value) for kv in span.attributes}},
+                "protocol": "otlp",
+            }
+            if span.parent_span_id:
+                converted["parentId"] = span.parent_span_id.hex()
+            if span.kind in OTLP_KINDS:
+                converted["kind"] = OTLP_KINDS[span.kind]
+            out.append(converted)
+    return out
+
+
+# Answers: (status, content type, body). OTLP/HTTP answers success with an (empty) ExportTraceServiceResponse.
+ZIPKIN_OK = (202, "text/plain", b"")
+OTLP_OK = (200, "application/x-protobuf", ExportTraceServiceResponse().SerializeToString())
+
+
 class Collector:
-    """A stand-in Zipkin collector on loopback: accepts v2 JSON on /api/v2/spans
-    and remembers every span."""
+    """A stand-in for Jaeger's span receivers on loopback, like test-support/src/collector.rs:
+    Zipkin v2 JSON on POST /api/v2/spans, OTLP/HTTP protobuf on POST /v1/traces. Every span is
+    checked and kept in the Zipkin v2 shape (OTLP spans converted by `otlp_spans`), with a
+    `protocol` key saying which way it came; a body that does not conform is answered 400 and
+    recorded in `errors`, as a real collector would. `env()` points both exporters here."""
 
     def __init__(self) -> None:
         self.spans: list[dict] = []
+        self.errors: list[str] = []
         self.lock = threading.Lock()
         collector = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802 (http.server's naming)
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                ok = self.path == "/api/v2/spans"
-                if ok:
-                    with collector.lock:
-                        collector.spans.extend(json.loads(body))
-                self.send_response(202 if ok else 404)
-                self.send_header("Content-Length", "0")
+                if self.path == "/api/v2/spans":
+                    status, content_type, answer = collector._receive(lambda: zipkin_spans(body), ZIPKIN_OK)
+                elif self.path == "/v1/traces":
+                    status, content_type, answer = collector._receive(
+                        lambda: otlp_spans(body, self.headers.get("Content-Type", "")), OTLP_OK)
+                else:
+                    status, content_type, answer = 404, "text/plain", b""
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
+                self.wfile.write(answer)
 
             def log_message(self, *args):
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/api/v2/spans"
+        base = f"http://127.0.0.1:{self.server.server_port}"
+        self.zipkin_endpoint = f"{base}/api/v2/spans"
+        self.otlp_endpoint = base  # the exporter appends /v1/traces
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
+
+    def env(self) -> dict[str, str]:
+        """The variables that point both span exporters here, whichever OTEL_TRACES_EXPORTER picks."""
+        return {"OTEL_EXPORTER_ZIPKIN_ENDPOINT": self.zipkin_endpoint,
+                "OTEL_EXPORTER_OTLP_ENDPOINT": self.otlp_endpoint}
+
+    def _receive(self, parse, ok: tuple[int, str, bytes]) -> tuple[int, str, bytes]:
+        try:
+            spans = parse()
+        except ValueError as e:
+            with self.lock:
+                self.errors.append(str(e))
+            return 400, "text/plain; charset=utf-8", str(e).encode()
+        with self.lock:
+            self.spans.extend(spans)
+        return ok
+
+    def protocols(self) -> set[str]:
+        """How the spans came: `zipkin`, `otlp` or both."""
+        with self.lock:
+            return {s["protocol"] for s in self.spans}
 
     def trace_ids(self) -> set[str]:
         with self.lock:

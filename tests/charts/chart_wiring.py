@@ -404,6 +404,108 @@ def tracing_endpoint_problems(docs: list[dict], default_ns: str, provider: tuple
     return problems
 
 
+def otlp_http_receivers(addon_docs: list[dict], default_ns: str = "istio-system") -> set[tuple[str, str, int]]:
+    """(namespace, Service, port) of every Service port that reaches Jaeger's OTLP/HTTP receiver:
+    the port the Jaeger ConfigMap's `receivers.otlp.protocols.http.endpoint` listens on, in the
+    traces pipeline, reached through a Service whose targetPort is that port (by number or by
+    the container port's name)."""
+    out: set[tuple[str, str, int]] = set()
+    for cm in of_kind(addon_docs, "ConfigMap"):
+        config = yaml.safe_load((cm.get("data") or {}).get("config.yaml", "") or "{}") or {}
+        http = (((config.get("receivers") or {}).get("otlp") or {}).get("protocols") or {}).get("http")
+        pipeline = ((config.get("service") or {}).get("pipelines") or {}).get("traces") or {}
+        if not isinstance(http, dict) or "otlp" not in (pipeline.get("receivers") or []):
+            continue
+        listen = int(str(http.get("endpoint", "0.0.0.0:4318")).rsplit(":", 1)[1])
+        ns = ns_of(cm, default_ns)
+        for owner, tns, tpl in pod_templates(addon_docs, default_ns):
+            mounts_config = any((v.get("configMap") or {}).get("name") == name_of(cm)
+                                for v in tpl.get("spec", {}).get("volumes") or [])
+            if tns != ns or not mounts_config:
+                continue
+            labels = tpl.get("metadata", {}).get("labels") or {}
+            names = {p.get("name") for c in tpl["spec"].get("containers") or [] for p in c.get("ports") or []
+                     if p.get("containerPort") == listen}
+            for svc in of_kind(addon_docs, "Service"):
+                selector = svc.get("spec", {}).get("selector") or {}
+                if ns_of(svc, default_ns) != ns or not selector or not selector.items() <= labels.items():
+                    continue
+                for port in svc["spec"].get("ports") or []:
+                    target = port.get("targetPort", port.get("port"))
+                    if target == listen or target in names:
+                        out.add((ns, name_of(svc), port["port"]))
+    return out
+
+
+def otlp_endpoint_problems(docs: list[dict], default_ns: str, receivers: set[tuple[str, str, int]]) -> list[str]:
+    """Each container's OTLP traces endpoint (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, used as is, else
+    OTEL_EXPORTER_OTLP_ENDPOINT, a base URL) is plain http:// to one of the receivers."""
+    problems = []
+    for owner, ns, tpl in pod_templates(docs, default_ns):
+        for c in tpl.get("spec", {}).get("containers") or []:
+            env = env_map(c)
+            var, path = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "/v1/traces"
+            if var not in env:
+                var, path = "OTEL_EXPORTER_OTLP_ENDPOINT", ""
+            if var not in env:
+                continue
+            value = env[var].get("value", "")
+            url = urlsplit(value)
+            key = resolve_host(url.hostname or "", ns)
+            if url.scheme != "http" or key is None or (*key, url.port) not in receivers \
+                    or url.path.rstrip("/") != path:
+                problems.append(f"{ref(owner)}/{c.get('name')}: {var}={value!r} is not Jaeger's OTLP/HTTP "
+                                f"receiver (one of {sorted(receivers)}{', path ' + path if path else ''})")
+    return problems
+
+
+VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
+
+
+def kubernetes_env(container: dict, pod_fields: dict[str, str]) -> dict[str, str]:
+    """The container's environment as the kubelet builds it: entries in order, a fieldRef read from
+    pod_fields (fieldPath -> value), `$(VAR)` replaced only when VAR was declared earlier in the list
+    (otherwise left as written), `$$` an escaped `$`. Other valueFrom sources are left out."""
+    out: dict[str, str] = {}
+    for e in container.get("env") or []:
+        if "value" in e:
+            out[e["name"]] = VAR_REF.sub(lambda m: "$" if m[0] == "$$" else out.get(m[1], m[0]), e["value"])
+        elif "fieldRef" in (e.get("valueFrom") or {}):
+            out[e["name"]] = pod_fields.get(e["valueFrom"]["fieldRef"]["fieldPath"], "")
+    return out
+
+
+def resource_attribute_problems(docs: list[dict], default_ns: str) -> list[str]:
+    """Each OTEL_RESOURCE_ATTRIBUTES is a `key=value,key=value` list whose every `$(VAR)` is a
+    downward-API (fieldRef) variable declared earlier in the same container, so Kubernetes
+    expands it (a later or unknown one stays `$(VAR)`, literally, on every span)."""
+    problems = []
+    for owner, _, tpl in pod_templates(docs, default_ns):
+        for c in tpl.get("spec", {}).get("containers") or []:
+            where = f"{ref(owner)}/{c.get('name')}"
+            entries = c.get("env") or []
+            names = [e.get("name") for e in entries]
+            if "OTEL_RESOURCE_ATTRIBUTES" not in names:
+                continue
+            at = names.index("OTEL_RESOURCE_ATTRIBUTES")
+            value = entries[at].get("value", "")
+            for pair in value.split(","):
+                key, eq, _ = pair.partition("=")
+                if not eq or not key.strip():
+                    problems.append(f"{where}: OTEL_RESOURCE_ATTRIBUTES entry {pair!r} is not key=value")
+            for m in VAR_REF.finditer(value):
+                if m[0] == "$$":
+                    continue
+                earlier = [e for e in entries[:at] if e.get("name") == m[1]]
+                if not earlier:
+                    later = m[1] in names[at + 1:]
+                    problems.append(f"{where}: OTEL_RESOURCE_ATTRIBUTES refers to $({m[1]}), "
+                                    f"{'declared after it' if later else 'not declared'}: Kubernetes leaves it as is")
+                elif "fieldRef" not in (earlier[-1].get("valueFrom") or {}):
+                    problems.append(f"{where}: $({m[1]}) in OTEL_RESOURCE_ATTRIBUTES is not from the downward API")
+    return problems
+
+
 PRINCIPAL = re.compile(r"^cluster\.local/ns/(?P<ns>[^/]+)/sa/(?P<sa>[^/]+)$")
 
 

@@ -1,7 +1,8 @@
 """The rendered chart is wired together: Services find their pods, routes reach
 existing Services, identities in the AuthorizationPolicies are the ones the
-workloads run as, the tracing endpoint is the mesh's, and every container runs
-with the restricted security context. Each check also runs on a broken manifest
+workloads run as, both services export OTLP to Jaeger's OTLP/HTTP receiver past
+their sidecars (Zipkin, the mesh's, one value away) with the pod named on every
+span, and every container runs with the restricted security context. Each check also runs on a broken manifest
 to show that it can fail."""
 
 from __future__ import annotations
@@ -11,15 +12,21 @@ import warnings
 from urllib.parse import urlsplit
 
 import pytest
+import yaml
 from chart_wiring import (allowed_callers, authorization_problems, env_map, httproute_problems, image_problems,
-                          ingress_principals, load_dir, load_docs, mesh_zipkin_provider, of_kind,
-                          pod_hygiene_problems, pod_templates, resolve_route, security_context_problems,
-                          service_index, service_port_problems, service_selector_problems,
-                          tracing_endpoint_problems, virtualservice_problems)
+                          ingress_principals, kubernetes_env, load_dir, load_docs, mesh_zipkin_provider, of_kind,
+                          otlp_endpoint_problems, otlp_http_receivers, pod_hygiene_problems, pod_templates,
+                          resolve_route, resource_attribute_problems, security_context_problems, service_index,
+                          service_port_problems, service_selector_problems, tracing_endpoint_problems,
+                          virtualservice_problems)
 from chart_render import CHART, IN_CI, NAMESPACE, REPO, render, render_ok
+from test_chart_render import validate
 
 ADDONS = REPO / "istio-add-ons"
 MESH_CONFIG = ADDONS / "istio-operator.yaml"
+JAEGER = ADDONS / "jaeger.yaml"
+# The two services' containers (business-logic's canary v2 runs a container of the same name).
+APP_CONTAINERS = ("front-end", "business-logic")
 INGRESS_GATEWAY = "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"
 # The Gateway API gateway Istio deploys for the chart's Gateway `demo-gateway`.
 GATEWAY_API_GATEWAY = f"cluster.local/ns/{NAMESPACE}/sa/demo-gateway-istio"
@@ -102,6 +109,59 @@ def test_tracing_endpoint_is_the_meshs_zipkin_service(manifests):
     assert sorted(set(with_endpoint)) == ["business-logic", "front-end"]  # v2 of the canary too
 
 
+def jaeger_otlp_receivers() -> set[tuple[str, str, int]]:
+    """The Service ports of istio-add-ons/jaeger.yaml that reach Jaeger's OTLP/HTTP receiver."""
+    receivers = otlp_http_receivers(load_docs(JAEGER.read_text()))
+    assert receivers, f"{JAEGER}: no Service port reaches the OTLP/HTTP receiver of Jaeger's traces pipeline"
+    return receivers
+
+
+def app_pods(docs: list[dict]) -> list[tuple[dict, dict, dict]]:
+    """(workload, pod template, container) of front-end and business-logic (v1, and v2 with the canary)."""
+    return [(owner, tpl, c) for owner, _, tpl in pod_templates(docs, NAMESPACE)
+            for c in tpl["spec"]["containers"] if c["name"] in APP_CONTAINERS]
+
+
+def test_both_services_export_otlp_to_jaegers_otlp_http_receiver(manifests):
+    """By default both services export OTLP, to a Service port of istio-add-ons/jaeger.yaml that
+    reaches the OTLP/HTTP receiver of Jaeger's traces pipeline (not gRPC's 4317, not Zipkin's)."""
+    assert otlp_endpoint_problems(manifests, NAMESPACE, jaeger_otlp_receivers()) == []
+    exporters = {(owner["metadata"]["name"], c["name"]): env_map(c)["OTEL_TRACES_EXPORTER"]["value"]
+                 for owner, _, c in app_pods(manifests)}
+    assert {c for _, c in exporters} == set(APP_CONTAINERS), exporters
+    assert set(exporters.values()) == {"otlp"}, exporters
+
+
+def test_the_sidecars_let_the_otlp_exports_through(manifests):
+    """Each pod excludes its OTLP endpoint's port, a port of Jaeger's OTLP/HTTP receiver, from
+    sidecar interception: span exports make no traces or Kiali edges of their own."""
+    receiver_ports = {port for _, _, port in jaeger_otlp_receivers()}
+    for owner, tpl, c in app_pods(manifests):
+        port = urlsplit(env_map(c)["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"]).port
+        excluded = tpl["metadata"]["annotations"]["traffic.sidecar.istio.io/excludeOutboundPorts"]
+        assert port in receiver_ports and str(port) in excluded.split(","), (owner["metadata"]["name"], excluded)
+
+
+def test_every_span_resource_names_the_pod_through_the_downward_api(manifests):
+    """OTEL_RESOURCE_ATTRIBUTES, as the kubelet expands it for a pod, names the pod's namespace,
+    name and node (and for the front-end its version label; business-logic's version comes from
+    SERVICE_VERSION): every $(VAR) in it is a fieldRef declared before it."""
+    assert resource_attribute_problems(manifests, NAMESPACE) == []
+    for owner, tpl, c in app_pods(manifests):
+        labels = tpl["metadata"]["labels"]
+        pod = {"metadata.name": f"{owner['metadata']['name']}-5d9c7b8f4-x2x7q", "metadata.namespace": NAMESPACE,
+               "spec.nodeName": "demo-control-plane", **{f"metadata.labels['{k}']": v for k, v in labels.items()}}
+        env = kubernetes_env(c, pod)
+        attributes = dict(pair.split("=", 1) for pair in env["OTEL_RESOURCE_ATTRIBUTES"].split(","))
+        want = {"k8s.namespace.name": NAMESPACE, "k8s.pod.name": pod["metadata.name"],
+                "k8s.node.name": "demo-control-plane"}
+        if c["name"] == "front-end":
+            want["service.version"] = labels["version"]
+        else:
+            assert env["SERVICE_VERSION"] == labels["version"]
+        assert attributes == want, owner["metadata"]["name"]
+
+
 def test_every_httproute_is_attached_to_the_gateway_and_reaches_services(manifests):
     assert httproute_problems(manifests, NAMESPACE, known_services(manifests)) == []
 
@@ -161,6 +221,31 @@ def test_collector_ports_follow_the_endpoints():
             assert env_map(pod["spec"]["containers"][0])["OTEL_TRACES_EXPORTER"]["value"] == "otlp"
     result = render(CHART, None, "--set-string", "global.tracing.zipkinEndpoint=http://zipkin.obs/api/v2/spans")
     assert result.returncode != 0 and "zipkinEndpoint" in result.stderr
+
+
+def test_collector_ports_follow_an_overridden_otlp_endpoint():
+    endpoint = "http://otel-collector.observability:14318"
+    manifests = render_ok(CHART, None, "--set-string", f"global.tracing.otlpEndpoint={endpoint}")
+    docs = load_docs(manifests)
+    assert len(app_pods(docs)) == 2
+    for _, tpl, c in app_pods(docs):
+        assert env_map(c)["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"] == endpoint
+        assert tpl["metadata"]["annotations"]["traffic.sidecar.istio.io/excludeOutboundPorts"] == "9411,14318"
+    result = validate(manifests)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_zipkin_stays_selectable_with_the_meshs_zipkin_service():
+    manifests = render_ok(CHART, None, "--set-string", "global.tracing.exporter=zipkin")
+    docs = load_docs(manifests)
+    assert {env_map(c)["OTEL_TRACES_EXPORTER"]["value"] for _, _, c in app_pods(docs)} == {"zipkin"}
+    provider = mesh_zipkin_provider(load_docs(MESH_CONFIG.read_text()))
+    assert provider and tracing_endpoint_problems(docs, NAMESPACE, provider) == []
+    for _, tpl, c in app_pods(docs):
+        port = urlsplit(env_map(c)["OTEL_EXPORTER_ZIPKIN_ENDPOINT"]["value"]).port
+        assert str(port) in tpl["metadata"]["annotations"]["traffic.sidecar.istio.io/excludeOutboundPorts"].split(",")
+    result = validate(manifests)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_only_the_gateway_reaches_front_end_only_front_end_reaches_business_logic():
@@ -407,6 +492,68 @@ def test_tracing_check_finds_a_wrong_collector():
                                                      "value": "http://localhost:9411/api/v2/spans"}]})
     assert tracing_endpoint_problems([good], NAMESPACE, provider) == []
     assert len(tracing_endpoint_problems([bad, local], NAMESPACE, provider)) == 2
+
+
+def test_otlp_receiver_lookup_follows_jaegers_config():
+    docs = load_docs(JAEGER.read_text())
+    receivers = otlp_http_receivers(docs)
+    assert ("istio-system", "jaeger-collector", 4318) in receivers
+    assert not [r for r in receivers if r[2] in (4317, 9411)], receivers  # gRPC and Zipkin are not it
+    [cm] = of_kind(docs, "ConfigMap")
+    config = yaml.safe_load(cm["data"]["config.yaml"])
+    config["receivers"]["otlp"]["protocols"]["http"]["endpoint"] = "0.0.0.0:14318"
+    cm["data"]["config.yaml"] = yaml.safe_dump(config)
+    assert otlp_http_receivers(docs) == set()  # no Service port leads to 14318
+    config["receivers"]["otlp"]["protocols"]["http"]["endpoint"] = "0.0.0.0:4318"
+    config["service"]["pipelines"]["traces"]["receivers"] = ["zipkin"]
+    cm["data"]["config.yaml"] = yaml.safe_dump(config)
+    assert otlp_http_receivers(docs) == set()  # received, but in no pipeline
+
+
+def test_otlp_check_finds_a_wrong_receiver():
+    receivers = {("istio-system", "jaeger-collector", 4318)}
+
+    def with_env(name, **env):
+        return deployment(name=name, container={"env": [{"name": k, "value": v} for k, v in env.items()]})
+
+    good = [with_env("a", OTEL_EXPORTER_OTLP_ENDPOINT="http://jaeger-collector.istio-system:4318"),
+            with_env("b", OTEL_EXPORTER_OTLP_ENDPOINT="http://jaeger-collector.istio-system.svc.cluster.local:4318/"),
+            with_env("c", OTEL_EXPORTER_OTLP_ENDPOINT="http://nowhere:1",
+                     OTEL_EXPORTER_OTLP_TRACES_ENDPOINT="http://jaeger-collector.istio-system:4318/v1/traces")]
+    bad = [with_env("grpc", OTEL_EXPORTER_OTLP_ENDPOINT="http://jaeger-collector.istio-system:4317"),
+           with_env("zipkin", OTEL_EXPORTER_OTLP_ENDPOINT="http://zipkin.istio-system:4318"),
+           with_env("tls", OTEL_EXPORTER_OTLP_ENDPOINT="https://jaeger-collector.istio-system:4318"),
+           with_env("path", OTEL_EXPORTER_OTLP_ENDPOINT="http://jaeger-collector.istio-system:4318/v1/traces"),
+           with_env("local", OTEL_EXPORTER_OTLP_ENDPOINT="http://localhost:4318"),
+           with_env("full", OTEL_EXPORTER_OTLP_TRACES_ENDPOINT="http://jaeger-collector.istio-system:4318")]
+    assert otlp_endpoint_problems(good, NAMESPACE, receivers) == []
+    problems = otlp_endpoint_problems(bad, NAMESPACE, receivers)
+    assert [p.split("/")[1].split(":")[0] for p in problems] == ["grpc", "zipkin", "tls", "path", "local", "full"], \
+        problems
+
+
+def test_resource_attribute_check_finds_late_unknown_and_plain_references():
+    field = {"valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
+    env = [{"name": "PLAIN", "value": "x"},
+           {"name": "OTEL_RESOURCE_ATTRIBUTES",
+            "value": "k8s.pod.name=$(POD_NAME),k8s.node.name=$(NODE_NAME),a=$(PLAIN),novalue,b=$$(POD_NAME)"},
+           {"name": "POD_NAME", **field}]
+    late = deployment(container={"env": env})
+    problems = resource_attribute_problems([late], NAMESPACE)
+    assert len(problems) == 4, problems
+    assert any("$(POD_NAME), declared after it" in p for p in problems)
+    assert any("$(NODE_NAME), not declared" in p for p in problems)
+    assert any("$(PLAIN)" in p and "downward API" in p for p in problems)
+    assert any("'novalue'" in p for p in problems)
+    # What the kubelet makes of it: the later variable stays as written, the escaped one loses a $.
+    expanded = kubernetes_env(late["spec"]["template"]["spec"]["containers"][0], {"metadata.name": "web-1"})
+    assert expanded["OTEL_RESOURCE_ATTRIBUTES"] == \
+        "k8s.pod.name=$(POD_NAME),k8s.node.name=$(NODE_NAME),a=x,novalue,b=$(POD_NAME)"
+    early = deployment(container={"env": [{"name": "POD_NAME", **field},
+                                          {"name": "OTEL_RESOURCE_ATTRIBUTES", "value": "k8s.pod.name=$(POD_NAME)"}]})
+    assert resource_attribute_problems([early], NAMESPACE) == []
+    assert kubernetes_env(early["spec"]["template"]["spec"]["containers"][0],
+                          {"metadata.name": "web-1"})["OTEL_RESOURCE_ATTRIBUTES"] == "k8s.pod.name=web-1"
 
 
 def test_authorization_check_finds_unknown_principals_and_selectors():

@@ -112,14 +112,15 @@ def links_of(html: str) -> list[str]:
 def gateway(tmp_path_factory):
     bin_dir = service_binaries()
     tmp = tmp_path_factory.mktemp("ingress")
-    base = {"PATH": "/usr/bin:/bin", "HOST": "127.0.0.1", "PORT": "0", "OTEL_TRACES_EXPORTER": "none",
-            "SHUTDOWN_GRACE_PERIOD_SECS": "1", "WORK_DIR": str(tmp)}
+    base = {"PATH": "/usr/bin:/bin", "HOST": "127.0.0.1", "PORT": "0", "SHUTDOWN_GRACE_PERIOD_SECS": "1",
+            "WORK_DIR": str(tmp)}
     services = []
     gateway = None
     sink = Collector()  # the front-end shows the Jaeger link only while it exports spans
     try:
         backend = Service(bin_dir / "business-logic", {
-            **base, "DATABASE_URL": f"sqlite://{tmp / 'links.db'}", "SLOW_ENDPOINT_DELAY_MS": "10"})
+            **base, "OTEL_TRACES_EXPORTER": "none", "DATABASE_URL": f"sqlite://{tmp / 'links.db'}",
+            "SLOW_ENDPOINT_DELAY_MS": "10"})
         services.append(backend)
         routes = of_kind(load_docs(render_ok(CHART)), "HTTPRoute")
         assert routes, "the chart renders no HTTPRoute"
@@ -127,8 +128,7 @@ def gateway(tmp_path_factory):
         # The pages' dashboard links point at the gateway, as in the cluster (localhost:8080).
         front_end = Service(bin_dir / "front-end", {
             **base, "BUSINESS_LOGIC_URL": backend.url, "JAEGER_UI_URL": f"{gateway.url}/jaeger",
-            "GRAFANA_URL": f"{gateway.url}/grafana",
-            "OTEL_TRACES_EXPORTER": "zipkin", "OTEL_EXPORTER_ZIPKIN_ENDPOINT": sink.url})
+            "GRAFANA_URL": f"{gateway.url}/grafana", **sink.env()})
         services.append(front_end)
         gateway.front_end_url = front_end.url
         yield gateway, front_end

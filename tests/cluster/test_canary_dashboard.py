@@ -22,7 +22,7 @@ def versions(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("canary")
     collector = Collector()
     base = {"PATH": "/usr/bin:/bin", "HOST": "127.0.0.1", "PORT": "0", "RUST_LOG": "info",
-            "OTEL_EXPORTER_ZIPKIN_ENDPOINT": collector.url, "SHUTDOWN_GRACE_PERIOD_SECS": "2"}
+            **collector.env(), "SHUTDOWN_GRACE_PERIOD_SECS": "2"}
     services = {}
     try:
         for version, extra in (("v1", {}), ("v2", {"SERVICE_VERSION": "v2", "REGRESSION_EXTRA_QUERY": "true",

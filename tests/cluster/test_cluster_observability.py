@@ -1,7 +1,8 @@
 """The Grafana provisioning against the real services.
 
 Both services run on loopback ports (business-logic logging JSON, the front-end
-logging text) and export spans to a stand-in Zipkin collector. Then:
+logging text) and export spans with their default exporter to a stand-in
+collector (tests/service_process.py, which takes OTLP and Zipkin). Then:
   - the Loki data source's derived-field regex, read from
     istio-add-ons/grafana/datasources.yaml, is applied to the lines the services
     printed: every trace id it captures is a trace id the collector received;
@@ -73,8 +74,7 @@ class Stack:
         self.collector = Collector()
         base = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOST": "127.0.0.1", "PORT": "0", "RUST_LOG": "info",
-            "OTEL_TRACES_EXPORTER": "zipkin", "OTEL_EXPORTER_ZIPKIN_ENDPOINT": self.collector.url,
-            "OTEL_BSP_SCHEDULE_DELAY": "100", "METRICS_ENABLED": "true", "SHUTDOWN_GRACE_PERIOD_SECS": "2",
+            **self.collector.env(), "OTEL_BSP_SCHEDULE_DELAY": "100", "METRICS_ENABLED": "true", "SHUTDOWN_GRACE_PERIOD_SECS": "2",
             "WORK_DIR": str(tmp),
         }
         self.services: list[Service] = []

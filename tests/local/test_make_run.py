@@ -30,10 +30,12 @@ class Run:
         self.fe_port, self.bl_port = free_port(), free_port()
         self.log = tmp / "run.log"
         env = {**os.environ, "FRONT_END_PORT": str(self.fe_port), "BUSINESS_LOGIC_PORT": str(self.bl_port),
-               "OTEL_EXPORTER_ZIPKIN_ENDPOINT": collector.url, "OTEL_BSP_SCHEDULE_DELAY": "60000",
+               **collector.env(), "OTEL_BSP_SCHEDULE_DELAY": "60000",
                "DATABASE_URL": f"sqlite://{tmp / 'business-logic.db'}", "RUST_LOG": "info", **extra}
-        env.pop("MAKEFLAGS", None)
-        env.pop("MAKELEVEL", None)
+        # The services' own exporter choice and OTLP path, as make run gives them.
+        for name in ("MAKEFLAGS", "MAKELEVEL", "OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+            if name not in extra:
+                env.pop(name, None)
         with self.log.open("w") as out:
             self.proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True)

@@ -175,6 +175,17 @@ def test_make_jaeger_runs_the_documented_jaeger_v2_container(tmp_path):
     assert f"docker run --rm -p 16686:16686 -p 9411:9411 -p 4318:4318 {image}" in readme
     assert "make jaeger" in readme
     assert "http://localhost:16686" in result.stdout
+    # It publishes the port the services export to by default (OTLP/HTTP), and says so.
+    assert f"{otlp_default_port()}:{otlp_default_port()}" in ports
+    assert "OTLP/HTTP to 4318" in result.stdout and "OTEL_TRACES_EXPORTER=zipkin" in result.stdout
+
+
+def otlp_default_port() -> int:
+    """The port of the services' default OTEL_EXPORTER_OTLP_ENDPOINT (telemetry/src/settings.rs)."""
+    source = (REPO / "telemetry" / "src" / "settings.rs").read_text()
+    match = re.search(r'otel_exporter_otlp_endpoint: "http://localhost:(\d+)"', source)
+    assert match, "the default OTLP endpoint not found in telemetry/src/settings.rs"
+    return int(match[1])
 
 
 def test_make_jaeger_without_docker_says_where_to_get_it(tmp_path):

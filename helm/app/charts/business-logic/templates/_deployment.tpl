@@ -67,6 +67,24 @@ spec:
               value: "8080"
             - name: OTEL_SERVICE_NAME
               value: business-logic
+            # The pod's identity (downward API), for the span resource below.
+            - name: POD_NAME
+              valueFrom:
+                fieldRef:
+                  fieldPath: metadata.name
+            - name: POD_NAMESPACE
+              valueFrom:
+                fieldRef:
+                  fieldPath: metadata.namespace
+            - name: NODE_NAME
+              valueFrom:
+                fieldRef:
+                  fieldPath: spec.nodeName
+            # Added to every span's resource by the OpenTelemetry SDK (service.version comes from
+            # SERVICE_VERSION below). Kubernetes expands a $(VAR) only when VAR is declared above
+            # this entry in the same container.
+            - name: OTEL_RESOURCE_ATTRIBUTES
+              value: "k8s.namespace.name=$(POD_NAMESPACE),k8s.pod.name=$(POD_NAME),k8s.node.name=$(NODE_NAME)"
             - name: OTEL_TRACES_EXPORTER
               value: {{ $ctx.Values.global.tracing.exporter | quote }}
             - name: OTEL_EXPORTER_ZIPKIN_ENDPOINT
