@@ -734,7 +734,7 @@ impl Results {
         format!(
             "{} connections (closed loop, keep-alive), {} round{} of {} s per figure after a {} s warm-up, \
              order {}; medians over rounds, errors summed. Load generator {}; {}. \
-             Services: release builds, {postgres}, tracing at 100 % sampling exported as Zipkin to a \
+             Services: release builds, {postgres}, tracing at 100 % sampling exported over OTLP/HTTP (the default) to a \
              stand-in collector ({} spans received, {:.1} per request), metrics on, RUST_LOG=info, \
              text logs appended to files. Slow requests: `/slow-page?delay_ms={}`. \
              µs CPU: the servers' CPU busy time per request (pinned runs).{instructions}",
