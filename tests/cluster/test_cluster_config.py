@@ -186,6 +186,50 @@ def test_grafana_is_past_its_known_security_fixes():
     assert version[:2] >= (13, 2) and version >= fixed.get(version[:2], (0,)), image
 
 
+# Jaeger's v1 HTTP API, which Grafana's Jaeger data source calls, loses /api/services,
+# /api/operations and the /api/traces search after this release (jaegertracing/jaeger#9260).
+JAEGER_LAST_WITH_V1_SEARCH = (2, 20, 0)
+# Grafana's experimental toggle that moves "Save & test" and the service and operation
+# lists (not trace search) to Jaeger's /api/v3.
+GRAFANA_JAEGER_GRPC_TOGGLE = "jaegerEnableGrpcEndpoint"
+
+
+def container_env(path: Path, deployment: str) -> dict[str, str]:
+    (container,) = find(load_docs(path), "Deployment", deployment)["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e.get("value", "") for e in container.get("env", [])}
+
+
+def image_version(path: Path, deployment: str) -> tuple[int, ...]:
+    (container,) = find(load_docs(path), "Deployment", deployment)["spec"]["template"]["spec"]["containers"]
+    return tuple(int(p) for p in container["image"].rpartition(":")[2].lstrip("v").split("."))
+
+
+def grafana_feature_toggles() -> set[str]:
+    """Toggles turned on through GF_FEATURE_TOGGLES_ENABLE (Grafana's [feature_toggles] enable,
+    a comma- or space-separated list); the repository has no grafana.ini."""
+    value = container_env(ADDONS / "grafana.yaml", "grafana").get("GF_FEATURE_TOGGLES_ENABLE", "")
+    return set(re.split(r"[,\s]+", value.strip())) - {""}
+
+
+def test_a_jaeger_without_the_v1_endpoints_comes_with_grafanas_grpc_toggle():
+    """Past 2.20.0, Grafana's "Save & test" and its service list fail with 404 unless the
+    toggle sends them to /api/v3."""
+    jaeger = image_version(ADDONS / "jaeger.yaml", "jaeger")
+    if jaeger > JAEGER_LAST_WITH_V1_SEARCH:
+        assert GRAFANA_JAEGER_GRPC_TOGGLE in grafana_feature_toggles(), (
+            f"Jaeger {jaeger} has no /api/services (jaegertracing/jaeger#9260): enable "
+            f"{GRAFANA_JAEGER_GRPC_TOGGLE} in grafana.yaml's GF_FEATURE_TOGGLES_ENABLE")
+
+
+def test_jaeger_keeps_the_v1_search_grafanas_trace_search_calls():
+    """Grafana's toggle does not cover trace search (still GET /api/traces?service=...), so
+    Jaeger stays at or before 2.20.0 until a Grafana release searches through /api/v3."""
+    jaeger = image_version(ADDONS / "jaeger.yaml", "jaeger")
+    assert jaeger <= JAEGER_LAST_WITH_V1_SEARCH, (
+        f"Jaeger {jaeger} removed GET /api/traces search (jaegertracing/jaeger#9260), which Grafana's "
+        "Jaeger search calls even with " + GRAFANA_JAEGER_GRPC_TOGGLE)
+
+
 def test_chart_and_istio_versions_are_pinned_in_the_script():
     assert re.fullmatch(r"1\.31\.\d+", script_setting("ISTIO_VERSION"))
     # The Gateway API release Istio 1.31 is built against (v1.6.x).
