@@ -230,6 +230,28 @@ def test_jaeger_keeps_the_v1_search_grafanas_trace_search_calls():
         "Jaeger search calls even with " + GRAFANA_JAEGER_GRPC_TOGGLE)
 
 
+# What Istio 1.31's own samples/addons ship (istio/istio release-1.31, samples/addons/):
+# the add-ons here are never older.
+ISTIO_131_SAMPLES = {("prometheus.yaml", "prometheus"): (3, 10, 0), ("kiali.yaml", "kiali"): (2, 27, 0)}
+
+
+@pytest.mark.parametrize("file, deployment", sorted(ISTIO_131_SAMPLES))
+def test_addons_are_not_older_than_istio_131_samples(file, deployment):
+    assert image_version(ADDONS / file, deployment) >= ISTIO_131_SAMPLES[file, deployment]
+
+
+def test_every_image_version_is_written_once():
+    """The image tag is the one home of an add-on's version: no label or setting repeats it."""
+    for path in manifest_files():
+        code = "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith("#"))
+        for obj in load_docs(path):
+            spec = obj.get("spec", {}).get("template", {}).get("spec", {})
+            for container in spec.get("containers", []) + spec.get("initContainers", []):
+                tag = container["image"].rpartition(":")[2]
+                assert len(re.findall(rf"(?<![\w.]){re.escape(tag)}(?![\w.])", code)) == 1, \
+                    f"{path.name}: version {tag} is written more than once"
+
+
 def test_chart_and_istio_versions_are_pinned_in_the_script():
     assert re.fullmatch(r"1\.31\.\d+", script_setting("ISTIO_VERSION"))
     # The Gateway API release Istio 1.31 is built against (v1.6.x).
