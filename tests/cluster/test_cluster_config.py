@@ -406,6 +406,65 @@ def test_loki_link_goes_to_jaeger_and_jaeger_links_back_to_loki():
     assert "${__trace.traceId}" in unescape_provisioning(logs["query"])
 
 
+# Span tags that name where a span was made: Istio's proxies set istio.canonical_service and
+# istio.namespace on theirs (istio/istio pilot/pkg/networking/core/tracing.go); the services
+# carry k8s.namespace.name in their resource (the chart's OTEL_RESOURCE_ATTRIBUTES).
+SPAN_TAGS = {"istio.canonical_service", "istio.namespace", "k8s.namespace.name"}
+# Labels of Istio's standard metrics that name the receiving side.
+ISTIO_DESTINATION_LABELS = {"destination_canonical_service", "destination_workload_namespace", "destination_app",
+                            "destination_workload", "destination_service_name", "destination_version"}
+ISTIO_METRICS = ("istio_requests_total", "istio_request_duration_milliseconds_bucket")
+
+
+def traces_to_metrics() -> dict:
+    return grafana_datasources()["jaeger"]["jsonData"]["tracesToMetrics"]
+
+
+def metrics_link_queries(tags: str) -> list[tuple[str, str]]:
+    """(name, PromQL) of each traces-to-metrics query as Grafana runs it: `$__tags` replaced
+    by `tags` (the span's mapped tags as label matchers, empty when it has none)."""
+    return [(q["name"], unescape_provisioning(q["query"]).replace("$__tags", tags)
+             .replace("$__rate_interval", "1m")) for q in traces_to_metrics()["queries"]]
+
+
+def test_the_jaeger_trace_view_shows_the_node_graph():
+    assert grafana_datasources()["jaeger"]["jsonData"]["nodeGraph"] == {"enabled": True}
+
+
+def test_traces_to_metrics_queries_istio_metrics_in_prometheus_by_the_spans_service():
+    link = traces_to_metrics()
+    assert grafana_datasources()[link["datasourceUid"]]["type"] == "prometheus"
+    tags = {t["key"]: t["value"] for t in link["tags"]}
+    assert tags["istio.canonical_service"] == "destination_canonical_service"
+    assert set(tags) <= SPAN_TAGS and set(tags.values()) <= ISTIO_DESTINATION_LABELS
+    names = [q["name"] for q in link["queries"]]
+    assert len(names) >= 2 and len(set(names)) == len(names)
+    for name, query in ((q["name"], unescape_provisioning(q["query"])) for q in link["queries"]):
+        assert "$__tags" in query, f"{name}: the span's tags must narrow the query"
+        assert any(metric in query for metric in ISTIO_METRICS), name
+        assert query.count('reporter="destination"') == query.count("istio_"), f"{name}: one reporter, not both"
+        assert "by (destination_canonical_service" in query, f"{name}: one series per service"
+    assert any('response_code=~"5.."' in q["query"] for q in link["queries"]), "an error-rate query"
+    # The services really carry the namespace tag the mapping reads.
+    for chart in ("business-logic/templates/_deployment.tpl", "front-end/templates/deployment.yaml"):
+        assert "k8s.namespace.name=$(POD_NAMESPACE)" in (REPO / "helm/app/charts" / chart).read_text()
+
+
+@pytest.mark.parametrize("tags", ['destination_canonical_service="front-end", '
+                                  'destination_workload_namespace="demo-app"', ""],
+                         ids=["sidecar span", "span without mapped tags"])
+def test_traces_to_metrics_queries_are_valid_promql(tmp_path, tags):
+    promtool = shutil.which("promtool") or ("/usr/bin/promtool" if os.path.exists("/usr/bin/promtool") else None)
+    if not promtool:
+        unavailable("promtool not installed (Debian package prometheus)")
+    rules = {"groups": [{"name": "traces-to-metrics", "rules": [
+        {"record": f"check:{i}", "expr": expr} for i, (_, expr) in enumerate(metrics_link_queries(tags))]}]}
+    path = tmp_path / "rules.yml"
+    path.write_text(yaml.safe_dump(rules))
+    result = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_prometheus_exemplars_link_to_the_jaeger_data_source():
     sources = grafana_datasources()
     (destination,) = sources["prometheus"]["jsonData"]["exemplarTraceIdDestinations"]
@@ -417,9 +476,9 @@ def test_prometheus_exemplars_link_to_the_jaeger_data_source():
 
 
 def test_provisioning_files_escape_every_grafana_variable():
-    """An unescaped ${__value.raw} would be replaced by an empty environment variable."""
+    """An unescaped ${__value.raw} or $__tags would be replaced by an empty environment variable."""
     text = (GRAFANA / "datasources.yaml").read_text()
-    assert not re.search(r"(?<!\$)\$\{__", text)
+    assert not re.search(r"(?<!\$)\$\{?__", text)
 
 
 # --- the dashboard -----------------------------------------------------------------------------------
