@@ -7,7 +7,10 @@
 #      the `local-registry-hosting` ConfigMap (https://kind.sigs.k8s.io/docs/user/local-registry/);
 #   4. the Kubernetes Gateway API CRDs (standard channel), which Istio's
 #      Gateway API ingress needs and neither kind nor Istio installs;
-#   5. Istio with the mesh configuration in istio-add-ons/istio-operator.yaml;
+#   5. Istio with the mesh configuration in istio-add-ons/istio-operator.yaml,
+#      plus the LoadBalancer `istio-ingressgateway` only for GATEWAY_API=istio
+#      (the chart's Istio Gateway variant; the default Gateway API ingress is
+#      deployed by istiod with the app);
 #   6. the app namespace (APP_NAMESPACE, default `demo-app`), labelled for
 #      sidecar injection;
 #   7. the add-ons in istio-system: Jaeger, Prometheus, Grafana, Kiali (manifests
@@ -19,7 +22,8 @@
 #
 # Usage: ./create-cluster.sh        (or `make create-cluster`)
 # Settings (environment): CLUSTER_NAME, REG_NAME, REG_PORT, APP_NAMESPACE,
-# ISTIO_VERSION, GATEWAY_API_VERSION, LOKI_CHART_VERSION, ALLOY_CHART_VERSION, ROLLOUT_TIMEOUT, and the
+# GATEWAY_API (gateway or istio), ISTIO_VERSION, GATEWAY_API_VERSION,
+# LOKI_CHART_VERSION, ALLOY_CHART_VERSION, ROLLOUT_TIMEOUT, and the
 # commands DOCKER, KIND, KUBECTL, HELM, ISTIOCTL.
 # Written for bash 3.2 or newer (macOS's /bin/bash included).
 set -euo pipefail
@@ -31,6 +35,9 @@ CLUSTER_NAME="${CLUSTER_NAME:-demo}"
 REG_NAME="${REG_NAME:-kind-registry}"
 REG_PORT="${REG_PORT:-5001}"
 APP_NAMESPACE="${APP_NAMESPACE:-demo-app}"
+# The app's ingress (helm/app `gateway.api`): `gateway` (Gateway API, deployed by
+# istiod with the app) or `istio` (Istio's Gateway on istio-system/istio-ingressgateway).
+GATEWAY_API="${GATEWAY_API:-gateway}"
 KIND_CONFIG="${KIND_CONFIG:-${SCRIPT_DIR}/kind-cluster-config.yaml}"
 ROLLOUT_TIMEOUT="${ROLLOUT_TIMEOUT:-300s}"
 ADDONS_NAMESPACE=istio-system
@@ -68,6 +75,15 @@ if [[ ! "$APP_NAMESPACE" =~ ^[a-z0-9]([-a-z0-9]*[a-z0-9])?$ || ${#APP_NAMESPACE}
   printf 'ERROR: APP_NAMESPACE=%s is not a Kubernetes namespace name (lower-case letters, digits, -)\n' "$APP_NAMESPACE" >&2
   exit 1
 fi
+
+case "$GATEWAY_API" in
+  gateway) ISTIO_SET_ARGS=() ;;
+  istio) ISTIO_SET_ARGS=(--set 'components.ingressGateways.[name:istio-ingressgateway].enabled=true') ;;
+  *)
+    printf 'ERROR: GATEWAY_API=%s is not valid; allowed: gateway (Gateway API, the default) or istio (istio-ingressgateway)\n' "$GATEWAY_API" >&2
+    exit 1
+    ;;
+esac
 
 DOCKER="${DOCKER:-docker}"
 KIND="${KIND:-kind}"
@@ -254,23 +270,26 @@ install_gateway_api_crds() {
   fi
 }
 
-# The installed version and configuration are recorded in the ConfigMap
-# istio-system/demo-istio-install; istioctl runs again only when they change.
+# The installed version and configuration (operator file and GATEWAY_API) are
+# recorded in the ConfigMap istio-system/demo-istio-install; istioctl runs again
+# only when they change, and then also removes a gateway no longer asked for.
 install_istio() {
-  log "Istio ${ISTIO_VERSION} (istio-add-ons/istio-operator.yaml)"
+  log "Istio ${ISTIO_VERSION} (istio-add-ons/istio-operator.yaml, GATEWAY_API=${GATEWAY_API})"
   local operator="${ADDONS_DIR}/istio-operator.yaml" want have
-  want="${ISTIO_VERSION}-$(checksum "$operator")"
+  want="${ISTIO_VERSION}-$(checksum "$operator")-${GATEWAY_API}"
   have="$(kc -n "$ADDONS_NAMESPACE" get configmap demo-istio-install \
     -o jsonpath='{.data.installed}' 2>/dev/null || true)"
   if [[ "$have" == "$want" ]] && kc -n "$ADDONS_NAMESPACE" get deployment istiod >/dev/null 2>&1; then
     info "already installed with this configuration"
   else
-    "$ISTIOCTL" install --context "$KUBE_CONTEXT" -y -f "$operator"
+    "$ISTIOCTL" install --context "$KUBE_CONTEXT" -y -f "$operator" ${ISTIO_SET_ARGS[@]+"${ISTIO_SET_ARGS[@]}"}
     kc -n "$ADDONS_NAMESPACE" create configmap demo-istio-install \
       --from-literal=installed="$want" --dry-run=client -o yaml | kc apply -f - >/dev/null
   fi
   wait_rollout deployment istiod
-  wait_rollout deployment istio-ingressgateway
+  if [[ "$GATEWAY_API" == istio ]]; then
+    wait_rollout deployment istio-ingressgateway
+  fi
 }
 
 label_app_namespace() {
@@ -392,7 +411,7 @@ EOF
 
 main() {
   if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
-    sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     return 0
   fi
   check_prerequisites

@@ -14,13 +14,13 @@ REG_NAME ?= kind-registry
 GATEWAY_PORT ?= 8080
 # Which ingress helm/app was installed with (its value gateway.api): `gateway` (Gateway API:
 # Istio deploys the Gateway GATEWAY_NAME as Service GATEWAY_NAME-istio in NAMESPACE) or
-# `istio` (istio-system/istio-ingressgateway).
+# `istio` (istio-system/istio-ingressgateway, which create-cluster installs only then).
 GATEWAY_API ?= gateway
 GATEWAY_NAME ?= demo-gateway
 NAMESPACE ?= demo-app
 KUBE_CONTEXT ?= kind-$(CLUSTER_NAME)
 KUBE_VERSION ?= 1.36.0
-HELP_VARIABLES += CLUSTER_NAME KUBE_CONTEXT GATEWAY_PORT
+HELP_VARIABLES += CLUSTER_NAME KUBE_CONTEXT GATEWAY_PORT GATEWAY_API
 
 # Chart versions pinned in create-cluster.sh (one place to change them).
 LOKI_CHART_VERSION ?= $(shell sed -n 's/^LOKI_CHART_VERSION="$${LOKI_CHART_VERSION:-\(.*\)}"$$/\1/p' create-cluster.sh)
@@ -39,7 +39,7 @@ up: ## The whole walkthrough: cluster, images, app; waits, then prints the URLs
 
 .PHONY: create-cluster
 create-cluster: ## Registry, kind cluster, Istio and add-ons (idempotent: safe to re-run)
-	CLUSTER_NAME=$(CLUSTER_NAME) REG_NAME=$(REG_NAME) APP_NAMESPACE=$(NAMESPACE) DOCKER=$(DOCKER) KIND=$(KIND) \
+	CLUSTER_NAME=$(CLUSTER_NAME) REG_NAME=$(REG_NAME) APP_NAMESPACE=$(NAMESPACE) GATEWAY_API=$(GATEWAY_API) DOCKER=$(DOCKER) KIND=$(KIND) \
 	  KUBECTL=$(KUBECTL) HELM=$(HELM) ISTIOCTL=$(ISTIOCTL) ./create-cluster.sh
 
 .PHONY: port-forward

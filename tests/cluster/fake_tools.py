@@ -283,7 +283,8 @@ def kubectl(args: list[str], state: State) -> int:
         kind_, _, name = rest[1].partition("/")
         name = name or (rest[2] if len(rest) > 2 and not rest[2].startswith("-") else "")
         if kind_ == "deployment" and namespace == "istio-system" and name in ("istiod", "istio-ingressgateway"):
-            return 0 if state.get("istio") else fail(f'Error from server (NotFound): deployments.apps "{name}" not found')
+            return 0 if name in istio_deployments(state) else \
+                fail(f'Error from server (NotFound): deployments.apps "{name}" not found')
         if kind_ == "crd":
             namespace = "default"  # cluster-scoped
         obj = objects.get(f"{kind_}/{namespace}/{name}")
@@ -316,7 +317,7 @@ def kubectl(args: list[str], state: State) -> int:
         return 0
     if rest[:2] in (["rollout", "restart"], ["rollout", "status"]) and namespace == "istio-system":
         kind_, _, name = rest[2].partition("/")
-        known = f"{kind_}/{namespace}/{name}" in objects or (state.get("istio") and name.startswith("istio")) \
+        known = f"{kind_}/{namespace}/{name}" in objects or (kind_ == "deployment" and name in istio_deployments(state)) \
             or (kind_ in ("statefulset", "daemonset") and f"{namespace}/{name}" in state.get("releases", {}))
         if not known:
             return fail(f'Error from server (NotFound): {kind_}s.apps "{name}" not found')
@@ -413,8 +414,33 @@ def istioctl(args: list[str], state: State) -> int:
         if not operator or not Path(operator).is_file():
             return fail(f"Error: could not read {operator}")
         state.set("istio", True)
-        print("✔ Istio core installed\n✔ Istiod installed\n✔ Ingress gateways installed\n✔ Installation complete")
+        gateways = ingress_gateways(Path(operator), [v for i, v in enumerate(args) if i and args[i - 1] == "--set"])
+        state.set("istio_gateways", gateways)
+        print("✔ Istio core installed\n✔ Istiod installed" + ("\n✔ Ingress gateways installed" if gateways else "")
+              + "\n✔ Installation complete")
     return 0
+
+
+def ingress_gateways(operator: Path, sets: list[str]) -> list[str]:
+    """The ingress gateways an install creates: the profile's istio-ingressgateway unless the
+    operator file's components.ingressGateways or a --set
+    components.ingressGateways.[name:N].enabled=... says otherwise (istioctl's path syntax)."""
+    import yaml
+
+    enabled = {"istio-ingressgateway": True}  # the `default` profile's
+    spec = yaml.safe_load(operator.read_text()).get("spec", {})
+    for gateway in spec.get("components", {}).get("ingressGateways", []):
+        enabled[gateway["name"]] = gateway.get("enabled", True)
+    for path in sets:
+        m = re.fullmatch(r"components\.ingressGateways\.\[name:([\w-]+)\]\.enabled=(true|false)", path)
+        if m:
+            enabled[m.group(1)] = m.group(2) == "true"
+    return sorted(name for name, on in enabled.items() if on)
+
+
+def istio_deployments(state: State) -> set[str]:
+    """The Deployments in istio-system an install made (none before it)."""
+    return {"istiod", *state.get("istio_gateways", [])} if state.get("istio") else set()
 
 
 def main(tool: str) -> int:

@@ -186,6 +186,72 @@ def test_grafana_is_past_its_known_security_fixes():
     assert version[:2] >= (13, 2) and version >= fixed.get(version[:2], (0,)), image
 
 
+# Jaeger's v1 HTTP API, which Grafana's Jaeger data source calls, loses /api/services,
+# /api/operations and the /api/traces search after this release (jaegertracing/jaeger#9260).
+JAEGER_LAST_WITH_V1_SEARCH = (2, 20, 0)
+# Grafana's experimental toggle that moves "Save & test" and the service and operation
+# lists (not trace search) to Jaeger's /api/v3.
+GRAFANA_JAEGER_GRPC_TOGGLE = "jaegerEnableGrpcEndpoint"
+
+
+def container_env(path: Path, deployment: str) -> dict[str, str]:
+    (container,) = find(load_docs(path), "Deployment", deployment)["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e.get("value", "") for e in container.get("env", [])}
+
+
+def image_version(path: Path, deployment: str) -> tuple[int, ...]:
+    (container,) = find(load_docs(path), "Deployment", deployment)["spec"]["template"]["spec"]["containers"]
+    return tuple(int(p) for p in container["image"].rpartition(":")[2].lstrip("v").split("."))
+
+
+def grafana_feature_toggles() -> set[str]:
+    """Toggles turned on through GF_FEATURE_TOGGLES_ENABLE (Grafana's [feature_toggles] enable,
+    a comma- or space-separated list); the repository has no grafana.ini."""
+    value = container_env(ADDONS / "grafana.yaml", "grafana").get("GF_FEATURE_TOGGLES_ENABLE", "")
+    return set(re.split(r"[,\s]+", value.strip())) - {""}
+
+
+def test_a_jaeger_without_the_v1_endpoints_comes_with_grafanas_grpc_toggle():
+    """Past 2.20.0, Grafana's "Save & test" and its service list fail with 404 unless the
+    toggle sends them to /api/v3."""
+    jaeger = image_version(ADDONS / "jaeger.yaml", "jaeger")
+    if jaeger > JAEGER_LAST_WITH_V1_SEARCH:
+        assert GRAFANA_JAEGER_GRPC_TOGGLE in grafana_feature_toggles(), (
+            f"Jaeger {jaeger} has no /api/services (jaegertracing/jaeger#9260): enable "
+            f"{GRAFANA_JAEGER_GRPC_TOGGLE} in grafana.yaml's GF_FEATURE_TOGGLES_ENABLE")
+
+
+def test_jaeger_keeps_the_v1_search_grafanas_trace_search_calls():
+    """Grafana's toggle does not cover trace search (still GET /api/traces?service=...), so
+    Jaeger stays at or before 2.20.0 until a Grafana release searches through /api/v3."""
+    jaeger = image_version(ADDONS / "jaeger.yaml", "jaeger")
+    assert jaeger <= JAEGER_LAST_WITH_V1_SEARCH, (
+        f"Jaeger {jaeger} removed GET /api/traces search (jaegertracing/jaeger#9260), which Grafana's "
+        "Jaeger search calls even with " + GRAFANA_JAEGER_GRPC_TOGGLE)
+
+
+# What Istio 1.31's own samples/addons ship (istio/istio release-1.31, samples/addons/):
+# the add-ons here are never older.
+ISTIO_131_SAMPLES = {("prometheus.yaml", "prometheus"): (3, 10, 0), ("kiali.yaml", "kiali"): (2, 27, 0)}
+
+
+@pytest.mark.parametrize("file, deployment", sorted(ISTIO_131_SAMPLES))
+def test_addons_are_not_older_than_istio_131_samples(file, deployment):
+    assert image_version(ADDONS / file, deployment) >= ISTIO_131_SAMPLES[file, deployment]
+
+
+def test_every_image_version_is_written_once():
+    """The image tag is the one home of an add-on's version: no label or setting repeats it."""
+    for path in manifest_files():
+        code = "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith("#"))
+        for obj in load_docs(path):
+            spec = obj.get("spec", {}).get("template", {}).get("spec", {})
+            for container in spec.get("containers", []) + spec.get("initContainers", []):
+                tag = container["image"].rpartition(":")[2]
+                assert len(re.findall(rf"(?<![\w.]){re.escape(tag)}(?![\w.])", code)) == 1, \
+                    f"{path.name}: version {tag} is written more than once"
+
+
 def test_chart_and_istio_versions_are_pinned_in_the_script():
     assert re.fullmatch(r"1\.31\.\d+", script_setting("ISTIO_VERSION"))
     # The Gateway API release Istio 1.31 is built against (v1.6.x).
@@ -340,6 +406,65 @@ def test_loki_link_goes_to_jaeger_and_jaeger_links_back_to_loki():
     assert "${__trace.traceId}" in unescape_provisioning(logs["query"])
 
 
+# Span tags that name where a span was made: Istio's proxies set istio.canonical_service and
+# istio.namespace on theirs (istio/istio pilot/pkg/networking/core/tracing.go); the services
+# carry k8s.namespace.name in their resource (the chart's OTEL_RESOURCE_ATTRIBUTES).
+SPAN_TAGS = {"istio.canonical_service", "istio.namespace", "k8s.namespace.name"}
+# Labels of Istio's standard metrics that name the receiving side.
+ISTIO_DESTINATION_LABELS = {"destination_canonical_service", "destination_workload_namespace", "destination_app",
+                            "destination_workload", "destination_service_name", "destination_version"}
+ISTIO_METRICS = ("istio_requests_total", "istio_request_duration_milliseconds_bucket")
+
+
+def traces_to_metrics() -> dict:
+    return grafana_datasources()["jaeger"]["jsonData"]["tracesToMetrics"]
+
+
+def metrics_link_queries(tags: str) -> list[tuple[str, str]]:
+    """(name, PromQL) of each traces-to-metrics query as Grafana runs it: `$__tags` replaced
+    by `tags` (the span's mapped tags as label matchers, empty when it has none)."""
+    return [(q["name"], unescape_provisioning(q["query"]).replace("$__tags", tags)
+             .replace("$__rate_interval", "1m")) for q in traces_to_metrics()["queries"]]
+
+
+def test_the_jaeger_trace_view_shows_the_node_graph():
+    assert grafana_datasources()["jaeger"]["jsonData"]["nodeGraph"] == {"enabled": True}
+
+
+def test_traces_to_metrics_queries_istio_metrics_in_prometheus_by_the_spans_service():
+    link = traces_to_metrics()
+    assert grafana_datasources()[link["datasourceUid"]]["type"] == "prometheus"
+    tags = {t["key"]: t["value"] for t in link["tags"]}
+    assert tags["istio.canonical_service"] == "destination_canonical_service"
+    assert set(tags) <= SPAN_TAGS and set(tags.values()) <= ISTIO_DESTINATION_LABELS
+    names = [q["name"] for q in link["queries"]]
+    assert len(names) >= 2 and len(set(names)) == len(names)
+    for name, query in ((q["name"], unescape_provisioning(q["query"])) for q in link["queries"]):
+        assert "$__tags" in query, f"{name}: the span's tags must narrow the query"
+        assert any(metric in query for metric in ISTIO_METRICS), name
+        assert query.count('reporter="destination"') == query.count("istio_"), f"{name}: one reporter, not both"
+        assert "by (destination_canonical_service" in query, f"{name}: one series per service"
+    assert any('response_code=~"5.."' in q["query"] for q in link["queries"]), "an error-rate query"
+    # The services really carry the namespace tag the mapping reads.
+    for chart in ("business-logic/templates/_deployment.tpl", "front-end/templates/deployment.yaml"):
+        assert "k8s.namespace.name=$(POD_NAMESPACE)" in (REPO / "helm/app/charts" / chart).read_text()
+
+
+@pytest.mark.parametrize("tags", ['destination_canonical_service="front-end", '
+                                  'destination_workload_namespace="demo-app"', ""],
+                         ids=["sidecar span", "span without mapped tags"])
+def test_traces_to_metrics_queries_are_valid_promql(tmp_path, tags):
+    promtool = shutil.which("promtool") or ("/usr/bin/promtool" if os.path.exists("/usr/bin/promtool") else None)
+    if not promtool:
+        unavailable("promtool not installed (Debian package prometheus)")
+    rules = {"groups": [{"name": "traces-to-metrics", "rules": [
+        {"record": f"check:{i}", "expr": expr} for i, (_, expr) in enumerate(metrics_link_queries(tags))]}]}
+    path = tmp_path / "rules.yml"
+    path.write_text(yaml.safe_dump(rules))
+    result = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_prometheus_exemplars_link_to_the_jaeger_data_source():
     sources = grafana_datasources()
     (destination,) = sources["prometheus"]["jsonData"]["exemplarTraceIdDestinations"]
@@ -351,9 +476,9 @@ def test_prometheus_exemplars_link_to_the_jaeger_data_source():
 
 
 def test_provisioning_files_escape_every_grafana_variable():
-    """An unescaped ${__value.raw} would be replaced by an empty environment variable."""
+    """An unescaped ${__value.raw} or $__tags would be replaced by an empty environment variable."""
     text = (GRAFANA / "datasources.yaml").read_text()
-    assert not re.search(r"(?<!\$)\$\{__", text)
+    assert not re.search(r"(?<!\$)\$\{?__", text)
 
 
 # --- the dashboard -----------------------------------------------------------------------------------

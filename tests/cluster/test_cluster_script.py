@@ -135,13 +135,18 @@ def test_first_run_creates_registry_cluster_istio_and_addons_in_order(sandbox):
     loki = first(calls, "helm", "upgrade", "--install", "loki")
     alloy = first(calls, "helm", "upgrade", "--install", "alloy")
     waits = [first(calls, "kubectl", "rollout", "status", f"{kind}/{name}")
-             for kind, name in (("deployment", "istiod"), ("deployment", "istio-ingressgateway"),
-                                ("deployment", "jaeger"), ("deployment", "grafana"), ("statefulset", "loki"),
-                                ("daemonset", "alloy"))]
+             for kind, name in (("deployment", "istiod"), ("deployment", "jaeger"), ("deployment", "grafana"),
+                                ("statefulset", "loki"), ("daemonset", "alloy"))]
 
     assert registry < cluster < min(hosts) and max(hosts) < network < hosting < gateway_api < istio
     assert istio < label < telemetry < min(addons) and max(addons) < loki < alloy
-    assert istio < waits[0] and max(addons + [alloy]) < min(waits[2:])
+    assert istio < waits[0] and max(addons + [alloy]) < min(waits[1:])
+    # The default ingress is the Gateway API's (istiod deploys it with the app): no
+    # istio-ingressgateway, and nothing waits for one.
+    assert "--set" not in calls[istio]["args"]
+    assert count(calls, "kubectl", "rollout", "status", "deployment/istio-ingressgateway") == 0
+    assert sandbox.run(["kubectl", "--context", "kind-demo", "-n", "istio-system", "get",
+                        "deployment/istio-ingressgateway"]).returncode != 0
     assert "Cluster demo is ready" in result.stdout
 
     # The registry recipe: 127.0.0.1:5001 -> 5000, pinned image; containerd pulls from it by name.
@@ -316,6 +321,43 @@ def test_make_port_forward_targets_istio_ingressgateway_for_the_istio_variant(sa
     call = sandbox.calls()[first(sandbox.calls(), "kubectl", "port-forward")]
     assert call["args"][-2:] == ["svc/istio-ingressgateway", "8080:80"]
     assert "istio-system" in call["args"]
+
+
+def test_the_istio_gateway_variant_installs_istio_ingressgateway_and_waits_for_it(sandbox):
+    ok(sandbox.run(["make", "create-cluster", "GATEWAY_API=istio"]))
+    calls = sandbox.calls()
+    install = calls[first(calls, "istioctl", "install")]["args"]
+    assert install[install.index("--set") + 1] == "components.ingressGateways.[name:istio-ingressgateway].enabled=true"
+    assert first(calls, "istioctl", "install") < first(calls, "kubectl", "rollout", "status",
+                                                        "deployment/istio-ingressgateway")
+    assert sandbox.run(["kubectl", "--context", "kind-demo", "-n", "istio-system", "get",
+                        "deployment/istio-ingressgateway"]).returncode == 0
+    # `make port-forward GATEWAY_API=istio` then has a Service to forward to.
+    ok(sandbox.run(["make", "port-forward", "GATEWAY_API=istio"]))
+
+
+def test_switching_the_ingress_variant_reinstalls_istio_and_back(sandbox):
+    ok(sandbox.script())
+    for variant, gateway in (("istio", True), ("gateway", False)):
+        sandbox.clear_log()
+        ok(sandbox.script(GATEWAY_API=variant))
+        calls = sandbox.calls()
+        assert count(calls, "istioctl", "install") == 1, variant
+        assert (count(calls, "kubectl", "rollout", "status", "deployment/istio-ingressgateway") == 1) is gateway
+    sandbox.clear_log()
+    ok(sandbox.script())
+    assert count(sandbox.calls(), "istioctl", "install") == 0
+
+
+def test_an_unknown_ingress_variant_is_refused_before_anything_runs(sandbox):
+    result = sandbox.script(GATEWAY_API="nginx")
+    assert result.returncode == 1 and "GATEWAY_API=nginx" in result.stderr
+    assert sandbox.calls() == []
+
+
+def test_the_operator_leaves_istio_ingressgateway_out_by_default():
+    [operator] = [d for d in yaml.safe_load_all((REPO / "istio-add-ons" / "istio-operator.yaml").read_text()) if d]
+    assert operator["spec"]["components"]["ingressGateways"] == [{"name": "istio-ingressgateway", "enabled": False}]
 
 
 def test_the_istio_image_hub_is_explicit():
