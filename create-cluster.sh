@@ -69,6 +69,34 @@ LOKI_CHART_VERSION="${LOKI_CHART_VERSION:-18.13.4}"
 ALLOY_CHART_REPO=https://grafana.github.io/helm-charts
 ALLOY_CHART_VERSION="${ALLOY_CHART_VERSION:-1.10.0}"
 
+# The tools' versions the scripts expect (tool_fits below; this script warns
+# about others, `make preflight` fails on them). kind and istioctl: exactly
+# KIND_VERSION and ISTIO_VERSION above.
+# Docker Engine: the oldest release this script was written for (its first
+# prerequisite check, and the README's prerequisites); no upstream document
+# sets it.
+DOCKER_MIN_VERSION=27.0.0
+# kubectl: Kubernetes supports a kubectl within one minor version of the API
+# server (https://kubernetes.io/releases/version-skew-policy/#kubectl); the
+# server is the node image's Kubernetes, read from kind-cluster-config.yaml.
+KUBE_NODE_VERSION="$(sed -n 's|^ *image: *kindest/node:\(v[0-9][0-9.]*\).*|\1|p' "$KIND_CONFIG" 2>/dev/null | head -n 1)"
+# Helm: v4 is what the walkthrough uses; v3.18 is the oldest this script was
+# written for (its first prerequisite check, and the README's prerequisites).
+# Helm's own policy (https://helm.sh/docs/topics/version_skew/) only promises
+# that a release works with the Kubernetes minor it was compiled against and
+# the three below it, so a current Helm 4 is the safe choice for v1.36.
+HELM_MIN_VERSION=3.18.0
+# Docker's memory and CPUs (the VM's, on Docker Desktop and colima). An
+# estimate, not a measurement: the running stack (control plane ~1.5 GiB,
+# Istio with its gateways and sidecars ~0.7 GiB, Prometheus, Grafana, Kiali,
+# Jaeger, Loki and Alloy ~1.6 GiB, the app ~0.2 GiB) takes about 4 GiB, and
+# `make up` builds the Rust images in the same Docker (fat LTO: ~2 GiB at
+# link time). The CPU requests of every pod fit in one CPU per node, but with
+# one CPU the build and a dozen pods starting at once compete for it and the
+# rollouts risk ROLLOUT_TIMEOUT. 8 GiB and 4 CPUs are comfortable (README).
+DOCKER_MIN_MEMORY_GIB=6
+DOCKER_MIN_CPUS=2
+
 # Grafana's queries and the chart's log links select the app's logs by namespace:
 # it must be a DNS label (it is also substituted into Grafana's provisioning).
 if [[ ! "$APP_NAMESPACE" =~ ^[a-z0-9]([-a-z0-9]*[a-z0-9])?$ || ${#APP_NAMESPACE} -gt 63 ]]; then
@@ -112,60 +140,135 @@ checksum() {
 }
 
 # ---------------------------------------------------------------------------
-# Prerequisites
+# Prerequisites (shared with scripts/preflight.sh, which sources this script)
 # ---------------------------------------------------------------------------
+TOOLS="docker kind kubectl helm istioctl"
+
+# tool_command TOOL: the command that runs it (DOCKER, KIND, ... override them).
+tool_command() {
+  case $1 in
+    docker) printf '%s' "$DOCKER" ;;
+    kind) printf '%s' "$KIND" ;;
+    kubectl) printf '%s' "$KUBECTL" ;;
+    helm) printf '%s' "$HELM" ;;
+    istioctl) printf '%s' "$ISTIOCTL" ;;
+  esac
+}
+
+# tool_version TOOL: its version (x.y.z, with a v when the tool prints one), or nothing.
+tool_version() {
+  local cmd
+  cmd="$(tool_command "$1")"
+  case $1 in
+    docker) "$cmd" version --format '{{.Client.Version}}' ;;
+    kind) "$cmd" version ;;
+    kubectl) "$cmd" version --client ;;
+    helm) "$cmd" version --short ;;
+    istioctl) "$cmd" version --remote=false ;;
+  esac 2>/dev/null | grep -Eo 'v?[0-9]+\.[0-9]+\.[0-9]+' | head -n 1 || true
+}
+
+# tool_wanted TOOL: the version the scripts expect, in words.
+tool_wanted() {
+  case $1 in
+    docker) printf 'Docker Engine %s or newer' "${DOCKER_MIN_VERSION%%.*}" ;;
+    kind) printf 'kind %s' "$KIND_VERSION" ;;
+    kubectl) printf 'kubectl %s (one minor version either side works)' "${KUBE_NODE_VERSION%.*}" ;;
+    helm) printf 'Helm v4 (v%s or newer works too)' "${HELM_MIN_VERSION%.*}" ;;
+    istioctl) printf 'istioctl %s' "$ISTIO_VERSION" ;;
+  esac
+}
+
+# version_at_least HAVE MIN: true when version HAVE (x.y.z, v optional) >= MIN.
+version_at_least() {
+  local have=${1#v} min=${2#v} i h m
+  local IFS=.
+  # shellcheck disable=SC2206  # split on the dots on purpose
+  local -a hs=($have) ms=($min)
+  for i in 0 1 2; do
+    h=${hs[i]:-0} m=${ms[i]:-0}
+    ((10#$h > 10#$m)) && return 0
+    ((10#$h < 10#$m)) && return 1
+  done
+  return 0
+}
+
+# tool_fits TOOL VERSION: true when VERSION is one the scripts expect.
+tool_fits() {
+  local tool=$1 have=${2#v} minor node_minor
+  [[ "$have" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || return 1
+  case $tool in
+    docker) version_at_least "$have" "$DOCKER_MIN_VERSION" ;;
+    kind) [[ "v${have}" == "$KIND_VERSION" ]] ;;
+    kubectl)
+      minor=${have#*.} minor=${minor%%.*}
+      node_minor=${KUBE_NODE_VERSION#v*.} node_minor=${node_minor%%.*}
+      [[ "${have%%.*}" == "1" && "$node_minor" =~ ^[0-9]+$ ]] &&
+        ((minor >= node_minor - 1 && minor <= node_minor + 1))
+      ;;
+    helm) version_at_least "$have" "$HELM_MIN_VERSION" ;;
+    istioctl) [[ "$have" == "$ISTIO_VERSION" ]] ;;
+  esac
+}
+
+# tool_install_hint TOOL: where to get it.
+tool_install_hint() {
+  case $1 in
+    docker) printf 'https://docs.docker.com/get-started/get-docker/' ;;
+    kind) printf 'https://kind.sigs.k8s.io/docs/user/quick-start/#installation (go install sigs.k8s.io/kind@%s)' "$KIND_VERSION" ;;
+    kubectl) printf 'https://kubernetes.io/docs/tasks/tools/' ;;
+    helm) printf 'https://helm.sh/docs/intro/install/' ;;
+    istioctl)
+      # shellcheck disable=SC2016  # $PWD and $PATH are for the reader's shell
+      printf 'curl -L https://istio.io/downloadIstio | ISTIO_VERSION=%s sh - && export PATH="$PWD/istio-%s/bin:$PATH"' \
+        "$ISTIO_VERSION" "$ISTIO_VERSION"
+      ;;
+  esac
+}
+
 MISSING=""
 
-# check_tool NAME COMMAND WRITTEN_FOR VERSION_REGEX INSTALL_HINT VERSION_COMMAND...
-# A missing tool is collected (the script stops after listing all of them);
-# a different version only warns.
+# check_tool TOOL: a missing tool is collected (the script stops after listing
+# all of them); a different version only warns.
 check_tool() {
-  local name=$1 cmd=$2 written_for=$3 regex=$4 hint=$5
-  shift 5
-  if ! command -v "$cmd" >/dev/null 2>&1; then
+  local name=$1 have
+  if ! command -v "$(tool_command "$name")" >/dev/null 2>&1; then
     printf 'MISSING: %s (this script was written for %s)\n         install: %s\n' \
-      "$name" "$written_for" "$hint" >&2
+      "$name" "$(tool_wanted "$name")" "$(tool_install_hint "$name")" >&2
     MISSING="${MISSING} ${name}"
     return 0
   fi
-  local have
-  have="$("$@" 2>/dev/null | grep -Eo 'v?[0-9]+\.[0-9]+\.[0-9]+' | head -n 1 || true)"
-  if [[ -n "$have" && "$have" =~ $regex ]]; then
+  have="$(tool_version "$name")"
+  if tool_fits "$name" "$have"; then
     info "${name} ${have}"
   else
-    warn "${name} ${have:-(version unknown)}: this script was written for ${written_for}; carrying on"
+    warn "${name} ${have:-(version unknown)}: this script was written for $(tool_wanted "$name"); carrying on"
   fi
 }
 
 check_prerequisites() {
   log "Checking prerequisites"
-  check_tool docker "$DOCKER" "Docker Engine 27 or newer" '^v?(2[7-9]|[3-9][0-9])\.' \
-    "https://docs.docker.com/get-started/get-docker/" \
-    "$DOCKER" version --format '{{.Client.Version}}'
-  check_tool kind "$KIND" "kind ${KIND_VERSION}" "^${KIND_VERSION//./\\.}\$" \
-    "https://kind.sigs.k8s.io/docs/user/quick-start/#installation (go install sigs.k8s.io/kind@${KIND_VERSION})" \
-    "$KIND" version
-  check_tool kubectl "$KUBECTL" "kubectl v1.36 (one minor version either side works)" '^v1\.3[5-7]\.' \
-    "https://kubernetes.io/docs/tasks/tools/" \
-    "$KUBECTL" version --client
-  check_tool helm "$HELM" "Helm v4 (v3.18 or newer works too)" '^v(4\.|3\.(1[89]|[2-9][0-9])\.)' \
-    "https://helm.sh/docs/intro/install/" \
-    "$HELM" version --short
-  check_tool istioctl "$ISTIOCTL" "istioctl ${ISTIO_VERSION}" "^v?${ISTIO_VERSION//./\\.}\$" \
-    "curl -L https://istio.io/downloadIstio | ISTIO_VERSION=${ISTIO_VERSION} sh - && export PATH=\"\$PWD/istio-${ISTIO_VERSION}/bin:\$PATH\"" \
-    "$ISTIOCTL" version --remote=false
+  local tool
+  for tool in $TOOLS; do
+    check_tool "$tool"
+  done
   if [[ -n "$MISSING" ]]; then
     die "missing prerequisites:${MISSING}. Install them (see above) and run this script again; nothing was created."
   fi
   if ! "$DOCKER" info >/dev/null 2>&1; then
     die "Docker is installed but does not answer ('${DOCKER} info' failed): start Docker (Docker Desktop, colima or the docker service) and run this script again."
   fi
-  # Istio, the add-ons and the app need about 6 GiB; Docker Desktop's default
-  # VM is often smaller.
+  # Docker Desktop's default VM is often smaller than the stack needs
+  # (DOCKER_MIN_MEMORY_GIB above).
   local mem
   mem="$("$DOCKER" info --format '{{.MemTotal}}' 2>/dev/null || true)"
-  if [[ "$mem" =~ ^[0-9]+$ ]] && ((mem < 6 * 1024 * 1024 * 1024)); then
-    warn "Docker has $((mem / 1024 / 1024)) MiB of memory; give it 6 GiB or more (Docker Desktop: Settings > Resources), or pods will be evicted or stay Pending."
+  if [[ "$mem" =~ ^[0-9]+$ ]] && ((mem < DOCKER_MIN_MEMORY_GIB * 1024 * 1024 * 1024)); then
+    warn "Docker has $((mem / 1024 / 1024)) MiB of memory; give it ${DOCKER_MIN_MEMORY_GIB} GiB or more (Docker Desktop: Settings > Resources), or pods will be evicted or stay Pending."
+  fi
+  local cpus
+  cpus="$("$DOCKER" info --format '{{.NCPU}}' 2>/dev/null || true)"
+  if [[ "$cpus" =~ ^[0-9]+$ ]] && ((cpus < DOCKER_MIN_CPUS)); then
+    warn "Docker has ${cpus} CPU(s); give it ${DOCKER_MIN_CPUS} or more (Docker Desktop: Settings > Resources), or rollouts may time out."
   fi
   # Many pods on one Linux host exhaust the default inotify limits ("too many
   # open files" in pod logs): https://kind.sigs.k8s.io/docs/user/known-issues/#pod-errors-due-to-too-many-open-files
@@ -429,4 +532,7 @@ main() {
   print_summary
 }
 
-main "$@"
+# Run unless sourced (scripts/preflight.sh sources it for the settings and checks above).
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  main "$@"
+fi

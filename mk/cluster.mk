@@ -20,7 +20,10 @@ GATEWAY_NAME ?= demo-gateway
 NAMESPACE ?= demo-app
 KUBE_CONTEXT ?= kind-$(CLUSTER_NAME)
 KUBE_VERSION ?= 1.36.0
-HELP_VARIABLES += CLUSTER_NAME KUBE_CONTEXT GATEWAY_PORT GATEWAY_API
+# Non-empty: `make preflight` leaves out resolving the pinned images and charts
+# (the network part; each Docker Hub image counts against its pull limit).
+SKIP_PINS ?=
+HELP_VARIABLES += CLUSTER_NAME KUBE_CONTEXT GATEWAY_PORT GATEWAY_API SKIP_PINS
 
 # Chart versions pinned in create-cluster.sh (one place to change them).
 LOKI_CHART_VERSION ?= $(shell sed -n 's/^LOKI_CHART_VERSION="$${LOKI_CHART_VERSION:-\(.*\)}"$$/\1/p' create-cluster.sh)
@@ -31,8 +34,13 @@ ALLOY_CHART_VERSION ?= $(shell sed -n 's/^ALLOY_CHART_VERSION="$${ALLOY_CHART_VE
 CLUSTER_MANIFESTS := $(filter-out istio-add-ons/istio-operator.yaml istio-add-ons/%-values.yaml,$(wildcard istio-add-ons/*.yaml))
 
 ##@ Cluster (kind + Istio + add-ons)
+.PHONY: preflight
+preflight: ## Before make up: Docker running with enough memory and CPUs, tool versions, free ports, every pinned image and chart resolves (SKIP_PINS=1: offline)
+	@CLUSTER_NAME=$(CLUSTER_NAME) REG_NAME=$(REG_NAME) GATEWAY_PORT=$(GATEWAY_PORT) DOCKER=$(DOCKER) KIND=$(KIND) \
+	  KUBECTL=$(KUBECTL) HELM=$(HELM) ISTIOCTL=$(ISTIOCTL) scripts/preflight.sh $(if $(SKIP_PINS),--skip-pins)
+
 .PHONY: up
-up: ## The whole walkthrough: cluster, images, app; waits, then prints the URLs
+up: ## The whole walkthrough (after make preflight): cluster, images, app; waits, then prints the URLs
 	$(MAKE) create-cluster
 	$(MAKE) build-business-logic build-front-end push helm-app
 	$(MAKE) urls

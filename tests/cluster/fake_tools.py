@@ -1,5 +1,5 @@
-"""Stand-in docker, kind, kubectl, helm and istioctl for the create-cluster.sh
-and `make up` checks.
+"""Stand-in docker, kind, kubectl, helm and istioctl (and curl) for the
+create-cluster.sh, `make up` and `make preflight` checks.
 
 Each stand-in is a tiny script (written by `install`) that calls `main(tool)`.
 It appends its arguments to the JSON-lines log $FAKE_LOG and keeps just enough
@@ -7,7 +7,11 @@ state under $FAKE_STATE to answer the questions the script asks on a second
 run: the registry container exists and is on the kind network, the cluster
 exists, hosts.toml is on the nodes, objects were applied, Helm releases are
 deployed, Istio is installed. Version strings can be overridden with
-FAKE_<TOOL>_VERSION; FAKE_DOCKER_DOWN=1 makes `docker info` fail.
+FAKE_<TOOL>_VERSION; FAKE_DOCKER_DOWN=1 makes `docker info` fail, and
+FAKE_DOCKER_MEM (bytes) and FAKE_DOCKER_CPUS set what it reports.
+What exists on the network is listed, whitespace-separated, in FAKE_IMAGES
+(`docker manifest inspect`), FAKE_CHARTS (`helm show chart NAME --repo URL
+--version V` as `URL/NAME:V`) and FAKE_URLS (`curl`); anything else is not found.
 FAKE_FAIL_AT=N interrupts the run at its Nth state-changing call (that call
 fails before it changes anything), as a Ctrl-C or a dropped connection would.
 """
@@ -22,6 +26,9 @@ import sys
 from pathlib import Path
 
 TOOLS = ("docker", "kind", "kubectl", "helm", "istioctl")
+# Installed too, but not one of the cluster tools the scripts name (the sandbox
+# keeps no real curl on PATH: nothing may reach the network).
+HELPERS = ("curl",)
 
 WRAPPER = """#!{python}
 import sys
@@ -35,7 +42,7 @@ def install(bin_dir: Path, omit: tuple[str, ...] = ()) -> None:
     """Writes the stand-ins (all but `omit`) into bin_dir."""
     bin_dir.mkdir(parents=True, exist_ok=True)
     here = str(Path(__file__).resolve().parent)
-    for tool in TOOLS:
+    for tool in TOOLS + HELPERS:
         if tool in omit:
             continue
         path = bin_dir / tool
@@ -114,7 +121,21 @@ def docker(args: list[str], state: State) -> int:
     elif cmd == "info":
         if os.environ.get("FAKE_DOCKER_DOWN"):
             return fail("Cannot connect to the Docker daemon at unix:///var/run/docker.sock.")
-        print(os.environ.get("FAKE_DOCKER_MEM", str(16 * 1024**3)) if "--format" in args else "Server: fake")
+        fmt = option(args, "-f", "--format")
+        if fmt is None:
+            print("Server: fake")
+        elif fmt == "{{.MemTotal}}":
+            print(os.environ.get("FAKE_DOCKER_MEM", str(16 * 1024**3)))
+        elif fmt == "{{.NCPU}}":
+            print(os.environ.get("FAKE_DOCKER_CPUS", "8"))
+        else:
+            return fail(f"fake docker info: unexpected format {fmt}")
+    elif args[:2] == ["manifest", "inspect"]:
+        image = args[-1]
+        if image not in os.environ.get("FAKE_IMAGES", "").split():
+            return fail(f"no such manifest: {image}")
+        print(json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                          "manifests": []}))
     elif cmd == "inspect":
         name = args[-1]
         if name not in registries:
@@ -373,6 +394,13 @@ def helm(args: list[str], state: State) -> int:
     if rest[:1] == ["version"]:
         print(os.environ.get("FAKE_HELM_VERSION", "v4.0.4+g1234567"))
         return 0
+    if rest[:2] == ["show", "chart"]:
+        chart = f"{option(rest, '--repo')}/{rest[2]}:{option(rest, '--version')}"
+        if chart not in os.environ.get("FAKE_CHARTS", "").split():
+            return fail(f"Error: chart \"{rest[2]}\" version \"{option(rest, '--version')}\" not found in "
+                        f"{option(rest, '--repo')} repository")
+        print(f"apiVersion: v2\nname: {rest[2]}\nversion: {option(rest, '--version')}")
+        return 0
     if not state.get("clusters"):
         return fail("Error: Kubernetes cluster unreachable")
     if context and context.removeprefix("kind-") not in state.get("clusters"):
@@ -443,9 +471,20 @@ def istio_deployments(state: State) -> set[str]:
     return {"istiod", *state.get("istio_gateways", [])} if state.get("istio") else set()
 
 
+# --- curl ----------------------------------------------------------------------------------------------
+
+def curl(args: list[str]) -> int:
+    url = args[-1]
+    if url not in os.environ.get("FAKE_URLS", "").split():
+        return fail("curl: (22) The requested URL returned error: 404", 22)
+    return 0
+
+
 def main(tool: str) -> int:
     args = sys.argv[1:]
     log(tool, args)
+    if tool == "curl":
+        return curl(args)
     state = State()
     if interrupted(tool, args, state):
         return fail(f"fake {tool}: interrupted (FAKE_FAIL_AT)", 130)
