@@ -10,7 +10,7 @@
 use std::net::TcpListener;
 use std::time::Duration;
 
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use anyhow::Context;
 use serde_json::json;
 
@@ -58,34 +58,14 @@ impl B3Proxy {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()?,
         });
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
-            .name(format!("proxy {service_name}"))
-            .spawn(move || {
-                actix_web::rt::System::new().block_on(async move {
-                    let server = HttpServer::new(move || {
-                        App::new()
-                            .app_data(config.clone())
-                            .default_service(web::to(forward))
-                    })
-                    .workers(1)
-                    .disable_signals()
-                    .listen(listener)
-                    .map(|server| server.run());
-                    match server {
-                        Ok(server) => {
-                            let _ = tx.send(Ok(server.handle()));
-                            let _ = server.await;
-                        }
-                        Err(error) => {
-                            let _ = tx.send(Err(error));
-                        }
-                    }
-                });
-            })?;
-        let handle = rx
-            .recv_timeout(Duration::from_secs(10))
-            .context("the proxy did not start")??;
+        let handle = crate::net::serve_on_own_thread(
+            &format!("proxy {service_name}"),
+            listener,
+            move |app| {
+                app.app_data(config.clone())
+                    .default_service(web::to(forward));
+            },
+        )?;
         Ok(Self { addr, handle })
     }
 

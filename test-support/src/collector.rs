@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_web::{HttpResponse, web};
 use anyhow::Context;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
@@ -124,38 +124,13 @@ impl Collector {
             batches: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
         });
-        let (tx, rx) = std::sync::mpsc::channel();
-        let server_state = state.clone();
-        std::thread::Builder::new()
-            .name("collector".into())
-            .spawn(move || {
-                actix_web::rt::System::new().block_on(async move {
-                    let data = web::Data::from(server_state);
-                    let server = HttpServer::new(move || {
-                        App::new()
-                            .app_data(data.clone())
-                            .app_data(web::PayloadConfig::new(32 * 1024 * 1024))
-                            .route("/api/v2/spans", web::post().to(zipkin))
-                            .route("/v1/traces", web::post().to(otlp))
-                    })
-                    .workers(1)
-                    .disable_signals()
-                    .listen(listener)
-                    .map(|server| server.run());
-                    match server {
-                        Ok(server) => {
-                            let _ = tx.send(Ok(server.handle()));
-                            let _ = server.await;
-                        }
-                        Err(error) => {
-                            let _ = tx.send(Err(error));
-                        }
-                    }
-                });
-            })?;
-        let handle = rx
-            .recv_timeout(Duration::from_secs(10))
-            .context("the collector did not start")??;
+        let data = web::Data::from(state.clone());
+        let handle = crate::net::serve_on_own_thread("collector", listener, move |app| {
+            app.app_data(data.clone())
+                .app_data(web::PayloadConfig::new(32 * 1024 * 1024))
+                .route("/api/v2/spans", web::post().to(zipkin))
+                .route("/v1/traces", web::post().to(otlp));
+        })?;
         Ok(Self {
             addr,
             state,

@@ -171,3 +171,44 @@ pub fn raw_http(port: u16, request: &[u8]) -> Option<(u16, String)> {
     let status = head.strip_prefix("http/1.1 ")?.get(..3)?.parse().ok()?;
     Some((status, head))
 }
+
+/// Runs an actix-web app (one worker, no signal handling) on `listener` on
+/// a thread and runtime of its own, named `name`: the stand-ins that speak
+/// HTTP (the collector, the B3 proxy) run so, beside any test runtime.
+/// Returns once the server listens; the handle stops it.
+pub(crate) fn serve_on_own_thread<F>(
+    name: &str,
+    listener: TcpListener,
+    configure: F,
+) -> anyhow::Result<actix_web::dev::ServerHandle>
+where
+    F: Fn(&mut actix_web::web::ServiceConfig) + Send + Clone + 'static,
+{
+    use anyhow::Context;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let server = actix_web::HttpServer::new(move || {
+                    actix_web::App::new().configure(configure.clone())
+                })
+                .workers(1)
+                .disable_signals()
+                .listen(listener)
+                .map(|server| server.run());
+                match server {
+                    Ok(server) => {
+                        let _ = tx.send(Ok(server.handle()));
+                        let _ = server.await;
+                    }
+                    Err(error) => {
+                        let _ = tx.send(Err(error));
+                    }
+                }
+            });
+        })?;
+    rx.recv_timeout(Duration::from_secs(10))
+        .with_context(|| format!("the {name} did not start"))?
+        .with_context(|| format!("starting the {name}"))
+}

@@ -41,15 +41,22 @@ fn complete(spans: &[Span]) -> bool {
         && spans.iter().any(|s| s.name == "data_transformation")
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_trace_id_on_the_slow_page_is_one_tree_across_both_services() {
-    let stack = Stack::start(&[]).await;
+/// Opens the slow page and waits for its whole trace at the collector:
+/// the trace id the page shows, and the trace's spans.
+async fn slow_page_trace(stack: &Stack) -> (String, Vec<Span>) {
     let (status, page) = stack.page("/slow-page").await;
     assert_eq!(status, 200);
     let trace_id = trace_id_on(&page);
     let spans = stack
         .collector
         .wait_for_trace(&trace_id, EXPORT_WAIT, complete);
+    (trace_id, spans)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_trace_id_on_the_slow_page_is_one_tree_across_both_services() {
+    let stack = Stack::start(&[]).await;
+    let (trace_id, spans) = slow_page_trace(&stack).await;
     let (fe_server, _) = assert_one_tree(&spans);
     assert_eq!(
         fe_server.parent_id, None,
@@ -158,12 +165,7 @@ async fn the_slow_pages_otlp_trace_carries_each_services_resource() {
         None,
     )
     .await;
-    let (status, page) = stack.page("/slow-page").await;
-    assert_eq!(status, 200);
-    let trace_id = trace_id_on(&page);
-    let spans = stack
-        .collector
-        .wait_for_trace(&trace_id, EXPORT_WAIT, complete);
+    let (_, spans) = slow_page_trace(&stack).await;
     assert_one_tree(&spans);
     for span in &spans {
         assert_eq!(span.protocol, "otlp", "OTLP is the default: {span:#?}");
