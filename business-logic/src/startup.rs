@@ -28,7 +28,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<Running> {
         slow_delay: settings.slow_delay(),
         version: settings.service_version.clone(),
         regression: settings.regression(),
-        openapi: routes::openapi_json(settings.telemetry.metrics_enabled)?,
+        openapi: routes::openapi_json(settings.telemetry.metrics_enabled),
     });
     let middleware = Stack::<ApiError>::new(&settings.telemetry)?;
     let running = service_kit::server::start("business-logic", &settings.server, move || {

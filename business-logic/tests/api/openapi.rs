@@ -1,6 +1,7 @@
-//! The served OpenAPI document against the running server: it lists exactly
-//! the routes the server answers, and every route follows the contract's
-//! rule for query parameters it does not take.
+//! The served OpenAPI document against the running server: it is the
+//! contract's document (written at build time), it lists exactly the routes
+//! the server answers, and every route follows the contract's rule for
+//! query parameters it does not take.
 
 use std::collections::BTreeSet;
 
@@ -32,6 +33,19 @@ async fn served_document(app: &TestApp) -> Value {
     let doc: Value = response.json().await.unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
     doc
+}
+
+#[tokio::test]
+async fn the_served_document_is_the_contracts_with_and_without_metrics() {
+    for (env, metrics) in [
+        (&[][..], true),
+        (&[("METRICS_ENABLED", "false")][..], false),
+    ] {
+        let app = TestApp::spawn(Backend::Sqlite, env).await.unwrap();
+        let served = served_document(&app).await;
+        let contract = serde_json::to_value(contract::openapi::document(metrics)).unwrap();
+        assert_eq!(served, contract, "METRICS_ENABLED={metrics}");
+    }
 }
 
 #[tokio::test]
