@@ -3,7 +3,8 @@
 //! the contract here, at build time, so the binary carries two JSON
 //! strings instead of the OpenAPI model and the code that builds and
 //! serialises it: the kernel keeps nearly all of a binary's code resident,
-//! so that code was idle memory (docs/performance.md, figure 8).
+//! so that code was idle memory (docs/performance.md, "Open work": the
+//! idle memory of business-logic).
 
 use std::path::PathBuf;
 
