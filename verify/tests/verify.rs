@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use standin::{StandIn, World};
+use standin::{StandIn, Versions, World};
 
 /// Short polls: a broken world fails in about a second per check.
 const FAST: [&str; 6] = [
@@ -642,4 +642,57 @@ fn make_verify_runs_the_checker_with_the_makefiles_settings() {
         .unwrap()
         .status;
     assert!(!status.success());
+}
+
+#[test]
+fn a_promoted_canary_passes() {
+    // `make promote`, ten minutes on: every call goes to Deployment
+    // business-logic-v2 (app business-logic, version v2), none to v1.
+    let out = passes(World {
+        business_logic: Versions::Promoted,
+        ..World::default()
+    });
+    assert!(
+        out.contains(
+            "istio-ingressgateway → front-end → business-logic → postgres, every edge with mTLS"
+        ),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_canary_in_progress_passes() {
+    // `make canary`: calls split between v1 and v2; Kiali boxes the two.
+    passes(World {
+        business_logic: Versions::Split,
+        ..World::default()
+    });
+}
+
+#[test]
+fn no_traffic_to_business_logic_in_the_graph_points_at_the_sidecars_metrics() {
+    for business_logic in [Versions::V1, Versions::Promoted] {
+        broken(
+            World {
+                business_logic,
+                no_business_logic_edge: true,
+                ..World::default()
+            },
+            "5. Kiali",
+            &["has no edge front-end → business-logic"],
+        );
+    }
+}
+
+#[test]
+fn no_istio_metrics_after_promotion_fail_too() {
+    broken(
+        World {
+            business_logic: Versions::Promoted,
+            no_istio_metrics: true,
+            ..World::default()
+        },
+        "4. Prometheus",
+        &["no istio_requests_total for front-end → business-logic"],
+    );
 }

@@ -31,6 +31,37 @@ pub struct World {
     /// The gateway is the one Istio deploys for a Gateway API `Gateway`
     /// named `app-gateway` (`app-gateway-istio` in the app namespace).
     pub gateway_api: bool,
+    /// Which business-logic workloads get front-end's calls (the canary).
+    pub business_logic: Versions,
+    /// Kiali's graph has no traffic from front-end to business-logic.
+    pub no_business_logic_edge: bool,
+}
+
+/// business-logic's workloads that receive calls, as the chart deploys them:
+/// v1 is Deployment `business-logic`, v2 (the canary) `business-logic-v2`,
+/// both with pod labels `app: business-logic` and `version: v1` / `v2`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Versions {
+    /// No canary (`make up`, `make rollback`): every call to v1.
+    #[default]
+    V1,
+    /// `make canary`: calls split between v1 and v2.
+    Split,
+    /// `make promote`, ten minutes on: every call to v2, none to v1.
+    Promoted,
+}
+
+impl Versions {
+    /// (workload, version) of each business-logic workload with calls.
+    fn workloads(self) -> &'static [(&'static str, &'static str)] {
+        const V1: (&str, &str) = ("business-logic", "v1");
+        const V2: (&str, &str) = ("business-logic-v2", "v2");
+        match self {
+            Self::V1 => &[V1],
+            Self::Split => &[V1, V2],
+            Self::Promoted => &[V2],
+        }
+    }
 }
 
 pub const NAMESPACE: &str = "demo-app";
@@ -356,6 +387,123 @@ async fn loki_query_range(state: Shared, request: HttpRequest) -> HttpResponse {
 
 // ---------------------------------------------------------------- Prometheus
 
+/// The series the stand-in's Prometheus holds: labels (with `__name__`) and
+/// the counter's value.
+fn series(world: World) -> Vec<(Value, f64)> {
+    let ns = NAMESPACE;
+    let mut series = vec![(
+        json!({"__name__": "http_requests_total", "namespace": ns, "pod": "front-end-7d9c6b5f4-x2k8p",
+               "service": "front-end", "version": "0.1.0", "method": "GET", "route": "/slow-page", "status": "200"}),
+        57.0,
+    )];
+    for (workload, version) in world.business_logic.workloads() {
+        // business-logic's own counter carries its service name, the same on
+        // v1 and v2 (OTEL_SERVICE_NAME), and its version.
+        series.push((
+            json!({"__name__": "http_requests_total", "namespace": ns, "pod": format!("{workload}-6f8b7c9d5-q4w7z"),
+                   "service": "business-logic", "version": version, "method": "GET", "route": "/slow-endpoint", "status": "200"}),
+            42.0,
+        ));
+    }
+    // Istio's standard labels: *_workload is the Deployment, *_app and
+    // *_version the pods' `app` and `version` labels.
+    let istio = |source: (&str, &str, &str), destination: (&str, &str, &str), reporter: &str| {
+        json!({"__name__": "istio_requests_total", "reporter": reporter,
+               "source_workload": source.0, "source_workload_namespace": ns, "source_app": source.1, "source_version": source.2,
+               "source_canonical_service": source.1, "source_canonical_revision": source.2,
+               "destination_workload": destination.0, "destination_workload_namespace": ns, "destination_app": destination.1,
+               "destination_version": destination.2, "destination_canonical_service": destination.1,
+               "destination_canonical_revision": destination.2,
+               "destination_service": format!("{}.{ns}.svc.cluster.local", destination.1),
+               "request_protocol": "http", "response_code": "200", "connection_security_policy": "mutual_tls"})
+    };
+    let front_end = ("front-end", "front-end", "0.1.0");
+    series.push((
+        istio(
+            ("app-gateway-istio", "app-gateway-istio", "latest"),
+            front_end,
+            "destination",
+        ),
+        57.0,
+    ));
+    if !world.no_istio_metrics {
+        for (workload, version) in world.business_logic.workloads() {
+            for reporter in ["source", "destination"] {
+                series.push((
+                    istio(front_end, (workload, "business-logic", version), reporter),
+                    42.0,
+                ));
+            }
+        }
+    }
+    series
+}
+
+/// Evaluates `sum by (<labels>) (<metric>{<matchers>})`, the one shape
+/// verify sends, as Prometheus does: `=` and `=~` (a fully anchored
+/// alternation of names), a missing label matching only "".
+fn sum_by(query: &str, series: &[(Value, f64)]) -> Result<Vec<Value>, String> {
+    let error = || format!("stand-in: unsupported query {query}");
+    let rest = query.trim().strip_prefix("sum by (").ok_or_else(error)?;
+    let (by, rest) = rest.split_once(')').ok_or_else(error)?;
+    let by: Vec<&str> = by.split(',').map(str::trim).collect();
+    let inner = rest
+        .trim()
+        .strip_prefix('(')
+        .and_then(|r| r.strip_suffix(')'))
+        .ok_or_else(error)?;
+    let (metric, matchers) = inner.split_once('{').ok_or_else(error)?;
+    let matchers = matchers.strip_suffix('}').ok_or_else(error)?;
+    let mut wanted: Vec<(String, bool, String)> =
+        vec![("__name__".into(), false, metric.trim().into())];
+    for matcher in matchers.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+        let (label, regex, value) = if let Some((l, v)) = matcher.split_once("=~") {
+            (l, true, v)
+        } else if let Some((l, v)) = matcher.split_once('=') {
+            (l, false, v)
+        } else {
+            return Err(error());
+        };
+        let value = value
+            .trim()
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .ok_or_else(error)?;
+        wanted.push((label.trim().into(), regex, value.into()));
+    }
+    let mut sums: Vec<(Vec<String>, f64)> = Vec::new();
+    for (labels, value) in series {
+        let label = |name: &str| labels.get(name).and_then(Value::as_str).unwrap_or("");
+        let matches = wanted.iter().all(|(name, regex, value)| {
+            if *regex {
+                value.split('|').any(|alt| alt == label(name))
+            } else {
+                label(name) == value
+            }
+        });
+        if !matches {
+            continue;
+        }
+        let key: Vec<String> = by.iter().map(|l| label(l).to_owned()).collect();
+        match sums.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, sum)) => *sum += value,
+            None => sums.push((key, *value)),
+        }
+    }
+    Ok(sums
+        .into_iter()
+        .map(|(key, sum)| {
+            let metric: serde_json::Map<String, Value> = by
+                .iter()
+                .zip(key)
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(l, v)| ((*l).to_owned(), Value::String(v)))
+                .collect();
+            json!({"metric": metric, "value": [1_764_150_000.123, sum.to_string()]})
+        })
+        .collect())
+}
+
 /// Prometheus' `GET /api/v1/query`, behind Grafana's data source proxy.
 async fn prometheus_query(state: Shared, request: HttpRequest) -> HttpResponse {
     let world = record(&state, &request);
@@ -365,45 +513,44 @@ async fn prometheus_query(state: Shared, request: HttpRequest) -> HttpResponse {
         }));
     };
     state.lock().unwrap().promql.push(query.clone());
-    let sample =
-        |metric: Value, value: &str| json!({"metric": metric, "value": [1_764_150_000.123, value]});
-    let result = if query.contains("http_requests_total")
-        && query.contains(&format!("namespace=\"{NAMESPACE}\""))
-    {
-        vec![
-            sample(json!({"service": "business-logic"}), "42"),
-            sample(json!({"service": "front-end"}), "57"),
-        ]
-    } else if query.contains("istio_requests_total")
-        && query.contains("source_workload=\"front-end\"")
-        && query.contains("destination_workload=\"business-logic\"")
-    {
-        if world.no_istio_metrics {
-            vec![]
-        } else {
-            vec![sample(
-                json!({"source_workload": "front-end", "destination_workload": "business-logic"}),
-                "42",
-            )]
-        }
-    } else {
-        vec![]
-    };
-    HttpResponse::Ok().json(json!({
-        "status": "success",
-        "data": {"resultType": "vector", "result": result}
-    }))
+    match sum_by(&query, &series(world)) {
+        Ok(result) => HttpResponse::Ok().json(json!({
+            "status": "success",
+            "data": {"resultType": "vector", "result": result}
+        })),
+        Err(error) => HttpResponse::BadRequest().json(json!({
+            "status": "error", "errorType": "bad_data", "error": error
+        })),
+    }
 }
 
 // ---------------------------------------------------------------- Kiali
 
-/// Kiali's `GET /api/namespaces/graph` (cytoscape JSON).
+/// A workload of the stand-in's mesh: namespace, workload, app and version
+/// labels, and node fields of its own.
+struct Workload {
+    namespace: &'static str,
+    workload: &'static str,
+    app: &'static str,
+    version: &'static str,
+    extra: Value,
+}
+
+/// Kiali's `GET /api/namespaces/graph` (cytoscape JSON). As Kiali, for
+/// `graphType=workload` a node per workload (`nodeType: workload`), for
+/// `versionedApp` a node per app and version (`nodeType: app`, keeping
+/// `workload`) with a box node (`nodeType: box`, `isBox: app`) around an
+/// app's nodes when it has more than one, for `app` a node per app.
 async fn kiali_graph(state: Shared, request: HttpRequest) -> HttpResponse {
     let world = record(&state, &request);
     if param(&request, "namespaces").as_deref() != Some(NAMESPACE) {
         return HttpResponse::BadRequest().json(json!({"error": "namespaces: expected demo-app"}));
     }
     let graph_type = param(&request, "graphType").unwrap_or_else(|| "versionedApp".into());
+    if !["app", "versionedApp", "workload"].contains(&graph_type.as_str()) {
+        return HttpResponse::BadRequest()
+            .json(json!({"error": format!("Invalid graphType [{graph_type}]")}));
+    }
     // As Kiali: no `appenders` runs them all; an unknown name is a 400;
     // edges carry isMTLS only when securityPolicy ran.
     const APPENDERS: [&str; 12] = [
@@ -430,56 +577,140 @@ async fn kiali_graph(state: Shared, request: HttpRequest) -> HttpResponse {
             .json(json!({"error": format!("Invalid appenders [{unknown}]")}));
     }
     let security_policy = appenders.contains(&"securityPolicy");
-    let node = |id: &str, ns: &str, workload: &str, extra: Value| {
-        let mut data = json!({
-            "id": id, "nodeType": "workload", "cluster": "Kubernetes", "namespace": ns,
-            "workload": workload, "app": workload, "version": "latest",
-            "traffic": [{"protocol": "http", "rates": {"httpOut": "0.50"}}],
-            "healthData": null
-        });
-        data.as_object_mut()
-            .unwrap()
-            .extend(extra.as_object().unwrap().clone());
-        json!({"data": data})
+
+    let workload = |namespace, workload, app, version, extra| Workload {
+        namespace,
+        workload,
+        app,
+        version,
+        extra,
     };
     let gateway = if world.gateway_api {
-        node(
-            "a1",
+        workload(
             NAMESPACE,
             "app-gateway-istio",
+            "app-gateway-istio",
+            "latest",
             json!({"isGateway": {"gatewayAPIInfo": {"hostnames": ["*"]}}, "isK8sGatewayAPI": true, "isRoot": true}),
         )
     } else {
-        node(
-            "a1",
+        workload(
             "istio-system",
             "istio-ingressgateway",
+            "istio-ingressgateway",
+            "latest",
             json!({"isGateway": {"ingressInfo": {"hostnames": ["*"]}}, "isOutside": true, "isRoot": true}),
         )
     };
-    let mut nodes = vec![
-        gateway,
-        node("b2", NAMESPACE, "front-end", json!({})),
-        node("c3", NAMESPACE, "business-logic", json!({})),
-    ];
-    let edge = |id: &str, source: &str, target: &str, protocol: &str, mtls: bool| {
+    let front_end = workload(NAMESPACE, "front-end", "front-end", "0.1.0", json!({}));
+    let postgres = workload(NAMESPACE, "postgres", "postgres", "18.4", json!({}));
+    let business_logic: Vec<Workload> = if world.no_business_logic_edge {
+        Vec::new()
+    } else {
+        world
+            .business_logic
+            .workloads()
+            .iter()
+            .map(|(w, v)| workload(NAMESPACE, w, "business-logic", v, json!({})))
+            .collect()
+    };
+    // (source, target, protocol, mTLS)
+    let mut traffic: Vec<(&Workload, &Workload, &str, bool)> =
+        vec![(&gateway, &front_end, "http", true)];
+    for bl in &business_logic {
+        traffic.push((&front_end, bl, "http", !world.edge_without_mtls));
+        if !world.no_postgres {
+            traffic.push((bl, &postgres, "tcp", true));
+        }
+    }
+
+    // Kiali's node ids (it hashes them; readable here).
+    let id = |w: &Workload| match graph_type.as_str() {
+        "workload" => format!("wl_{}_{}", w.namespace, w.workload),
+        "versionedApp" => format!("vapp_{}_{}", w.namespace, w.workload),
+        _ => format!("app_{}_{}", w.namespace, w.app),
+    };
+    let mut nodes: Vec<Value> = Vec::new();
+    for w in traffic.iter().flat_map(|(s, t, _, _)| [*s, *t]) {
+        let node_id = id(w);
+        if nodes.iter().any(|n| n["data"]["id"] == node_id.as_str()) {
+            continue;
+        }
         let mut data = json!({
-            "id": id, "source": source, "target": target,
+            "id": node_id, "cluster": "Kubernetes", "namespace": w.namespace, "app": w.app,
+            "traffic": [{"protocol": "http", "rates": {"httpOut": "0.50"}}],
+            "healthData": null
+        });
+        match graph_type.as_str() {
+            "workload" => {
+                data["nodeType"] = json!("workload");
+                data["workload"] = json!(w.workload);
+                data["version"] = json!(w.version);
+            }
+            "versionedApp" => {
+                data["nodeType"] = json!("app");
+                data["workload"] = json!(w.workload);
+                data["version"] = json!(w.version);
+            }
+            _ => data["nodeType"] = json!("app"),
+        }
+        data.as_object_mut()
+            .unwrap()
+            .extend(w.extra.as_object().unwrap().clone());
+        nodes.push(json!({"data": data}));
+    }
+    if graph_type != "workload" {
+        // An app box around an app's nodes when there are more than one.
+        let mut boxes = Vec::new();
+        for node in &nodes {
+            let (ns, app) = (&node["data"]["namespace"], &node["data"]["app"]);
+            let members = nodes
+                .iter()
+                .filter(|n| n["data"]["namespace"] == *ns && n["data"]["app"] == *app)
+                .count();
+            let box_id = format!("box_{}_{}", ns.as_str().unwrap(), app.as_str().unwrap());
+            if members > 1
+                && !boxes
+                    .iter()
+                    .any(|b: &Value| b["data"]["id"] == box_id.as_str())
+            {
+                boxes.push(json!({"data": {
+                    "id": box_id, "nodeType": "box", "isBox": "app", "cluster": "Kubernetes",
+                    "namespace": ns, "app": app, "healthData": null
+                }}));
+            }
+        }
+        for node in &mut nodes {
+            let box_id = format!(
+                "box_{}_{}",
+                node["data"]["namespace"].as_str().unwrap(),
+                node["data"]["app"].as_str().unwrap()
+            );
+            if boxes.iter().any(|b| b["data"]["id"] == box_id.as_str()) {
+                node["data"]["parent"] = json!(box_id);
+            }
+        }
+        // Kiali puts the boxes before their members.
+        boxes.append(&mut nodes);
+        nodes = boxes;
+    }
+    let mut edges: Vec<Value> = Vec::new();
+    for (source, target, protocol, mtls) in &traffic {
+        let (source, target) = (id(source), id(target));
+        if edges.iter().any(|e| {
+            e["data"]["source"] == source.as_str() && e["data"]["target"] == target.as_str()
+        }) {
+            continue;
+        }
+        let mut data = json!({
+            "id": format!("e{}", edges.len() + 1), "source": source, "target": target,
             "traffic": {"protocol": protocol, "rates": {"http": "0.50", "httpPercentReq": "100.0"}, "responses": {"200": {"flags": {"-": "100.0"}, "hosts": {}}}},
             "responseTime": "12"
         });
-        if mtls && security_policy {
+        if *mtls && security_policy {
             data["isMTLS"] = json!("100");
         }
-        json!({"data": data})
-    };
-    let mut edges = vec![
-        edge("e1", "a1", "b2", "http", true),
-        edge("e2", "b2", "c3", "http", !world.edge_without_mtls),
-    ];
-    if !world.no_postgres {
-        nodes.push(node("d4", NAMESPACE, "postgres", json!({})));
-        edges.push(edge("e3", "c3", "d4", "tcp", true));
+        edges.push(json!({"data": data}));
     }
     HttpResponse::Ok().json(json!({
         "timestamp": 1_764_150_000, "duration": 600, "graphType": graph_type,
