@@ -11,10 +11,13 @@
 //!   [["<ns>", "<line>"]]}]}}`.
 //! - Prometheus `GET /api/v1/query`: `{"status": "success", "data":
 //!   {"resultType": "vector", "result": [{"metric": {labels}, "value": [<t>, "<v>"]}]}}`.
-//! - Kiali `GET /api/namespaces/graph`: `{"elements": {"nodes": [{"data":
-//!   {"id", "nodeType", "namespace", "workload", "app", "isGateway"}}],
-//!   "edges": [{"data": {"source", "target", "traffic": {"protocol"},
-//!   "isMTLS": "<percent>"}}]}}`.
+//! - Kiali `GET /api/namespaces/graph?graphType=versionedApp`: `{"elements":
+//!   {"nodes": [{"data": {"id", "nodeType", "namespace", "app", "version",
+//!   "workload", "isGateway", "isBox", "parent"}}], "edges": [{"data":
+//!   {"source", "target", "traffic": {"protocol"}, "isMTLS": "<percent>"}}]}}`:
+//!   a node per app and version (`nodeType: app`; `app` and `version` from the
+//!   pods' labels, through Istio's canonical service and revision), and a box
+//!   node (`nodeType: box`, `isBox: app`, no edges) around an app's versions.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -468,12 +471,29 @@ pub fn app_metrics_query(names: &Names) -> String {
     )
 }
 
-/// The query for Istio's metric of the front-end → business-logic hop.
+/// The query for Istio's metric of the front-end → business-logic hop, by
+/// app (the pods' `app` label), so every version counts: after `make
+/// promote` the calls go to Deployment business-logic-v2, still app
+/// business-logic.
 pub fn istio_metrics_query(names: &Names) -> String {
     format!(
-        "sum by (source_workload, destination_workload) (istio_requests_total{{source_workload=\"{FRONT_END}\", destination_workload=\"{BUSINESS_LOGIC}\", destination_workload_namespace=\"{}\"}})",
+        "sum by (destination_version) (istio_requests_total{{source_app=\"{FRONT_END}\", destination_app=\"{BUSINESS_LOGIC}\", destination_workload_namespace=\"{}\"}})",
         names.ns()
     )
+}
+
+/// `v1`, `v1 and v2`: the versions named, or `""` when none is.
+fn versions_text(versions: &BTreeSet<String>) -> String {
+    let versions: Vec<&str> = versions
+        .iter()
+        .map(String::as_str)
+        .filter(|v| !v.is_empty())
+        .collect();
+    match versions.as_slice() {
+        [] => String::new(),
+        [one] => (*one).to_owned(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
 }
 
 /// Request metrics of both services, and Istio's front-end → business-logic.
@@ -513,11 +533,18 @@ pub fn prometheus_metrics(app: (u16, &Value), istio: (u16, &Value), names: &Name
             ],
         );
     }
-    let hop = vector(istio.1)
+    let hop: Vec<String> = vector(istio.1)
         .unwrap_or_default()
         .into_iter()
-        .any(|(_, v)| v > 0.0);
-    if !hop {
+        .filter(|(_, v)| *v > 0.0)
+        .map(|(labels, _)| {
+            labels
+                .get("destination_version")
+                .cloned()
+                .unwrap_or_default()
+        })
+        .collect();
+    if hop.is_empty() {
         return Outcome::fail(
             format!("Prometheus has no istio_requests_total for {FRONT_END} → {BUSINESS_LOGIC}"),
             "the sidecars report no Istio metrics: pods without sidecars, or Prometheus does not scrape the proxies (port 15020)",
@@ -527,8 +554,14 @@ pub fn prometheus_metrics(app: (u16, &Value), istio: (u16, &Value), names: &Name
             ],
         );
     }
+    let versions = versions_text(&hop.into_iter().collect());
+    let versions = if versions.is_empty() {
+        String::new()
+    } else {
+        format!(" ({versions})")
+    };
     Outcome::pass(format!(
-        "http_requests_total from {FRONT_END} and {BUSINESS_LOGIC}, istio_requests_total {FRONT_END} → {BUSINESS_LOGIC}"
+        "http_requests_total from {FRONT_END} and {BUSINESS_LOGIC}, istio_requests_total {FRONT_END} → {BUSINESS_LOGIC}{versions}"
     ))
 }
 
@@ -536,9 +569,22 @@ pub fn prometheus_metrics(app: (u16, &Value), istio: (u16, &Value), names: &Name
 
 #[derive(Debug)]
 struct KNode {
+    /// The app (what the versioned app graph groups by), else the workload.
     name: String,
+    version: String,
     namespace: String,
     gateway: bool,
+}
+
+impl KNode {
+    /// `business-logic v2`: the name and, when known, the version.
+    fn versioned(&self) -> String {
+        if self.version.is_empty() {
+            self.name.clone()
+        } else {
+            format!("{} {}", self.name, self.version)
+        }
+    }
 }
 
 /// Whether PostgreSQL must appear in the graph.
@@ -550,8 +596,10 @@ pub enum Postgres {
     Off,
 }
 
-/// The graph has gateway → front-end → business-logic (→ postgres), every
-/// edge with mTLS.
+/// Kiali's versioned app graph has gateway → front-end → business-logic (→
+/// postgres), nodes matched by app so that any version of business-logic
+/// counts (v1, the canary v2, or v2 alone after `make promote`), and every
+/// edge of those, each version's, with mTLS.
 pub fn kiali_graph(status: u16, body: &Value, names: &Names, postgres: Postgres) -> Outcome {
     let ns = names.ns();
     if status != 200 || body.pointer("/elements").is_none() {
@@ -569,9 +617,13 @@ pub fn kiali_graph(status: u16, body: &Value, names: &Names, postgres: Postgres)
         .flatten()
     {
         let data = &node["data"];
+        // An app box groups an app's versions and has no edges of its own.
+        if str_of(data, "nodeType") == "box" || !str_of(data, "isBox").is_empty() {
+            continue;
+        }
         let name = [
-            str_of(data, "workload"),
             str_of(data, "app"),
+            str_of(data, "workload"),
             str_of(data, "service"),
         ]
         .into_iter()
@@ -583,13 +635,18 @@ pub fn kiali_graph(status: u16, body: &Value, names: &Names, postgres: Postgres)
             str_of(data, "id"),
             KNode {
                 name,
+                version: str_of(data, "version"),
                 namespace: str_of(data, "namespace"),
                 gateway,
             },
         );
     }
-    // (source name, target name) -> mTLS share in percent, best of the edges.
-    let mut edges: HashMap<(String, String), f64> = HashMap::new();
+    // (source name, target name) -> for each versioned edge ("front-end
+    // 0.1.0 → business-logic v2"), its mTLS share in percent (the best of
+    // its protocols).
+    let mut edges: HashMap<(String, String), BTreeMap<String, f64>> = HashMap::new();
+    // The business-logic versions front-end calls: the canary's state.
+    let mut called: BTreeSet<String> = BTreeSet::new();
     // Which gateway sends to the front-end: Istio's own or a Gateway API one.
     let mut gateway_seen: Option<String> = None;
     for edge in body
@@ -609,6 +666,7 @@ pub fn kiali_graph(status: u16, body: &Value, names: &Names, postgres: Postgres)
             .get("isMTLS")
             .and_then(|v| v.as_str().and_then(|s| s.parse().ok()).or(v.as_f64()))
             .unwrap_or(0.0);
+        let versioned = format!("{} → {}", source.versioned(), target.versioned());
         let source = if source.gateway {
             if target.name == FRONT_END {
                 gateway_seen.get_or_insert_with(|| source.name.clone());
@@ -622,7 +680,14 @@ pub fn kiali_graph(status: u16, body: &Value, names: &Names, postgres: Postgres)
         if target.namespace != ns {
             continue;
         }
-        let entry = edges.entry((source, target.name.clone())).or_insert(0.0);
+        if source == FRONT_END && target.name == BUSINESS_LOGIC {
+            called.insert(target.version.clone());
+        }
+        let entry = edges
+            .entry((source, target.name.clone()))
+            .or_default()
+            .entry(versioned)
+            .or_insert(0.0);
         *entry = entry.max(mtls);
     }
     let has_postgres = nodes
@@ -651,9 +716,17 @@ pub fn kiali_graph(status: u16, body: &Value, names: &Names, postgres: Postgres)
                     ],
                 );
             }
-            Some(mtls) if *mtls <= 0.0 => {
+            Some(versions) if versions.values().any(|mtls| *mtls <= 0.0) => {
+                let plain: Vec<&str> = versions
+                    .iter()
+                    .filter(|(_, mtls)| **mtls <= 0.0)
+                    .map(|(edge, _)| edge.as_str())
+                    .collect();
                 return Outcome::fail(
-                    format!("Kiali: edge {source} → {target} without mTLS"),
+                    format!(
+                        "Kiali: edge {source} → {target} without mTLS ({})",
+                        plain.join(", ")
+                    ),
                     "traffic on that edge is plain text: the PeerAuthentication (mode STRICT) or a pod without its sidecar",
                     &[
                         &format!("kubectl -n {ns} get peerauthentication -o yaml"),
@@ -664,7 +737,13 @@ pub fn kiali_graph(status: u16, body: &Value, names: &Names, postgres: Postgres)
             Some(_) => {}
         }
     }
-    Outcome::pass(format!("{}, every edge with mTLS", chain(&wanted)))
+    let called = versions_text(&called);
+    let called = if called.is_empty() {
+        String::new()
+    } else {
+        format!(" ({BUSINESS_LOGIC} {called})")
+    };
+    Outcome::pass(format!("{}, every edge with mTLS{called}", chain(&wanted)))
 }
 
 #[cfg(test)]

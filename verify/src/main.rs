@@ -271,7 +271,8 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     report(CHECKS[4], &outcome);
     results.push(outcome);
 
-    // 5. Kiali's graph of the namespace.
+    // 5. Kiali's versioned app graph of the namespace: nodes by app and
+    // version, so a canary or a promoted v2 is still business-logic.
     let kiali = format!("{base}/kiali/api/namespaces/graph");
     let outcome = poll(args, deadline, || {
         let (status, body) = get_json(
@@ -279,7 +280,7 @@ fn run(args: &Args) -> anyhow::Result<bool> {
             &kiali,
             &[
                 ("namespaces", &args.namespace),
-                ("graphType", "workload"),
+                ("graphType", "versionedApp"),
                 ("injectServiceNodes", "false"),
                 ("duration", "600s"),
                 // istio marks the gateway, securityPolicy adds isMTLS; Kiali

@@ -653,9 +653,11 @@ fn a_promoted_canary_passes() {
         ..World::default()
     });
     assert!(
-        out.contains(
-            "istio-ingressgateway → front-end → business-logic → postgres, every edge with mTLS"
-        ),
+        out.contains("istio-ingressgateway → front-end → business-logic → postgres, every edge with mTLS (business-logic v2)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("istio_requests_total front-end → business-logic (v2)"),
         "{out}"
     );
 }
@@ -663,10 +665,57 @@ fn a_promoted_canary_passes() {
 #[test]
 fn a_canary_in_progress_passes() {
     // `make canary`: calls split between v1 and v2; Kiali boxes the two.
-    passes(World {
+    let out = passes(World {
         business_logic: Versions::Split,
         ..World::default()
     });
+    assert!(
+        out.contains("every edge with mTLS (business-logic v1 and v2)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("istio_requests_total front-end → business-logic (v1 and v2)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_canary_edge_without_mtls_is_named_with_its_version() {
+    broken(
+        World {
+            business_logic: Versions::Split,
+            edge_without_mtls: true,
+            ..World::default()
+        },
+        "5. Kiali",
+        &[
+            "edge front-end → business-logic without mTLS (front-end 0.1.0 → business-logic v1, front-end 0.1.0 → business-logic v2)",
+            "PeerAuthentication",
+        ],
+    );
+}
+
+#[test]
+fn kiali_is_asked_for_its_versioned_app_graph_and_prometheus_by_app() {
+    let standin = StandIn::start(World::default(), 0);
+    assert_eq!(
+        verify(&["--url", &standin.url()], None).status.code(),
+        Some(0)
+    );
+    let requests = standin.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with("/kiali/api/namespaces/graph?")
+                && r.contains("graphType=versionedApp")),
+        "{requests:?}"
+    );
+    let promql = standin.promql();
+    assert!(
+        promql.iter().any(|q| q.contains("source_app=\"front-end\"")
+            && q.contains("destination_app=\"business-logic\"")),
+        "{promql:?}"
+    );
 }
 
 #[test]
