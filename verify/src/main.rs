@@ -54,7 +54,7 @@ struct Args {
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(0..=contract::MAX_DELAY_MS))]
     slow_delay_ms: u64,
     /// Whether the graph must reach PostgreSQL: auto (when Kiali shows a
-    /// postgres workload), on, off.
+    /// postgres node), on, off.
     #[arg(long, default_value = "auto", value_parser = postgres)]
     postgres: Postgres,
     /// How long one check keeps polling before it gives up: 45s, 500ms, 1m.
