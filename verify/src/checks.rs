@@ -265,7 +265,7 @@ pub fn jaeger_trace(status: u16, body: &Value, trace_id: &str, names: &Names) ->
             "propagation between front-end and business-logic: the call does not carry the trace context (traceparent / x-b3-*), or it never reached business-logic",
             &[
                 &format!("kubectl -n {ns} logs deploy/front-end | grep {trace_id}"),
-                &format!("kubectl -n {ns} logs deploy/business-logic --tail 20"),
+                &format!("kubectl -n {ns} logs -l app=business-logic --prefix --tail 20"),
             ],
         );
     }
@@ -280,7 +280,9 @@ pub fn jaeger_trace(status: u16, body: &Value, trace_id: &str, names: &Names) ->
             "a hop drops or rewrites the span context (traceparent / x-b3-spanid), or the caller's spans were never exported",
             &[
                 &format!("kubectl -n {ns} logs deploy/front-end | grep 'span export'"),
-                &format!("kubectl -n {ns} logs deploy/business-logic | grep 'span export'"),
+                &format!(
+                    "kubectl -n {ns} logs -l app=business-logic --prefix --tail=-1 | grep 'span export'"
+                ),
             ],
         );
     }
@@ -312,7 +314,9 @@ pub fn jaeger_trace(status: u16, body: &Value, trace_id: &str, names: &Names) ->
             "that part's spans do not reach Jaeger: a pod without its sidecar, or a service that does not export (OTEL_TRACES_EXPORTER, OTEL_EXPORTER_OTLP_ENDPOINT)",
             &[
                 &format!("kubectl -n {ns} get pods"),
-                &format!("kubectl -n {ns} logs deploy/business-logic | grep 'span export'"),
+                &format!(
+                    "kubectl -n {ns} logs -l app=business-logic --prefix --tail=-1 | grep 'span export'"
+                ),
             ],
         );
     }
