@@ -508,6 +508,7 @@ print_summary() {
     Gateway:  make port-forward      (localhost:8080 -> the app's ingress gateway), then
               http://localhost:8080/demo-app/   http://localhost:8080/jaeger
               http://localhost:8080/grafana     http://localhost:8080/kiali
+              http://localhost:8080/prometheus
     Remove:   make clean-up
 EOF
 }

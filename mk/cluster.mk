@@ -52,7 +52,7 @@ create-cluster: ## Registry, kind cluster, Istio and add-ons (idempotent: safe t
 
 .PHONY: port-forward
 port-forward: ## Forward localhost:8080 to the app's ingress gateway (GATEWAY_API=istio: istio-ingressgateway; Ctrl-C stops)
-	@echo "App: http://localhost:$(GATEWAY_PORT)/demo-app/  Jaeger: /jaeger  Grafana: /grafana  Kiali: /kiali"
+	@echo "App: http://localhost:$(GATEWAY_PORT)/demo-app/  Jaeger: /jaeger  Grafana: /grafana  Kiali: /kiali  Prometheus: /prometheus"
 ifeq ($(GATEWAY_API),istio)
 	$(KUBECTL) --context $(KUBE_CONTEXT) -n istio-system port-forward svc/istio-ingressgateway $(GATEWAY_PORT):80
 else
@@ -65,10 +65,11 @@ urls: ## Print the URLs of the app and the dashboards
 	@echo "Everything is behind the app's ingress gateway ($(GATEWAY_NAME)-istio in $(NAMESPACE)). In another terminal run"
 	@echo "    make port-forward"
 	@echo "then open:"
-	@echo "    App      http://localhost:$(GATEWAY_PORT)/demo-app/"
-	@echo "    Jaeger   http://localhost:$(GATEWAY_PORT)/jaeger"
-	@echo "    Grafana  http://localhost:$(GATEWAY_PORT)/grafana   (dashboard 'Demo app', uid demo-app)"
-	@echo "    Kiali    http://localhost:$(GATEWAY_PORT)/kiali"
+	@echo "    App         http://localhost:$(GATEWAY_PORT)/demo-app/"
+	@echo "    Jaeger      http://localhost:$(GATEWAY_PORT)/jaeger"
+	@echo "    Grafana     http://localhost:$(GATEWAY_PORT)/grafana   (dashboard 'Demo app', uid demo-app)"
+	@echo "    Kiali       http://localhost:$(GATEWAY_PORT)/kiali"
+	@echo "    Prometheus  http://localhost:$(GATEWAY_PORT)/prometheus"
 	@echo ""
 	@echo "Then check every link of the chain (page, trace, logs, metrics, mesh graph) in one go:"
 	@echo "    make verify      (it port-forwards by itself if nothing answers at localhost:$(GATEWAY_PORT))"

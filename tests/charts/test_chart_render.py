@@ -174,7 +174,7 @@ def test_notes_print_the_port_forward_and_every_url(tmp_path):
     assert "kubectl -n demo-app port-forward svc/demo-gateway-istio 8080:80" in notes
     istio = rendered_notes(tmp_path / "istio", CHART / "ci" / "istio-gateway-values.yaml")
     assert "kubectl -n istio-system port-forward svc/istio-ingressgateway 8080:80" in istio
-    for url in ("/demo-app/", "/jaeger", "/grafana", "/kiali"):
+    for url in ("/demo-app/", "/jaeger", "/grafana", "/kiali", "/prometheus"):
         assert f"http://localhost:8080{url}" in notes
     assert "Fault injection" not in notes
 

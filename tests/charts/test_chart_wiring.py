@@ -40,6 +40,7 @@ CONTRACT_ADDON_SERVICES = {
     ("istio-system", "zipkin"): [9411],
     ("istio-system", "grafana"): [3000],
     ("istio-system", "kiali"): [20001],
+    ("istio-system", "prometheus"): [9090],
 }
 
 
@@ -289,6 +290,10 @@ def test_gateway_api_ingress_matches_the_contract():
     assert resolve_route(routes, "/jaeger/search") == ("backend", ("istio-system", "tracing", 80), "/jaeger/search")
     assert resolve_route(routes, "/grafana") == ("backend", ("istio-system", "grafana", 3000), "/grafana")
     assert resolve_route(routes, "/kiali/") == ("backend", ("istio-system", "kiali", 20001), "/kiali/")
+    # Prometheus serves from `/`: the prefix is stripped (its links put it back).
+    assert resolve_route(routes, "/prometheus") == ("backend", ("istio-system", "prometheus", 9090), "/")
+    assert resolve_route(routes, "/prometheus/query") == ("backend", ("istio-system", "prometheus", 9090), "/query")
+    assert resolve_route(routes, "/prometheusx") is None
     assert resolve_route(routes, "/demo-apps") is None and resolve_route(routes, "/") is None
 
 
@@ -313,19 +318,22 @@ def test_istio_ingress_matches_the_contract():
     assert vs["spec"]["gateways"] == [gateway["metadata"]["name"]]
     routes = {}
     for http in vs["spec"]["http"]:
-        uri = http["match"][0]["uri"]
-        key = uri.get("prefix") or uri.get("exact")
-        if "redirect" in http:
-            routes[key] = ("redirect", http["redirect"]["uri"])
-        else:
-            dest = http["route"][0]["destination"]
-            routes[key] = (dest["host"], dest["port"]["number"], (http.get("rewrite") or {}).get("uri"))
+        for match in http["match"]:
+            key = match["uri"].get("prefix") or match["uri"].get("exact")
+            if "redirect" in http:
+                routes[key] = ("redirect", http["redirect"]["uri"])
+            else:
+                dest = http["route"][0]["destination"]
+                routes[key] = (dest["host"], dest["port"]["number"], (http.get("rewrite") or {}).get("uri"))
     assert routes == {
         "/demo-app": ("redirect", "/demo-app/"),
         "/demo-app/": (f"front-end.{NAMESPACE}.svc.cluster.local", 8080, "/"),
         "/jaeger": ("tracing.istio-system.svc.cluster.local", 80, None),
         "/grafana": ("grafana.istio-system.svc.cluster.local", 3000, None),
         "/kiali": ("kiali.istio-system.svc.cluster.local", 20001, None),
+        # Exact and prefix-with-slash, both rewritten to `/`: /prometheusx stays unrouted.
+        "/prometheus": ("prometheus.istio-system.svc.cluster.local", 9090, "/"),
+        "/prometheus/": ("prometheus.istio-system.svc.cluster.local", 9090, "/"),
     }
 
 

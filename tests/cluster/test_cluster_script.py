@@ -280,7 +280,7 @@ def test_make_up_creates_the_cluster_then_builds_pushes_and_deploys(sandbox):
     app = first(calls, "helm", "upgrade", "--install", "app")
     app_ready = first(calls, "kubectl", "rollout", "status", contains="front-end")
     assert cluster < addons < build_bl < build_fe < push_bl < push_fe < app < app_ready
-    for url in ("/demo-app/", "/jaeger", "/grafana", "/kiali"):
+    for url in ("/demo-app/", "/jaeger", "/grafana", "/kiali", "/prometheus"):
         assert f"http://localhost:8080{url}" in result.stdout
     assert "make verify" in result.stdout.splitlines()[-1], "make up ends by pointing at make verify"
 
