@@ -14,7 +14,7 @@ from pathlib import Path
 import fake_tools
 import pytest
 import yaml
-from cluster_support import IN_CI, KIND_CONFIG, REPO, SCRIPT, script_setting
+from cluster_support import IN_CI, KIND_CONFIG, REPO, SCRIPT, istio_dashboard_urls, script_setting
 
 HOSTS_TOML = "/etc/containerd/certs.d/localhost:5001/hosts.toml"
 NODES = ("demo-control-plane", "demo-worker")
@@ -44,8 +44,10 @@ class Sandbox:
                     link.symlink_to(entry)
 
     def env(self, **extra: str) -> dict[str, str]:
+        # The network the stand-in curl reaches: Istio's dashboards at the pinned release.
         return {"PATH": f"{self.fakebin}:{self.sysbin}", "HOME": str(self.root / "home"), "LANG": "C.UTF-8",
-                "FAKE_STATE": str(self.state), "FAKE_LOG": str(self.log), **extra}
+                "FAKE_STATE": str(self.state), "FAKE_LOG": str(self.log),
+                "FAKE_URLS": " ".join(istio_dashboard_urls()), **extra}
 
     def run(self, args: list[str], cwd: Path = REPO, **env: str) -> subprocess.CompletedProcess:
         # Bounded: the stand-ins answer at once, so a hang is a bug.
