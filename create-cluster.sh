@@ -13,7 +13,10 @@
 #      deployed by istiod with the app);
 #   6. the app namespace (APP_NAMESPACE, default `demo-app`), labelled for
 #      sidecar injection;
-#   7. the add-ons in istio-system: Jaeger, Prometheus, Grafana, Kiali (manifests
+#   7. Istio's Grafana dashboards (mesh, service, workload, control plane),
+#      downloaded from the pinned Istio release into the ConfigMap
+#      istio-system/istio-dashboards;
+#   8. the add-ons in istio-system: Jaeger, Prometheus, Grafana, Kiali (manifests
 #      in istio-add-ons/), Loki and Alloy (Helm charts). Grafana's queries select
 #      the app's logs by APP_NAMESPACE.
 # Every step checks first and skips what is already in place, so running the
@@ -24,7 +27,7 @@
 # Settings (environment): CLUSTER_NAME, REG_NAME, REG_PORT, APP_NAMESPACE,
 # GATEWAY_API (gateway or istio), ISTIO_VERSION, GATEWAY_API_VERSION,
 # LOKI_CHART_VERSION, ALLOY_CHART_VERSION, ROLLOUT_TIMEOUT, and the
-# commands DOCKER, KIND, KUBECTL, HELM, ISTIOCTL.
+# commands DOCKER, KIND, KUBECTL, HELM, ISTIOCTL, CURL.
 # Written for bash 3.2 or newer (macOS's /bin/bash included).
 set -euo pipefail
 
@@ -53,6 +56,14 @@ ISTIO_VERSION="${ISTIO_VERSION:-1.31.1}"
 # against (https://github.com/kubernetes-sigs/gateway-api/releases/tag/v1.6.0).
 GATEWAY_API_VERSION="${GATEWAY_API_VERSION:-v1.6.0}"
 GATEWAY_API_CRDS="https://github.com/kubernetes-sigs/gateway-api/releases/download/${GATEWAY_API_VERSION}/standard-install.yaml"
+# Istio's Grafana dashboards, fetched as published from the Istio release above
+# (raw files of the tag ISTIO_VERSION): the mesh, service, workload and control
+# plane ("pilot") dashboards in manifests/addons/dashboards/, the folder Istio's
+# samples/addons/grafana.yaml provisions them from. File names read on the
+# release-1.31 branch (commit a8d7012191e, 2026-08-20) and at the tag
+# 1.31.0-rc.0: the generated (jsonnet) boards end in .gen.json.
+ISTIO_DASHBOARDS_URL="https://raw.githubusercontent.com/istio/istio/${ISTIO_VERSION}/manifests/addons/dashboards"
+ISTIO_DASHBOARDS="istio-mesh-dashboard.gen.json istio-service-dashboard.json istio-workload-dashboard.json pilot-dashboard.gen.json"
 # kind: v0.32.0, whose default node image (v1.36.1) kind-cluster-config.yaml pins
 # (https://github.com/kubernetes-sigs/kind/releases/tag/v0.32.0).
 KIND_VERSION=v0.32.0
@@ -118,6 +129,7 @@ KIND="${KIND:-kind}"
 KUBECTL="${KUBECTL:-kubectl}"
 HELM="${HELM:-helm}"
 ISTIOCTL="${ISTIOCTL:-istioctl}"
+CURL="${CURL:-curl}"
 KUBE_CONTEXT="kind-${CLUSTER_NAME}"
 
 log() { printf '\n==> %s\n' "$*"; }
@@ -252,6 +264,11 @@ check_prerequisites() {
   for tool in $TOOLS; do
     check_tool "$tool"
   done
+  # curl only downloads (Istio's dashboards): no version to check.
+  if ! command -v "$CURL" >/dev/null 2>&1; then
+    printf 'MISSING: curl (downloads Istio'"'"'s Grafana dashboards)\n         install: https://curl.se/download.html (or the system'"'"'s package manager)\n' >&2
+    MISSING="${MISSING} curl"
+  fi
   if [[ -n "$MISSING" ]]; then
     die "missing prerequisites:${MISSING}. Install them (see above) and run this script again; nothing was created."
   fi
@@ -402,6 +419,43 @@ label_app_namespace() {
 }
 
 # ---------------------------------------------------------------------------
+# Istio's Grafana dashboards
+# ---------------------------------------------------------------------------
+# Where the dashboards come from (release and files), recorded on the ConfigMap
+# as the annotation demo.istio-add-ons/source: they are downloaded and applied
+# again only when it differs.
+ISTIO_DASHBOARDS_SOURCE="${ISTIO_VERSION}:${ISTIO_DASHBOARDS// /,}"
+
+# The four files are about 270 KB: within a ConfigMap's 1 MiB, but over the
+# 256 KiB of annotations client-side apply's last-applied copy would need, so
+# the ConfigMap is applied server-side.
+install_istio_dashboards() {
+  log "Istio ${ISTIO_VERSION}'s Grafana dashboards (ConfigMap ${ADDONS_NAMESPACE}/istio-dashboards)"
+  local dir="${WORK_DIR}/istio-dashboards" have file url error
+  have="$(kc -n "$ADDONS_NAMESPACE" get configmap istio-dashboards \
+    -o jsonpath='{.metadata.annotations.demo\.istio-add-ons/source}' 2>/dev/null || true)"
+  if [[ "$have" == "$ISTIO_DASHBOARDS_SOURCE" ]]; then
+    info "already in place"
+    return 0
+  fi
+  mkdir -p "$dir"
+  for file in $ISTIO_DASHBOARDS; do
+    url="${ISTIO_DASHBOARDS_URL}/${file}"
+    if ! error="$("$CURL" -fsSL --retry 3 -o "${dir}/${file}" "$url" 2>&1)"; then
+      die "could not download Istio's dashboard ${file} from ${url}: ${error%%$'\n'*}
+       Check the network (behind a proxy: HTTPS_PROXY) and that ISTIO_VERSION=${ISTIO_VERSION} is a published Istio release (https://github.com/istio/istio/tags), then run this script again: it carries on from here."
+    fi
+    if [[ "$(head -c 1 "${dir}/${file}")" != "{" ]]; then
+      die "${url} did not answer with a dashboard (JSON): a proxy or captive portal in the way? Run this script again once it is reachable."
+    fi
+    info "downloaded ${file}"
+  done
+  kc -n "$ADDONS_NAMESPACE" create configmap istio-dashboards --from-file="$dir" --dry-run=client -o yaml |
+    kc annotate --local -f - -o yaml "demo.istio-add-ons/source=${ISTIO_DASHBOARDS_SOURCE}" |
+    kc apply --server-side -f - | sed 's/^/    /'
+}
+
+# ---------------------------------------------------------------------------
 # Add-ons
 # ---------------------------------------------------------------------------
 wait_rollout() {
@@ -483,7 +537,9 @@ install_addons() {
   printf -- '---\n' >>"${WORK_DIR}/grafana-configmaps.yaml"
   cat "${WORK_DIR}/grafana-configmaps.yaml" "${ADDONS_DIR}/grafana.yaml" >"${WORK_DIR}/grafana-all.yaml"
   apply_manifests "${WORK_DIR}/grafana-all.yaml"
-  config_checksum grafana "${WORK_DIR}/grafana-configmaps.yaml"
+  # Istio's dashboards (ConfigMap istio-dashboards, applied before) count by their source.
+  printf '%s\n' "$ISTIO_DASHBOARDS_SOURCE" >"${WORK_DIR}/istio-dashboards.source"
+  config_checksum grafana "${WORK_DIR}/grafana-configmaps.yaml" "${WORK_DIR}/istio-dashboards.source"
   apply_manifests "${ADDONS_DIR}/kiali.yaml"
   config_checksum kiali "${ADDONS_DIR}/kiali.yaml"
 
@@ -515,7 +571,7 @@ EOF
 
 main() {
   if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
-    sed -n '2,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,31p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     return 0
   fi
   check_prerequisites
@@ -529,6 +585,7 @@ main() {
   install_gateway_api_crds
   install_istio
   label_app_namespace
+  install_istio_dashboards
   install_addons
   print_summary
 }

@@ -9,7 +9,8 @@
 #   4. every pinned image and chart resolves: the kind node image, the registry,
 #      Istio's images, the add-ons' images, the app chart's PostgreSQL image,
 #      the Dockerfile's base images (docker manifest inspect), the Loki and
-#      Alloy charts (helm show chart) and the Gateway API CRDs (curl).
+#      Alloy charts (helm show chart), the Gateway API CRDs and Istio's Grafana
+#      dashboards (curl).
 # It changes nothing. Exit status 0 when every check passes, 1 otherwise.
 #
 # Usage: scripts/preflight.sh [--skip-pins]     (or `make preflight [SKIP_PINS=1]`)
@@ -274,6 +275,18 @@ check_pins() {
     failed "Gateway API ${GATEWAY_API_VERSION}" "Gateway API CRDs ${GATEWAY_API_CRDS} (create-cluster.sh) do not resolve: ${error%%$'\n'*}" \
       "check GATEWAY_API_VERSION against https://github.com/kubernetes-sigs/gateway-api/releases, or the network"
   fi
+  local file url
+  for file in $ISTIO_DASHBOARDS; do
+    url="${ISTIO_DASHBOARDS_URL}/${file}"
+    if ! have_command "$CURL"; then
+      warned "Istio's dashboard ${file}: not checked (curl is missing)" "install curl: create-cluster.sh needs it to download the dashboards"
+    elif error="$("$CURL" -fsSL --range 0-0 -o /dev/null "$url" 2>&1)"; then
+      passed "Istio ${ISTIO_VERSION} dashboard ${file} (${url})"
+    else
+      failed "Istio dashboard ${file}" "Istio's dashboard ${url} (create-cluster.sh) does not resolve: ${error%%$'\n'*}" \
+        "check ISTIO_VERSION against https://github.com/istio/istio/tags and the file names in manifests/addons/dashboards/ there, or the network"
+    fi
+  done
 }
 
 summary() {
@@ -294,7 +307,7 @@ preflight_main() {
     case $arg in
       --skip-pins) SKIP_PINS=1 ;;
       -h | --help)
-        sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+        sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
         return 0
         ;;
       *)

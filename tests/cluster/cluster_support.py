@@ -114,3 +114,16 @@ def grafana_datasources() -> dict[str, dict]:
 def unescape_provisioning(value: str) -> str:
     """Grafana provisioning files expand $VAR / ${VAR}; `$$` stands for a literal `$`."""
     return value.replace("$$", "$")
+
+
+# Istio's Grafana dashboards create-cluster.sh downloads: mesh, service, workload and
+# control plane, as named in manifests/addons/dashboards/ of istio/istio's release-1.31.
+ISTIO_DASHBOARD_FILES = ("istio-mesh-dashboard.gen.json", "istio-service-dashboard.json",
+                         "istio-workload-dashboard.json", "pilot-dashboard.gen.json")
+
+
+def istio_dashboard_urls(version: str | None = None) -> list[str]:
+    """The raw files of the pinned Istio release (ISTIO_VERSION), in download order."""
+    version = version or script_setting("ISTIO_VERSION")
+    return [f"https://raw.githubusercontent.com/istio/istio/{version}/manifests/addons/dashboards/{name}"
+            for name in ISTIO_DASHBOARD_FILES]

@@ -12,6 +12,7 @@ FAKE_DOCKER_MEM (bytes) and FAKE_DOCKER_CPUS set what it reports.
 What exists on the network is listed, whitespace-separated, in FAKE_IMAGES
 (`docker manifest inspect`), FAKE_CHARTS (`helm show chart NAME --repo URL
 --version V` as `URL/NAME:V`) and FAKE_URLS (`curl`); anything else is not found.
+`curl -o FILE URL` writes a stand-in Grafana dashboard (JSON naming the URL) to FILE.
 FAKE_FAIL_AT=N interrupts the run at its Nth state-changing call (that call
 fails before it changes anything), as a Ctrl-C or a dropped connection would.
 """
@@ -263,6 +264,22 @@ def create_dry_run(args: list[str], namespace: str | None) -> int:
     return 0
 
 
+def annotate_local(args: list[str]) -> int:
+    """`kubectl annotate --local -f - -o yaml KEY=VALUE...`: the object on stdin, annotated."""
+    import yaml
+
+    if option(args, "-f") != "-" or option(args, "-o") != "yaml":
+        return fail(f"fake kubectl annotate: unexpected arguments {args}")
+    values = [a for i, a in enumerate(args) if "=" in a and not a.startswith("-") and args[i - 1] not in ("-f", "-o")]
+    (doc,) = manifest_docs(sys.stdin.read())
+    annotations = doc["metadata"].setdefault("annotations", {})
+    for value in values:
+        key, _, val = value.partition("=")
+        annotations[key] = val
+    sys.stdout.write(yaml.safe_dump(doc))
+    return 0
+
+
 def kubectl(args: list[str], state: State) -> int:
     context = option(args, "--context")
     args = drop_options(args, "--context")
@@ -273,6 +290,8 @@ def kubectl(args: list[str], state: State) -> int:
         return 0
     if rest[:1] == ["create"] and "--dry-run=client" in rest:
         return create_dry_run(rest, option(args, "-n", "--namespace"))
+    if rest[:1] == ["annotate"] and "--local" in rest:
+        return annotate_local(rest)
     if not state.get("clusters"):
         return fail("The connection to the server localhost:8080 was refused - did you specify the right host or port?")
     if context and context.removeprefix("kind-") not in state.get("clusters"):
@@ -477,6 +496,11 @@ def curl(args: list[str]) -> int:
     url = args[-1]
     if url not in os.environ.get("FAKE_URLS", "").split():
         return fail("curl: (22) The requested URL returned error: 404", 22)
+    output = option(args, "-o", "--output")
+    if output:
+        board = {"title": f"stand-in for {url}",
+                 "templating": {"list": [{"name": "datasource", "type": "datasource", "query": "prometheus"}]}}
+        Path(output).write_text(json.dumps(board, indent=2) + "\n")
     return 0
 
 

@@ -604,3 +604,60 @@ def test_the_log_query_selects_on_labels_alloy_sets():
     labels = dict(re.findall(r'(\w+)="([^"]*)"', selector))
     assert set(labels) <= set(ALLOY_RELABELS)
     assert labels["namespace"] == APP_NAMESPACE == script_setting("APP_NAMESPACE")
+
+
+# --- Istio's dashboards in Grafana, linked from Kiali ----------------------------------------------
+
+ISTIO_DASHBOARD_TITLES = {"Istio Mesh Dashboard", "Istio Service Dashboard", "Istio Workload Dashboard",
+                          "Istio Control Plane Dashboard"}
+
+
+def grafana_pod() -> dict:
+    return find(addon_objects(), "Deployment", "grafana")["spec"]["template"]["spec"]
+
+
+def test_grafana_provisions_istios_dashboards_in_their_own_folder():
+    providers = {p["name"]: p for p in yaml.safe_load((GRAFANA / "dashboard-provider.yaml").read_text())["providers"]}
+    istio = providers["istio"]
+    assert istio["folder"] == "Istio" and istio["folder"] != providers["demo-app"]["folder"]
+    pod = grafana_pod()
+    volumes = {v["name"]: v.get("configMap", {}).get("name") for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}
+    assert volumes[mounts[istio["options"]["path"]]] == "istio-dashboards"
+    assert re.search(r"create configmap istio-dashboards --from-file=", SCRIPT.read_text())
+
+
+def test_istios_dashboards_find_the_provisioned_prometheus():
+    """Their panels use the `datasource` variable (type datasource, query prometheus: the
+    default Prometheus data source) and the Reporter variable names the data source `Prometheus`."""
+    prometheus = [s for s in grafana_datasources().values() if s["type"] == "prometheus"]
+    assert len(prometheus) == 1
+    assert prometheus[0]["name"] == "Prometheus" and prometheus[0]["isDefault"] is True
+
+
+def test_kiali_links_to_istios_dashboards_where_grafana_is_served():
+    grafana = kiali_config()["external_services"]["grafana"]
+    assert grafana["enabled"] is True
+    env = {e["name"]: e.get("value") for e in grafana_pod()["containers"][0]["env"]}
+    root = urlparse(env["GF_SERVER_ROOT_URL"])
+    # In-cluster: the grafana Service's port, under Grafana's sub-path.
+    internal = urlparse(grafana["internal_url"])
+    service, port = service_port(addon_objects(), internal.hostname, internal.port or 80)
+    assert service["metadata"]["name"] == "grafana" and port["targetPort"] == 3000
+    assert internal.path == root.path.rstrip("/")
+    assert grafana["health_check_url"] == grafana["internal_url"] + "/api/health"
+    # In the browser: Grafana's dashboard paths start with its sub-path, which Kiali joins to
+    # external_url, so external_url is root_url without the path: the gateway's origin, the
+    # same as Jaeger's link.
+    external = urlparse(grafana["external_url"])
+    assert (external.scheme, external.netloc, external.path) == (root.scheme, root.netloc, "")
+    assert external.netloc == urlparse(kiali_config()["external_services"]["tracing"]["external_url"]).netloc
+    # Istio's dashboards, by title; the links select the provisioned Prometheus.
+    dashboards = {d["name"]: d.get("variables", {}) for d in grafana["dashboards"]}
+    assert set(dashboards) == ISTIO_DASHBOARD_TITLES
+    assert dashboards["Istio Service Dashboard"] == {"namespace": "var-namespace", "service": "var-service",
+                                                     "datasource": "var-datasource"}
+    assert dashboards["Istio Workload Dashboard"] == {"namespace": "var-namespace", "workload": "var-workload",
+                                                      "datasource": "var-datasource"}
+    assert grafana_datasources()[grafana["datasource_uid"]]["type"] == "prometheus"
+    assert "Istio" not in dashboard()["title"], "Kiali finds dashboards by title: the app's must not match"

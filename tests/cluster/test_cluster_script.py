@@ -1,7 +1,7 @@
 """create-cluster.sh and the make targets, run against stand-in docker, kind,
-kubectl, helm and istioctl (tests/cluster/fake_tools.py) placed first on PATH.
+kubectl, helm, istioctl and curl (tests/cluster/fake_tools.py) placed first on PATH.
 The system's other commands stay reachable through a folder of symlinks that
-leaves the five real tools out, so a real installation cannot leak in."""
+leaves the real tools out, so a real installation (or the network) cannot leak in."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import fake_tools
 import pytest
 import yaml
-from cluster_support import IN_CI, KIND_CONFIG, REPO, SCRIPT, script_setting
+from cluster_support import IN_CI, KIND_CONFIG, REPO, SCRIPT, istio_dashboard_urls, script_setting
 
 HOSTS_TOML = "/etc/containerd/certs.d/localhost:5001/hosts.toml"
 NODES = ("demo-control-plane", "demo-worker")
@@ -38,14 +38,16 @@ class Sandbox:
                 continue
             for entry in directory.iterdir():
                 link = self.sysbin / entry.name
-                if entry.name in fake_tools.TOOLS or link.exists() or link.is_symlink():
+                if entry.name in fake_tools.TOOLS + fake_tools.HELPERS or link.exists() or link.is_symlink():
                     continue
                 if os.access(entry, os.X_OK) and not entry.is_dir():
                     link.symlink_to(entry)
 
     def env(self, **extra: str) -> dict[str, str]:
+        # The network the stand-in curl reaches: Istio's dashboards at the pinned release.
         return {"PATH": f"{self.fakebin}:{self.sysbin}", "HOME": str(self.root / "home"), "LANG": "C.UTF-8",
-                "FAKE_STATE": str(self.state), "FAKE_LOG": str(self.log), **extra}
+                "FAKE_STATE": str(self.state), "FAKE_LOG": str(self.log),
+                "FAKE_URLS": " ".join(istio_dashboard_urls()), **extra}
 
     def run(self, args: list[str], cwd: Path = REPO, **env: str) -> subprocess.CompletedProcess:
         # Bounded: the stand-ins answer at once, so a hang is a bug.
@@ -186,6 +188,7 @@ def test_second_run_finishes_and_changes_nothing(sandbox):
     assert count(calls, "istioctl", "install") == 0
     assert count(calls, "helm", "upgrade") == 0
     assert count(calls, "kubectl", "rollout", "restart") == 0
+    assert count(calls, "curl") == 0, "Istio's dashboards downloaded again"
     changes = [a for c in calls if c["tool"] == "applied" for a in c["args"] if not a.endswith(" unchanged")]
     assert changes == []
     assert "already" in result.stdout
@@ -255,6 +258,67 @@ def test_help_describes_the_script_without_running_anything(sandbox):
     sandbox.clear_log()
     result = ok(sandbox.run(["bash", str(SCRIPT), "--help"]))
     assert "local-registry-hosting" in result.stdout and sandbox.calls() == []
+
+
+# --- Istio's dashboards -------------------------------------------------------------------------------
+
+def test_istio_dashboards_are_downloaded_from_the_pinned_release_into_their_configmap(sandbox):
+    ok(sandbox.script())
+    calls = sandbox.calls()
+    downloads = [c["args"] for c in calls if c["tool"] == "curl"]
+    assert [args[-1] for args in downloads] == istio_dashboard_urls()
+    assert all("-f" in args[0] or "--fail" in args for args in downloads), "HTTP errors must fail curl"
+    state = json.loads((sandbox.state / "state.json").read_text())["objects"]
+    configmap = state["configmap/istio-system/istio-dashboards"]
+    assert sorted(configmap["data"]) == sorted(fake_tools_file_names())
+    for name, board in configmap["data"].items():
+        assert json.loads(board)["title"].endswith(f"/manifests/addons/dashboards/{name}"), "as downloaded"
+    assert configmap["annotations"]["demo.istio-add-ons/source"].startswith(script_setting("ISTIO_VERSION") + ":")
+    # Server-side (the files outgrow client-side apply's annotation), before Grafana mounts it.
+    apply = first(calls, "kubectl", "apply", "--server-side", "-f", "-")
+    assert apply < applied(calls, "configmap/istio-system/istio-dashboards created") < \
+        applied(calls, "deployment/istio-system/grafana")
+    assert max(calls.index(c) for c in calls if c["tool"] == "curl") < apply
+
+
+def fake_tools_file_names() -> list[str]:
+    return [url.rsplit("/", 1)[1] for url in istio_dashboard_urls()]
+
+
+def test_another_istio_version_brings_its_dashboards_and_rolls_grafana(sandbox):
+    ok(sandbox.script())
+    sandbox.clear_log()
+    urls = istio_dashboard_urls("1.31.9")
+    ok(sandbox.script(ISTIO_VERSION="1.31.9", FAKE_ISTIOCTL_VERSION="1.31.9", FAKE_URLS=" ".join(urls)))
+    calls = sandbox.calls()
+    assert [c["args"][-1] for c in calls if c["tool"] == "curl"] == urls
+    assert applied(calls, "configmap/istio-system/istio-dashboards configured") < \
+        applied(calls, "deployment/istio-system/grafana configured")
+
+
+def test_a_failed_download_stops_the_script_with_a_hint_and_the_next_run_completes(sandbox):
+    ok(sandbox.script())
+    reference = json.loads((sandbox.state / "state.json").read_text())["objects"]
+    fresh = Sandbox(sandbox.root / "fresh")
+    result = fresh.script(FAKE_URLS=" ".join(istio_dashboard_urls()[:1]))
+    assert result.returncode == 1
+    second = istio_dashboard_urls()[1]
+    assert f"could not download Istio's dashboard istio-service-dashboard.json from {second}" in result.stderr
+    assert "404" in result.stderr and "HTTPS_PROXY" in result.stderr and "run this script again" in result.stderr
+    objects = json.loads((fresh.state / "state.json").read_text())["objects"]
+    assert "configmap/istio-system/istio-dashboards" not in objects
+    assert "deployment/istio-system/grafana" not in objects, "stopped before the add-ons"
+    ok(fresh.script())
+    objects = json.loads((fresh.state / "state.json").read_text())["objects"]
+    assert objects["configmap/istio-system/istio-dashboards"] == reference["configmap/istio-system/istio-dashboards"]
+
+
+def test_a_missing_curl_stops_the_script_before_anything_is_created(tmp_path):
+    sandbox = Sandbox(tmp_path, omit=("curl",))
+    result = sandbox.script()
+    assert result.returncode == 1
+    assert "MISSING: curl" in result.stderr and "nothing was created" in result.stderr
+    assert not (sandbox.state / "state.json").exists()
 
 
 # --- make targets ------------------------------------------------------------------------------------

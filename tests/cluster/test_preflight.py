@@ -20,7 +20,7 @@ from pathlib import Path
 import fake_tools
 import pytest
 import yaml
-from cluster_support import KIND_CONFIG, REPO, load_docs, script_setting
+from cluster_support import KIND_CONFIG, REPO, istio_dashboard_urls, load_docs, script_setting
 from test_cluster_script import Sandbox
 
 GIB = 1024**3
@@ -64,7 +64,8 @@ def pinned_charts() -> list[str]:
 
 def pinned_urls() -> list[str]:
     version = script_setting("GATEWAY_API_VERSION")
-    return [f"https://github.com/kubernetes-sigs/gateway-api/releases/download/{version}/standard-install.yaml"]
+    return [f"https://github.com/kubernetes-sigs/gateway-api/releases/download/{version}/standard-install.yaml",
+            *istio_dashboard_urls()]
 
 
 def test_the_pins_found_here_are_the_ones_expected():
@@ -274,9 +275,18 @@ def test_a_chart_that_does_not_resolve_is_named(sandbox, chart):
 
 
 def test_gateway_api_crds_that_do_not_resolve_are_named(sandbox):
-    result = failed_run(preflight(sandbox, **network(urls=[])))
+    result = failed_run(preflight(sandbox, **network(urls=pinned_urls()[1:])))
     [failure] = failures(result)
     assert failure.startswith(f"Gateway API CRDs {pinned_urls()[0]}") and "404" in failure
+
+
+def test_istio_dashboards_that_do_not_resolve_are_named(sandbox):
+    [mesh, *others] = istio_dashboard_urls()
+    result = failed_run(preflight(sandbox, **network(urls=pinned_urls()[:1] + others)))
+    [failure] = failures(result)
+    assert failure.startswith(f"Istio's dashboard {mesh}") and "404" in failure
+    assert "https://github.com/istio/istio/tags" in result.stdout.split(failure, 1)[1].splitlines()[1]
+    assert "Istio dashboard istio-mesh-dashboard.gen.json" in summary(result)
 
 
 def copy_of_the_repo(tmp_path: Path) -> Path:
