@@ -25,7 +25,7 @@ import pytest
 import yaml
 from chart_render import CHART, IN_CI, REPO, render_ok
 from chart_wiring import load_dir, load_docs, of_kind, resolve_route
-from service_process import free_port, wait_until
+from service_process import free_port, stop_process, wait_until
 
 ADDONS = REPO / "istio-add-ons"
 ISTIO_MODE = CHART / "ci" / "istio-gateway-values.yaml"
@@ -195,12 +195,7 @@ def prometheus(tmp_path_factory):
         wait_until(lambda: get(url + route_prefix() + "/-/ready")[0] == 200, 30, "Prometheus to be ready", step=0.2)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc)
 
 
 def through_gateway(prometheus_url: str, path_and_query: str) -> tuple[int, dict, str]:

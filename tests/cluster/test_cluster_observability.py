@@ -47,7 +47,7 @@ from cluster_support import (
 )
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_prometheus_text
-from service_process import Collector, Service, free_port, http_get, service_binaries, wait_until
+from service_process import Collector, Service, free_port, http_get, service_binaries, stop_process, wait_until
 
 MESH_MARK = "Needs the mesh"
 # Grafana's interval variables, for instant queries over the test's short window.
@@ -255,12 +255,7 @@ def running_prometheus(binary: str, tmp: Path, config: dict, targets: int, traff
         time.sleep(3)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc)
 
 
 def prometheus_version(binary: str) -> tuple[int, int]:
