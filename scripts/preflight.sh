@@ -142,6 +142,20 @@ kind_host_ports() {
     -e 's/^ *apiServerPort: *\([0-9][0-9]*\).*/\1/p' "$KIND_CONFIG"
 }
 
+# check_port PORT WHAT OURS OURS_WHAT HINT: passes when PORT is free, or
+# when OURS is non-empty (what holds it is this walkthrough's own); fails,
+# naming WHAT and ending the hint with HINT, when another program holds it.
+check_port() {
+  local port=$1 what=$2 ours=$3 ours_what=$4 hint=$5
+  if ! port_in_use "$port"; then
+    passed "port ${port} (${what}) is free"
+  elif [[ -n "$ours" ]]; then
+    passed "port ${port} ${ours_what}"
+  else
+    failed "port ${port}" "port ${port} (${what}) is in use by another program" "$(port_hint "$port")${hint}"
+  fi
+}
+
 check_ports() {
   log "Free ports on this machine"
   local port registry_running="" cluster_exists=""
@@ -152,24 +166,13 @@ check_ports() {
     cluster_exists=1
   fi
 
-  if ! port_in_use "$REG_PORT"; then
-    passed "port ${REG_PORT} (REG_PORT, the local registry) is free"
-  elif [[ -n "$registry_running" ]]; then
-    passed "port ${REG_PORT} (REG_PORT) is the running registry ${REG_NAME}'s"
-  else
-    failed "port ${REG_PORT}" "port ${REG_PORT} (REG_PORT, the local registry ${REG_NAME}) is in use by another program" \
-      "$(port_hint "$REG_PORT"); the images and the chart expect the registry at localhost:${REG_PORT}"
-  fi
-
+  check_port "$REG_PORT" "REG_PORT, the local registry ${REG_NAME}" "$registry_running" \
+    "(REG_PORT) is the running registry ${REG_NAME}'s" \
+    "; the images and the chart expect the registry at localhost:${REG_PORT}"
   for port in $(kind_host_ports); do
-    if ! port_in_use "$port"; then
-      passed "port ${port} (${KIND_CONFIG##*/} maps it to the host) is free"
-    elif [[ -n "$cluster_exists" ]]; then
-      passed "port ${port} (${KIND_CONFIG##*/}) belongs to the existing kind cluster ${CLUSTER_NAME}"
-    else
-      failed "port ${port}" "port ${port} (${KIND_CONFIG##*/} maps it to the host) is in use by another program" \
-        "$(port_hint "$port"), or change the mapping in ${KIND_CONFIG##*/}"
-    fi
+    check_port "$port" "${KIND_CONFIG##*/} maps it to the host" "$cluster_exists" \
+      "(${KIND_CONFIG##*/}) belongs to the existing kind cluster ${CLUSTER_NAME}" \
+      ", or change the mapping in ${KIND_CONFIG##*/}"
   done
 
   if [[ -n "${GATEWAY_PORT:-}" ]]; then
