@@ -142,6 +142,19 @@ kind_host_ports() {
     -e 's/^ *apiServerPort: *\([0-9][0-9]*\).*/\1/p' "$KIND_CONFIG"
 }
 
+# check_url URL SHORT WHAT HINT: a release file create-cluster.sh downloads
+# answers (one byte is asked for); warns when curl is missing.
+check_url() {
+  local url=$1 short=$2 what=$3 hint=$4 error
+  if ! have_command "$CURL"; then
+    warned "${what}: not checked (curl is missing)" "install curl: create-cluster.sh downloads it with curl"
+  elif error="$("$CURL" -fsSL --range 0-0 -o /dev/null "$url" 2>&1)"; then
+    passed "${what} (${url})"
+  else
+    failed "$short" "${what} ${url} (create-cluster.sh) does not resolve: ${error%%$'\n'*}" "$hint"
+  fi
+}
+
 # check_port PORT WHAT OURS OURS_WHAT HINT: passes when PORT is free, or
 # when OURS is non-empty (what holds it is this walkthrough's own); fails,
 # naming WHAT and ending the hint with HINT, when another program holds it.
@@ -256,7 +269,6 @@ check_chart() {
 }
 
 check_pins() {
-  local error
   if [[ -n "$SKIP_PINS" ]]; then
     log "Pinned images and charts: not checked (--skip-pins)"
     return 0
@@ -270,25 +282,12 @@ check_pins() {
   else
     failed "charts not checked" "the Loki and Alloy charts: not checked (helm is missing)" "install helm, then run this again"
   fi
-  if ! have_command "$CURL"; then
-    warned "the Gateway API ${GATEWAY_API_VERSION} CRDs: not checked (curl is missing)" "install curl to check them"
-  elif error="$("$CURL" -fsSL --range 0-0 -o /dev/null "$GATEWAY_API_CRDS" 2>&1)"; then
-    passed "Gateway API ${GATEWAY_API_VERSION} CRDs (${GATEWAY_API_CRDS})"
-  else
-    failed "Gateway API ${GATEWAY_API_VERSION}" "Gateway API CRDs ${GATEWAY_API_CRDS} (create-cluster.sh) do not resolve: ${error%%$'\n'*}" \
-      "check GATEWAY_API_VERSION against https://github.com/kubernetes-sigs/gateway-api/releases, or the network"
-  fi
-  local file url
+  check_url "$GATEWAY_API_CRDS" "Gateway API ${GATEWAY_API_VERSION}" "Gateway API ${GATEWAY_API_VERSION} CRDs" \
+    "check GATEWAY_API_VERSION against https://github.com/kubernetes-sigs/gateway-api/releases, or the network"
+  local file
   for file in $ISTIO_DASHBOARDS; do
-    url="${ISTIO_DASHBOARDS_URL}/${file}"
-    if ! have_command "$CURL"; then
-      warned "Istio's dashboard ${file}: not checked (curl is missing)" "install curl: create-cluster.sh needs it to download the dashboards"
-    elif error="$("$CURL" -fsSL --range 0-0 -o /dev/null "$url" 2>&1)"; then
-      passed "Istio ${ISTIO_VERSION} dashboard ${file} (${url})"
-    else
-      failed "Istio dashboard ${file}" "Istio's dashboard ${url} (create-cluster.sh) does not resolve: ${error%%$'\n'*}" \
-        "check ISTIO_VERSION against https://github.com/istio/istio/tags and the file names in manifests/addons/dashboards/ there, or the network"
-    fi
+    check_url "${ISTIO_DASHBOARDS_URL}/${file}" "Istio dashboard ${file}" "Istio ${ISTIO_VERSION} dashboard ${file}" \
+      "check ISTIO_VERSION against https://github.com/istio/istio/tags and the file names in manifests/addons/dashboards/ there, or the network"
   done
 }
 

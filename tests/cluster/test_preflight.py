@@ -277,14 +277,16 @@ def test_a_chart_that_does_not_resolve_is_named(sandbox, chart):
 def test_gateway_api_crds_that_do_not_resolve_are_named(sandbox):
     result = failed_run(preflight(sandbox, **network(urls=pinned_urls()[1:])))
     [failure] = failures(result)
-    assert failure.startswith(f"Gateway API CRDs {pinned_urls()[0]}") and "404" in failure
+    assert failure.startswith("Gateway API v") and "404" in failure
+    assert f" CRDs {pinned_urls()[0]} (create-cluster.sh) does not resolve" in failure
 
 
 def test_istio_dashboards_that_do_not_resolve_are_named(sandbox):
     [mesh, *others] = istio_dashboard_urls()
     result = failed_run(preflight(sandbox, **network(urls=pinned_urls()[:1] + others)))
     [failure] = failures(result)
-    assert failure.startswith(f"Istio's dashboard {mesh}") and "404" in failure
+    assert failure.startswith("Istio ") and "404" in failure
+    assert f" dashboard {mesh.rsplit('/', 1)[1]} {mesh} (create-cluster.sh) does not resolve" in failure
     assert "https://github.com/istio/istio/tags" in result.stdout.split(failure, 1)[1].splitlines()[1]
     assert "Istio dashboard istio-mesh-dashboard.gen.json" in summary(result)
 
