@@ -18,6 +18,18 @@
 //!   a node per app and version (`nodeType: app`; `app` and `version` from the
 //!   pods' labels, through Istio's canonical service and revision), and a box
 //!   node (`nodeType: box`, `isBox: app`, no edges) around an app's versions.
+//! - Jaeger's metrics API (the Monitor tab's) `GET /api/metrics/calls`: a
+//!   `MetricFamily` as gogo/jsonpb writes it (Jaeger v2.20.0,
+//!   `internal/proto/metrics/openmetrics.proto`): `{"name":
+//!   "service_operation_call_rate", "type": "GAUGE", "metrics": [{"labels":
+//!   [{"name": "service_name", "value"}, {"name": "operation", "value"}],
+//!   "metricPoints": [{"gaugeValue": {"doubleValue": 0.5}, "timestamp"}]}]}`
+//!   (a NaN is the string `"NaN"`); errors `{"errors": [{"code", "msg"}]}`,
+//!   501 when no metrics backend is configured.
+//! - The gateway's Envoy access log lines in Loki (labels `log_type="access"`
+//!   and `gateway`, set by Alloy: istio-add-ons/alloy-values.yaml), each a
+//!   JSON object in the mesh's format (istio-add-ons/istio-operator.yaml):
+//!   `{"trace_id", "method", "path", "response_code", "duration", ...}`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -359,6 +371,9 @@ pub fn loki_lines(status: u16, body: &Value, trace_id: &str, names: &Names) -> O
                 .and_then(Value::as_str)
                 .map(str::to_owned)
         };
+        if label("container").as_deref() == Some("istio-proxy") {
+            continue;
+        }
         let service = label("app")
             .or_else(|| label("container"))
             .or_else(|| label("service_name"))
@@ -748,6 +763,255 @@ pub fn kiali_graph(status: u16, body: &Value, names: &Names, postgres: Postgres)
         format!(" ({BUSINESS_LOGIC} {called})")
     };
     Outcome::pass(format!("{}, every edge with mTLS{called}", chain(&wanted)))
+}
+
+// ---------------------------------------------------------------- 6. Monitor
+
+/// Per service: the operations Jaeger's metrics API has call rates for, and
+/// the latest finite rate of each (0 when every point is NaN or missing).
+fn call_rates(body: &Value) -> BTreeMap<String, BTreeMap<String, f64>> {
+    let mut services: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
+    for metric in body
+        .get("metrics")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let label = |name: &str| {
+            metric
+                .get("labels")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .find(|l| l.get("name").and_then(Value::as_str) == Some(name))
+                .and_then(|l| l.get("value").and_then(Value::as_str))
+                .unwrap_or("")
+                .to_owned()
+        };
+        let latest = metric
+            .get("metricPoints")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.pointer("/gaugeValue/doubleValue").and_then(Value::as_f64))
+            .rfind(|v| v.is_finite())
+            .unwrap_or(0.0);
+        services
+            .entry(label("service_name"))
+            .or_default()
+            .insert(label("operation"), latest);
+    }
+    services
+}
+
+/// Jaeger's Monitor tab has call rates (from its span metrics) for both
+/// services' server spans.
+pub fn span_metrics(status: u16, body: &Value) -> Outcome {
+    let jaeger_logs = "kubectl -n istio-system logs deploy/jaeger --tail 30";
+    let message = body
+        .pointer("/errors/0/msg")
+        .and_then(Value::as_str)
+        .map_or_else(|| error_text(body), str::to_owned);
+    match status {
+        200 => {}
+        501 => {
+            return Outcome::fail(
+                format!("Jaeger's metrics API: 501 {message}"),
+                "Jaeger has no metrics backend: jaeger_query.storage.metrics and jaeger_storage.metric_backends \
+                 (istio-add-ons/jaeger.yaml) are not in the running configuration",
+                &[
+                    "kubectl -n istio-system get configmap jaeger -o yaml | grep -n -A4 metric",
+                    "make create-cluster",
+                ],
+            );
+        }
+        404 => {
+            return Outcome::fail(
+                format!("Jaeger's metrics API: 404 at /jaeger/api/metrics/calls {message}"),
+                "the Jaeger at /jaeger has no metrics API (another version or base path than istio-add-ons/jaeger.yaml)",
+                &["kubectl -n istio-system get deploy jaeger -o wide"],
+            );
+        }
+        _ => {
+            return Outcome::fail(
+                format!("Jaeger's metrics API: {status} {message}"),
+                "Jaeger cannot read its span metrics back from Prometheus (metric_backends' endpoint)",
+                &[jaeger_logs, "kubectl -n istio-system get svc prometheus"],
+            );
+        }
+    }
+    let services = call_rates(body);
+    let missing: Vec<&str> = [FRONT_END, BUSINESS_LOGIC]
+        .into_iter()
+        .filter(|s| services.get(*s).is_none_or(BTreeMap::is_empty))
+        .collect();
+    if !missing.is_empty() {
+        let (cause, look): (&str, &[&str]) = if services.is_empty() {
+            (
+                "no span metrics at all: Jaeger's traces pipeline does not feed the spanmetrics connector, \
+                 or Prometheus does not scrape its exporter (job jaeger-spanmetrics); \
+                 they appear within a minute of the first pages",
+                &[
+                    "open http://localhost:8080/prometheus/targets   # the Jaeger span metrics target is up",
+                    jaeger_logs,
+                ],
+            )
+        } else {
+            (
+                "span metrics exist, but not for these services: their server spans do not reach Jaeger \
+                 (see 2. Jaeger), or their service.name differs",
+                &[jaeger_logs],
+            )
+        };
+        return Outcome::fail(
+            format!(
+                "Jaeger's Monitor tab has no call rates for {} (it has: {})",
+                missing.join(" and "),
+                if services.is_empty() {
+                    "none".to_owned()
+                } else {
+                    services.keys().cloned().collect::<Vec<_>>().join(", ")
+                }
+            ),
+            cause,
+            look,
+        );
+    }
+    let describe = |service: &str| {
+        let operations = &services[service];
+        let rate: f64 = operations.values().sum();
+        format!(
+            "{service} ({} operation{}, {rate:.2} req/s)",
+            operations.len(),
+            if operations.len() == 1 { "" } else { "s" }
+        )
+    };
+    Outcome::pass(format!(
+        "span metrics in Jaeger's Monitor tab: {} and {}",
+        describe(FRONT_END),
+        describe(BUSINESS_LOGIC)
+    ))
+}
+
+// ---------------------------------------------------------------- 7. access log
+
+/// The LogQL stream selector of the ingress gateway's access log lines.
+pub const GATEWAY_ACCESS_LOG: &str = r#"{log_type="access", gateway!=""}"#;
+
+/// The first access log line in a Loki answer that carries `trace_id`, with
+/// its stream's `gateway` label; `None` when there is none.
+fn access_line(body: &Value, trace_id: Option<&str>) -> Option<(String, Value)> {
+    body.pointer("/data/result")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find_map(|stream| {
+            let gateway = stream
+                .pointer("/stream/gateway")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
+            stream
+                .get("values")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.get(1).and_then(Value::as_str))
+                .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+                .find(|line| {
+                    trace_id
+                        .is_none_or(|id| line.get("trace_id").and_then(Value::as_str) == Some(id))
+                })
+                .map(|line| (gateway.clone(), line))
+        })
+}
+
+/// A field of an access log line as text: Envoy writes numbers for some
+/// operators (`response_code`, `duration`) and strings for the rest.
+fn field(line: &Value, key: &str) -> String {
+    match line.get(key) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => "-".to_owned(),
+    }
+}
+
+/// The gateway's access log line for the slow page's trace: `traced` is
+/// Loki's answer to [`GATEWAY_ACCESS_LOG`] `|= "<trace id>"`, `recent` (asked
+/// only when `traced` has none) its answer to the selector alone, which tells
+/// "no access log at all" from "access log lines without this trace id".
+pub fn gateway_access_log(
+    traced: (u16, &Value),
+    recent: Option<(u16, &Value)>,
+    trace_id: &str,
+    names: &Names,
+) -> Outcome {
+    let ns = names.ns();
+    let (status, body) = traced;
+    if status == 404 && body.get("message").is_some() {
+        return grafana_datasource_missing("loki", status, body);
+    }
+    if status != 200 || body.get("status").and_then(Value::as_str) != Some("success") {
+        return Outcome::fail(
+            format!("Loki query failed: {status} {}", error_text(body)),
+            "Loki (behind Grafana's data source `loki`) does not answer queries",
+            &["kubectl -n istio-system get pods -l app.kubernetes.io/name=loki"],
+        );
+    }
+    if let Some((gateway, line)) = access_line(body, Some(trace_id)) {
+        return Outcome::pass(format!(
+            "gateway {gateway}: \"{} {}\" {} in {} ms, trace_id {trace_id}",
+            field(&line, "method"),
+            field(&line, "path"),
+            field(&line, "response_code"),
+            field(&line, "duration"),
+        ));
+    }
+    let gateway_logs = [
+        "kubectl -n istio-system get telemetry mesh-default -o yaml   # accessLogging: provider access-log-json",
+        &format!(
+            "kubectl -n {ns} logs -l gateway.networking.k8s.io/gateway-name -c istio-proxy --tail 3"
+        ),
+    ];
+    let recent_line = recent
+        .filter(|(status, body)| {
+            *status == 200 && body.get("status").and_then(Value::as_str) == Some("success")
+        })
+        .and_then(|(_, body)| access_line(body, None));
+    match recent_line {
+        None => Outcome::fail(
+            "Loki has no access log lines from the ingress gateway",
+            "Envoy access logging is off (the Telemetry `mesh-default` selects no access log provider, \
+             or the mesh config lacks it: make create-cluster), or Alloy does not label the lines \
+             (log_type=\"access\", gateway)",
+            &[
+                gateway_logs[0],
+                gateway_logs[1],
+                "kubectl -n istio-system logs ds/alloy --tail 30",
+            ],
+        ),
+        Some((gateway, line)) => match line.get("trace_id").and_then(Value::as_str) {
+            Some(other) if other.len() == 32 && other.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Outcome::fail(
+                    format!(
+                        "gateway {gateway}'s access log has no line with trace id {trace_id} (a recent one has {other})"
+                    ),
+                    "the gateway's trace id is not the one the front-end reports: a hop between them starts a new trace \
+                     (see 2. Jaeger), or the line has not reached Loki yet",
+                    &gateway_logs,
+                )
+            }
+            _ => Outcome::fail(
+                format!(
+                    "gateway {gateway}'s access log lines carry no trace id (trace_id: {})",
+                    field(&line, "trace_id")
+                ),
+                "the access log format lacks %TRACE_ID% (mesh config, extension provider access-log-json), \
+                 or the gateway does not trace (the Telemetry's tracing)",
+                &gateway_logs,
+            ),
+        },
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,9 @@
 //! It requests a slow page, reads its trace id from the `traceresponse`
 //! header, then checks (polling each for a bounded time): the landing page,
 //! the trace in Jaeger (one tree, every hop), its log lines in Loki, the
-//! request metrics in Prometheus, and Kiali's graph with mTLS. If nothing
+//! request metrics in Prometheus, Kiali's graph with mTLS, the services'
+//! span metrics in Jaeger's Monitor tab, and the gateway's access log line
+//! for the page in Loki. If nothing
 //! answers at the URL it runs a temporary `kubectl port-forward` to the
 //! gateway and stops it at the end. Exits 0 when every check holds, 1
 //! otherwise, 2 on bad arguments.
@@ -88,13 +90,15 @@ fn duration(value: &str) -> Result<Duration, String> {
     contract::duration_within(value, Duration::ZERO..=Duration::from_secs(600))
 }
 
-const CHECKS: [&str; 6] = [
+const CHECKS: [&str; 8] = [
     "gateway",
     "1. pages",
     "2. Jaeger",
     "3. Loki",
     "4. Prometheus",
     "5. Kiali",
+    "6. Monitor",
+    "7. Access log",
 ];
 
 fn main() -> ExitCode {
@@ -151,6 +155,35 @@ fn get_json(client: &Client, url: &str, query: &[(&str, &str)]) -> (u16, Value) 
         }
         Err(error) => (0, serde_json::json!({ "error": error.to_string() })),
     }
+}
+
+fn unix_now() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+/// Loki's `query_range` through Grafana's data source proxy (uid `loki`):
+/// the last 30 minutes, newest lines first.
+fn loki_query(client: &Client, base: &str, query: &str, limit: &str) -> (u16, Value) {
+    let url = format!("{base}/grafana/api/datasources/proxy/uid/loki/loki/api/v1/query_range");
+    let now = unix_now();
+    let start = now
+        .saturating_sub(Duration::from_secs(30 * 60))
+        .as_nanos()
+        .to_string();
+    let end = (now + Duration::from_secs(60)).as_nanos().to_string();
+    get_json(
+        client,
+        &url,
+        &[
+            ("query", query),
+            ("start", &start),
+            ("end", &end),
+            ("limit", limit),
+            ("direction", "backward"),
+        ],
+    )
 }
 
 fn run(args: &Args) -> anyhow::Result<bool> {
@@ -222,28 +255,14 @@ fn run(args: &Args) -> anyhow::Result<bool> {
             results.push(outcome);
 
             // 3. Loki, through Grafana's data source proxy.
-            let loki =
-                format!("{base}/grafana/api/datasources/proxy/uid/loki/loki/api/v1/query_range");
-            let query = format!("{{namespace=\"{}\"}} |= \"{trace_id}\"", args.namespace);
+            // The services' own lines: the sidecars' access log lines carry
+            // the trace id too, under the same app label (check 7 reads them).
+            let query = format!(
+                "{{namespace=\"{}\", container!=\"istio-proxy\"}} |= \"{trace_id}\"",
+                args.namespace
+            );
             let outcome = poll(args, deadline, || {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap_or_default();
-                let start = (now.saturating_sub(Duration::from_secs(30 * 60)))
-                    .as_nanos()
-                    .to_string();
-                let end = (now + Duration::from_secs(60)).as_nanos().to_string();
-                let (status, body) = get_json(
-                    &client,
-                    &loki,
-                    &[
-                        ("query", &query),
-                        ("start", &start),
-                        ("end", &end),
-                        ("limit", "200"),
-                        ("direction", "backward"),
-                    ],
-                );
+                let (status, body) = loki_query(&client, &base, &query, "200");
                 checks::loki_lines(status, &body, trace_id, &names)
             });
             report(CHECKS[3], &outcome);
@@ -292,6 +311,58 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     });
     report(CHECKS[5], &outcome);
     results.push(outcome);
+
+    // 6. Jaeger's Monitor tab: call rates of both services' server spans over
+    // the last ten minutes, from the span metrics Jaeger reads back from
+    // Prometheus (the query its UI sends, one step a minute).
+    let monitor = format!("{base}/jaeger/api/metrics/calls");
+    let outcome = poll(args, deadline, || {
+        let end = unix_now().as_millis().to_string();
+        let (status, body) = get_json(
+            &client,
+            &monitor,
+            &[
+                ("service", checks::FRONT_END),
+                ("service", checks::BUSINESS_LOGIC),
+                ("groupByOperation", "true"),
+                ("spanKind", "server"),
+                ("endTs", &end),
+                ("lookback", "600000"),
+                ("step", "60000"),
+                ("ratePer", "600000"),
+            ],
+        );
+        checks::span_metrics(status, &body)
+    });
+    report(CHECKS[6], &outcome);
+    results.push(outcome);
+
+    // 7. The ingress gateway's access log line for the slow page, in Loki.
+    match &trace_id {
+        Some(trace_id) => {
+            let traced = format!("{} |= \"{trace_id}\"", checks::GATEWAY_ACCESS_LOG);
+            let outcome = poll(args, deadline, || {
+                let (status, body) = loki_query(&client, &base, &traced, "20");
+                let recent = (status == 200 && body.pointer("/data/result/0").is_none())
+                    .then(|| loki_query(&client, &base, checks::GATEWAY_ACCESS_LOG, "5"));
+                checks::gateway_access_log(
+                    (status, &body),
+                    recent.as_ref().map(|(s, b)| (*s, b)),
+                    trace_id,
+                    &names,
+                )
+            });
+            report(CHECKS[7], &outcome);
+            results.push(outcome);
+        }
+        None => {
+            println!(
+                "✘ {:<13} not checked: no trace id from the slow page (see 1.)",
+                CHECKS[7]
+            );
+            results.push(Outcome::fail("", "", &[]));
+        }
+    }
 
     let failed = results.iter().filter(|o| !o.ok).count();
     let took = started.elapsed().as_secs_f64();

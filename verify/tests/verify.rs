@@ -85,8 +85,8 @@ fn broken(world: World, check: &str, hints: &[&str]) {
         failed[0].starts_with(&format!("✘ {check}")),
         "{check} is the broken one: {out}"
     );
-    assert!(failed[1].contains("1 of 6 checks failed"), "{out}");
-    assert_eq!(marked(&out, "✔ ").len(), 5, "{out}");
+    assert!(failed[1].contains("1 of 8 checks failed"), "{out}");
+    assert_eq!(marked(&out, "✔ ").len(), 7, "{out}");
     for hint in hints {
         assert!(out.contains(hint), "hint {hint:?} missing: {out}");
     }
@@ -108,7 +108,7 @@ fn a_healthy_world_passes_every_check_and_exits_0() {
     let out = stdout(&output);
     assert_eq!(output.status.code(), Some(0), "{out}");
     let passed = marked(&out, "✔ ");
-    assert_eq!(passed.len(), 7, "six checks and the closing line: {out}");
+    assert_eq!(passed.len(), 9, "eight checks and the closing line: {out}");
     for (line, check) in passed.iter().zip([
         "gateway",
         "1. pages",
@@ -116,11 +116,13 @@ fn a_healthy_world_passes_every_check_and_exits_0() {
         "3. Loki",
         "4. Prometheus",
         "5. Kiali",
+        "6. Monitor",
+        "7. Access log",
     ]) {
         assert!(line.starts_with(&format!("✔ {check}")), "{line}");
     }
     assert!(marked(&out, "✘").is_empty(), "{out}");
-    assert!(out.contains("all 6 checks hold"), "{out}");
+    assert!(out.contains("all 8 checks hold"), "{out}");
 
     // It asked about the trace the slow page named, through the one URL.
     let traces = standin.traces();
@@ -158,6 +160,92 @@ fn a_healthy_world_passes_every_check_and_exits_0() {
         requests
             .iter()
             .any(|r| r.starts_with("/kiali/api/namespaces/graph?namespaces=demo-app"))
+    );
+
+    // Jaeger's Monitor tab: both services' server spans, by operation.
+    assert!(
+        out.contains("span metrics in Jaeger's Monitor tab: front-end (2 operations, 0.10 req/s) and business-logic (1 operation, 0.05 req/s)"),
+        "{out}"
+    );
+    assert!(
+        requests.iter().any(|r| r.starts_with(
+            "/jaeger/api/metrics/calls?service=front-end&service=business-logic&groupByOperation=true&spanKind=server&endTs="
+        )),
+        "{requests:?}"
+    );
+    // The gateway's access log line of the slow page (not of the landing
+    // page, which the gateway logged too, with its own trace id).
+    assert!(
+        out.contains(&format!(
+            "✔ 7. Access log gateway istio-ingressgateway: \"GET /demo-app/slow-page?delay_ms=500\" 200 in 512 ms, trace_id {trace}"
+        )),
+        "{out}"
+    );
+}
+
+#[test]
+fn jaeger_without_a_metrics_backend_points_at_its_query_configuration() {
+    broken(
+        World {
+            no_metrics_backend: true,
+            ..World::default()
+        },
+        "6. Monitor",
+        &[
+            "Jaeger's metrics API: 501 trace metrics are currently disabled",
+            "jaeger_query.storage.metrics",
+            "kubectl -n istio-system get configmap jaeger -o yaml",
+        ],
+    );
+}
+
+#[test]
+fn no_span_metrics_point_at_the_connector_and_the_scrape() {
+    broken(
+        World {
+            no_span_metrics: true,
+            ..World::default()
+        },
+        "6. Monitor",
+        &[
+            "Jaeger's Monitor tab has no call rates for front-end and business-logic (it has: none)",
+            "spanmetrics connector",
+            "/prometheus/targets",
+        ],
+    );
+}
+
+#[test]
+fn no_access_log_points_at_the_telemetry_and_alloy() {
+    for gateway_api in [false, true] {
+        broken(
+            World {
+                no_access_log: true,
+                gateway_api,
+                ..World::default()
+            },
+            "7. Access log",
+            &[
+                "Loki has no access log lines from the ingress gateway",
+                "kubectl -n istio-system get telemetry mesh-default -o yaml",
+                "kubectl -n istio-system logs ds/alloy",
+            ],
+        );
+    }
+}
+
+#[test]
+fn an_access_log_without_trace_ids_points_at_the_format() {
+    broken(
+        World {
+            access_log_without_trace_id: true,
+            ..World::default()
+        },
+        "7. Access log",
+        &[
+            "gateway istio-ingressgateway's access log lines carry no trace id (trace_id: -)",
+            "%TRACE_ID%",
+        ],
     );
 }
 
@@ -353,7 +441,7 @@ fn nothing_at_the_url_and_no_kubectl_says_so_and_exits_1() {
     assert!(failed[0].contains("`kubectl` is not installed"), "{out}");
     assert_eq!(failed.len(), 2, "the gateway and the closing line: {out}");
     assert!(out.contains("make port-forward"), "{out}");
-    assert_eq!(marked(&out, "· ").len(), 5, "the rest not checked: {out}");
+    assert_eq!(marked(&out, "· ").len(), 7, "the rest not checked: {out}");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 
@@ -538,7 +626,7 @@ fn says_there_is_no_cluster(arms: &str, args: &[&str], first: &str, look: &str) 
         !calls.contains("port-forward") && !calls.contains("get service"),
         "{calls}"
     );
-    assert_eq!(marked(&out, "· ").len(), 5, "the rest not checked: {out}");
+    assert_eq!(marked(&out, "· ").len(), 7, "the rest not checked: {out}");
 }
 
 #[test]
@@ -616,7 +704,7 @@ fn make_verify_runs_the_checker_with_the_makefiles_settings() {
     let out = stdout(&output);
     eprintln!("{out}{}", String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success(), "{out}");
-    assert!(out.contains("all 6 checks hold"), "{out}");
+    assert!(out.contains("all 8 checks hold"), "{out}");
     let args = std::fs::read_to_string(dir.join("cargo-args")).unwrap();
     assert!(args.starts_with("run --release -p verify -- "), "{args}");
     assert!(args.contains(&format!("--url {}", standin.url())), "{args}");

@@ -1,5 +1,6 @@
 //! A stand-in for the gateway URL of the walkthrough: the app under
-//! `/demo-app/`, Jaeger's query API under `/jaeger/api/`, Loki and Prometheus
+//! `/demo-app/`, Jaeger's query and metrics API under `/jaeger/api/`, Loki
+//! (the services' log lines and the proxies' Envoy access log lines) and Prometheus
 //! behind Grafana's data source proxy (`/grafana/api/datasources/proxy/uid/
 //! {loki,prometheus}/...`) and Kiali's graph API under `/kiali/api/`, each
 //! answering in the real API's format, about one consistent world that a
@@ -35,6 +36,14 @@ pub struct World {
     pub business_logic: Versions,
     /// Kiali's graph has no traffic from front-end to business-logic.
     pub no_business_logic_edge: bool,
+    /// Jaeger runs without a metrics backend: its metrics API answers 501.
+    pub no_metrics_backend: bool,
+    /// Nothing produces span metrics: Jaeger's metrics API finds no series.
+    pub no_span_metrics: bool,
+    /// Envoy access logging is off: no access log lines reach Loki.
+    pub no_access_log: bool,
+    /// The access log format has no `trace_id`.
+    pub access_log_without_trace_id: bool,
 }
 
 /// business-logic's workloads that receive calls, as the chart deploys them:
@@ -75,6 +84,8 @@ struct State {
     requests: Vec<String>,
     /// The PromQL expressions asked for.
     promql: Vec<String>,
+    /// Access log lines the proxies wrote: stream labels and the line.
+    access_log: Vec<(Value, String)>,
 }
 
 /// The running stand-in.
@@ -106,6 +117,7 @@ impl StandIn {
                         .route("/demo-app/", web::get().to(landing))
                         .route("/demo-app/slow-page", web::get().to(slow_page))
                         .route("/jaeger/api/traces/{id}", web::get().to(jaeger_trace))
+                        .route("/jaeger/api/metrics/calls", web::get().to(jaeger_calls))
                         .route(
                             "/grafana/api/datasources/proxy/uid/loki/loki/api/v1/query_range",
                             web::get().to(loki_query_range),
@@ -180,7 +192,8 @@ fn param(request: &HttpRequest, key: &str) -> Option<String> {
 // ---------------------------------------------------------------- the app
 
 async fn landing(state: Shared, request: HttpRequest) -> HttpResponse {
-    record(&state, &request);
+    let world = record(&state, &request);
+    log_access(&state, world, &request, &hex(32), 1);
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .body(
@@ -191,15 +204,65 @@ async fn landing(state: Shared, request: HttpRequest) -> HttpResponse {
 }
 
 async fn slow_page(state: Shared, request: HttpRequest) -> HttpResponse {
-    record(&state, &request);
+    let world = record(&state, &request);
     let trace_id = hex(32);
     state.lock().unwrap().traces.push(trace_id.clone());
+    log_access(&state, world, &request, &trace_id, 512);
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header(("traceresponse", format!("00-{trace_id}-{}-01", hex(16))))
         .body(format!(
             "<html><body><p>5000 catalog items summarised</p><code id=\"trace-id\">{trace_id}</code></body></html>"
         ))
+}
+
+/// The gateway's and the front-end sidecar's Envoy access log lines for a
+/// request, in the mesh's JSON format (istio-add-ons/istio-operator.yaml,
+/// provider `access-log-json`) with Alloy's labels (alloy-values.yaml).
+/// Envoy writes numbers for `response_code`, `duration` and the byte counts.
+fn log_access(state: &Shared, world: World, request: &HttpRequest, trace_id: &str, ms: u64) {
+    if world.no_access_log {
+        return;
+    }
+    let (namespace, gateway, pod) = if world.gateway_api {
+        (
+            NAMESPACE,
+            "app-gateway",
+            "app-gateway-istio-5c7d8f9b6-h2n4v",
+        )
+    } else {
+        (
+            "istio-system",
+            "istio-ingressgateway",
+            "istio-ingressgateway-6b8d4c7f9-k3m5p",
+        )
+    };
+    let path = request.uri().to_string();
+    let line = |upstream: &str| {
+        let mut line = json!({
+            "authority": "localhost:8080", "bytes_received": 0, "bytes_sent": 1843,
+            "downstream_remote_address": "10.244.1.1:50412", "duration": ms, "method": "GET",
+            "path": path, "protocol": "HTTP/1.1", "response_code": 200, "response_flags": "-",
+            "route_name": null, "start_time": "2026-12-07T01:00:00.000Z", "trace_id": trace_id,
+            "upstream_cluster": upstream, "upstream_host": "10.244.1.7:8080",
+            "user_agent": "verify", "x_request_id": "6b2f0c1e-3f57-4a8e-9d1c-2f4e5a6b7c8d"
+        });
+        if world.access_log_without_trace_id {
+            line.as_object_mut().unwrap().remove("trace_id");
+        }
+        line.to_string()
+    };
+    let mut state = state.lock().unwrap();
+    state.access_log.push((
+        json!({"namespace": namespace, "pod": pod, "container": "istio-proxy",
+               "app": gateway, "gateway": gateway, "log_type": "access"}),
+        line("outbound|8080||front-end.demo-app.svc.cluster.local"),
+    ));
+    state.access_log.push((
+        json!({"namespace": NAMESPACE, "pod": "front-end-7d9c6b5f4-x2k8p", "container": "istio-proxy",
+               "app": "front-end", "log_type": "access"}),
+        line("inbound|8080||"),
+    ));
 }
 
 // ---------------------------------------------------------------- Jaeger
@@ -342,6 +405,97 @@ fn jaeger_body(trace_id: &str, world: World) -> Value {
     })
 }
 
+/// Jaeger's `GET /api/metrics/calls` (the Monitor tab's call rates), as
+/// v2.20.0 answers it: its parameter checks, 501 without a metrics backend,
+/// and a `MetricFamily` in gogo/jsonpb's JSON (NaN as the string "NaN").
+async fn jaeger_calls(state: Shared, request: HttpRequest) -> HttpResponse {
+    let world = record(&state, &request);
+    let error = |code: u16, msg: String| {
+        HttpResponse::build(actix_web::http::StatusCode::from_u16(code).unwrap()).json(json!({
+            "data": null, "total": 0, "limit": 0, "offset": 0,
+            "errors": [{"code": code, "msg": msg}]
+        }))
+    };
+    let query = query(&request);
+    let services: Vec<&str> = query
+        .iter()
+        .filter(|(k, _)| k == "service")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    if services.is_empty() {
+        return error(
+            400,
+            "unable to parse param 'service': please provide at least one service name".into(),
+        );
+    }
+    for (key, value) in &query {
+        let ok = match key.as_str() {
+            "endTs" | "lookback" | "step" | "ratePer" => value.parse::<i64>().is_ok(),
+            "groupByOperation" => value.parse::<bool>().is_ok(),
+            "spanKind" => [
+                "unspecified",
+                "internal",
+                "server",
+                "client",
+                "producer",
+                "consumer",
+            ]
+            .contains(&value.as_str()),
+            _ => true,
+        };
+        if !ok {
+            return error(
+                400,
+                format!("unable to parse param '{key}': invalid value {value:?}"),
+            );
+        }
+    }
+    if world.no_metrics_backend {
+        return error(
+            501,
+            "trace metrics are currently disabled - no metrics backend configured".into(),
+        );
+    }
+    let by_operation = param(&request, "groupByOperation").as_deref() == Some("true");
+    let served = !state.lock().unwrap().traces.is_empty();
+    let mut metrics = Vec::new();
+    if served && !world.no_span_metrics {
+        for (service, operations) in [
+            ("front-end", &["GET /", "GET /slow-page"][..]),
+            ("business-logic", &["GET /slow-endpoint"][..]),
+        ] {
+            if !services.contains(&service) {
+                continue;
+            }
+            let operations: &[&str] = if by_operation { operations } else { &[""] };
+            for operation in operations {
+                let mut labels = vec![json!({"name": "service_name", "value": service})];
+                if by_operation {
+                    labels.insert(0, json!({"name": "operation", "value": operation}));
+                }
+                metrics.push(json!({
+                    "labels": labels,
+                    "metricPoints": [
+                        {"gaugeValue": {"doubleValue": "NaN"}, "timestamp": "2026-12-07T00:58:00Z"},
+                        {"gaugeValue": {"doubleValue": 0.0125}, "timestamp": "2026-12-07T00:59:00Z"},
+                        {"gaugeValue": {"doubleValue": 0.05}, "timestamp": "2026-12-07T01:00:00Z"}
+                    ]
+                }));
+            }
+        }
+    }
+    let (name, help) = if by_operation {
+        (
+            "service_operation_call_rate",
+            "calls/sec, grouped by service & operation",
+        )
+    } else {
+        ("service_call_rate", "calls/sec, grouped by service")
+    };
+    HttpResponse::Ok()
+        .json(json!({"name": name, "type": "GAUGE", "help": help, "metrics": metrics}))
+}
+
 // ---------------------------------------------------------------- Loki
 
 /// Loki's `GET /loki/api/v1/query_range`, behind Grafana's data source proxy.
@@ -357,32 +511,81 @@ async fn loki_query_range(state: Shared, request: HttpRequest) -> HttpResponse {
     let (Ok(start), Ok(end)) = (start.parse::<u128>(), end.parse::<u128>()) else {
         return HttpResponse::BadRequest().body("invalid start or end: not a nanosecond timestamp");
     };
-    // A LogQL stream selector with a line filter for the trace id.
-    let selector = format!("{{namespace=\"{NAMESPACE}\"}} |= \"");
-    let Some(trace_id) = query
-        .strip_prefix(&selector)
-        .and_then(|rest| rest.strip_suffix('"'))
-    else {
+    let Some((matchers, filters)) = logql(&query) else {
         return HttpResponse::BadRequest().body(format!("parse error: unexpected query {query}"));
     };
-    let known = state.lock().unwrap().traces.iter().any(|t| t == trace_id);
+    if !matchers
+        .iter()
+        .any(|(_, equal, value)| *equal && !value.is_empty())
+    {
+        return HttpResponse::BadRequest().body(
+            "parse error: queries require at least one regexp or equality matcher that does not have an empty-compatible value",
+        );
+    }
+    // The services' log lines of the traces served, then the proxies' access
+    // log lines.
+    let mut streams: Vec<(Value, String)> = Vec::new();
+    if !world.no_log_lines {
+        for trace_id in state.lock().unwrap().traces.iter() {
+            for (app, line) in [
+                ("front-end", "slow page rendered"),
+                ("business-logic", "catalog summarised"),
+            ] {
+                streams.push((
+                    json!({"namespace": NAMESPACE, "app": app, "container": app, "pod": format!("{app}-7d9c6b5f4-x2k8p")}),
+                    format!("2026-11-26T09:00:00.000Z  INFO {line} trace_id={trace_id} span_id={}", hex(16)),
+                ));
+            }
+        }
+    }
+    streams.extend(state.lock().unwrap().access_log.iter().cloned());
     let mut result = Vec::new();
-    if known && !world.no_log_lines && start < end {
+    if start < end {
         let ts = (end - 1_000_000_000).to_string();
-        for (app, line) in [
-            ("front-end", "slow page rendered"),
-            ("business-logic", "catalog summarised"),
-        ] {
-            result.push(json!({
-                "stream": {"namespace": NAMESPACE, "app": app, "container": app, "pod": format!("{app}-7d9c6b5f4-x2k8p")},
-                "values": [[ts, format!("2026-11-26T09:00:00.000Z  INFO {line} trace_id={trace_id} span_id={}", hex(16))]]
-            }));
+        for (labels, line) in streams {
+            let label = |name: &str| labels.get(name).and_then(Value::as_str).unwrap_or("");
+            let selected = matchers
+                .iter()
+                .all(|(name, equal, value)| (label(name) == value) == *equal);
+            if selected && filters.iter().all(|f| line.contains(f.as_str())) {
+                result.push(json!({"stream": labels, "values": [[ts, line]]}));
+            }
         }
     }
     HttpResponse::Ok().json(json!({
         "status": "success",
         "data": {"resultType": "streams", "result": result, "stats": {}}
     }))
+}
+
+/// The LogQL verify sends: a stream selector of `=` and `!=` matchers, then
+/// any number of `|= "text"` line filters. `None` for anything else.
+#[allow(clippy::type_complexity)]
+fn logql(query: &str) -> Option<(Vec<(String, bool, String)>, Vec<String>)> {
+    let rest = query.trim().strip_prefix('{')?;
+    let (selector, mut rest) = rest.split_once('}')?;
+    let mut matchers = Vec::new();
+    for matcher in selector.split(',').map(str::trim) {
+        let (name, equal, value) = if let Some((n, v)) = matcher.split_once("!=") {
+            (n, false, v)
+        } else {
+            let (n, v) = matcher.split_once('=')?;
+            (n, true, v)
+        };
+        let value = value.trim().strip_prefix('"')?.strip_suffix('"')?;
+        matchers.push((name.trim().to_owned(), equal, value.to_owned()));
+    }
+    let mut filters = Vec::new();
+    loop {
+        rest = rest.trim_start();
+        if rest.is_empty() {
+            return Some((matchers, filters));
+        }
+        let text = rest.strip_prefix("|=")?.trim_start().strip_prefix('"')?;
+        let (text, after) = text.split_once('"')?;
+        filters.push(text.to_owned());
+        rest = after;
+    }
 }
 
 // ---------------------------------------------------------------- Prometheus
