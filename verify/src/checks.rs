@@ -67,10 +67,34 @@ impl Outcome {
     }
 }
 
-/// Names the checks need: the app namespace and the services' names.
+/// The data plane the app namespace runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MeshMode {
+    /// An Envoy sidecar in every pod (label `istio-injection=enabled`).
+    Sidecar,
+    /// ztunnel on every node for L4 and mTLS, a waypoint proxy for L7
+    /// (label `istio.io/dataplane-mode=ambient`).
+    Ambient,
+}
+
+impl MeshMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sidecar => "sidecar",
+            Self::Ambient => "ambient",
+        }
+    }
+}
+
+/// Names the checks need: the app namespace, its mesh mode and, in ambient
+/// mode, the waypoint's name.
 #[derive(Debug, Clone)]
 pub struct Names {
     pub namespace: String,
+    pub mode: MeshMode,
+    /// The waypoint (a Gateway of class `istio-waypoint`) business-logic is
+    /// bound to; Istio deploys it as Deployment `<name>`.
+    pub waypoint: String,
 }
 
 pub const FRONT_END: &str = contract::routes::front_end::SERVICE_NAME;
@@ -93,6 +117,27 @@ impl Names {
 
     fn ns(&self) -> &str {
         &self.namespace
+    }
+
+    /// The waypoint's spans: its pods carry no `app` label, so Istio names
+    /// them after the Deployment (`<workload>.<namespace>`, istio/istio
+    /// pkg/bootstrap/config.go, `serviceClusterOrDefault`).
+    fn waypoint_service(&self) -> String {
+        format!("{}.{}", self.waypoint, self.namespace)
+    }
+}
+
+/// The mesh mode a trace shows: ambient when the waypoint made spans, sidecar
+/// when a sidecar did, `None` when neither (the checks then name the gap).
+pub fn mode_from_trace(body: &Value, names: &Names) -> Option<MeshMode> {
+    let spans = jaeger_spans(body)?;
+    let has = |service: &str| spans.iter().any(|s| s.service == service);
+    if has(&names.waypoint_service()) {
+        Some(MeshMode::Ambient)
+    } else if has(&names.sidecar(FRONT_END)) || has(&names.sidecar(BUSINESS_LOGIC)) {
+        Some(MeshMode::Sidecar)
+    } else {
+        None
     }
 }
 
@@ -258,7 +303,49 @@ pub fn jaeger_trace(status: u16, body: &Value, trace_id: &str, names: &Names) ->
         .filter(|s| s.parents.iter().any(|p| !ids.contains(p.as_str())))
         .collect();
 
-    if !has(&fe_sidecar) && !has(&bl_sidecar) && (has(FRONT_END) || has(BUSINESS_LOGIC)) {
+    let waypoint = names.waypoint_service();
+    let sidecars = has(&fe_sidecar) || has(&bl_sidecar);
+    let services_seen = has(FRONT_END) || has(BUSINESS_LOGIC);
+    if names.mode == MeshMode::Ambient && sidecars {
+        return Outcome::fail(
+            format!("trace {trace_id} has sidecar spans in ambient mode (services: {seen})"),
+            "the pods still run sidecars: the namespace keeps istio-injection=enabled, or its pods predate the switch \
+             to ambient (restart them)",
+            &[
+                &format!(
+                    "kubectl get ns {ns} --show-labels   # istio.io/dataplane-mode=ambient, no istio-injection"
+                ),
+                &format!("kubectl -n {ns} rollout restart deployment"),
+            ],
+        );
+    }
+    if names.mode == MeshMode::Ambient && !has(&waypoint) && services_seen {
+        return Outcome::fail(
+            format!("trace {trace_id} has no span from the waypoint {waypoint} (services: {seen})"),
+            format!(
+                "the calls to {BUSINESS_LOGIC} bypass the waypoint: no waypoint Gateway `{}`, {BUSINESS_LOGIC}'s Service \
+                 not bound to it (label istio.io/use-waypoint), or the namespace not enrolled in ambient \
+                 (istio.io/dataplane-mode=ambient)",
+                names.waypoint
+            ),
+            &[
+                &format!("kubectl -n {ns} get gateway {}", names.waypoint),
+                &format!(
+                    "kubectl -n {ns} get svc {BUSINESS_LOGIC} --show-labels   # istio.io/use-waypoint"
+                ),
+                &format!("kubectl get ns {ns} --show-labels"),
+                &format!("istioctl ztunnel-config workloads | grep {ns}   # PROTOCOL HBONE"),
+            ],
+        );
+    }
+    if names.mode == MeshMode::Sidecar && !sidecars && has(&waypoint) {
+        return Outcome::fail(
+            format!("trace {trace_id} has waypoint spans and no sidecar spans (services: {seen})"),
+            "the namespace runs in ambient mode: check it as such (make verify MESH_MODE=ambient)",
+            &[&format!("kubectl get ns {ns} --show-labels")],
+        );
+    }
+    if names.mode == MeshMode::Sidecar && !sidecars && services_seen {
         return Outcome::fail(
             format!("trace {trace_id} has no sidecar spans (services: {seen})"),
             "the pods run without Istio sidecars: the namespace lacks sidecar injection (label istio-injection=enabled, then restart the pods), or the sidecars' tracing is off",
@@ -308,22 +395,32 @@ pub fn jaeger_trace(status: u16, body: &Value, trace_id: &str, names: &Names) ->
             ],
         );
     }
-    let missing: Vec<&str> = [
-        (fe_sidecar.as_str(), has(&fe_sidecar)),
-        (FRONT_END, has(FRONT_END)),
-        (bl_sidecar.as_str(), has(&bl_sidecar)),
-        (BUSINESS_LOGIC, has(BUSINESS_LOGIC)),
-        ("data_transformation", transformation),
-    ]
-    .iter()
-    .filter(|(_, present)| !present)
-    .map(|(name, _)| *name)
-    .collect();
+    // The hops in the order a request takes them.
+    let hops: Vec<&str> = match names.mode {
+        MeshMode::Sidecar => vec![&fe_sidecar, FRONT_END, &bl_sidecar, BUSINESS_LOGIC],
+        MeshMode::Ambient => vec![FRONT_END, &waypoint, BUSINESS_LOGIC],
+    };
+    let missing: Vec<&str> = hops
+        .iter()
+        .map(|hop| (*hop, has(hop)))
+        .chain([("data_transformation", transformation)])
+        .collect::<Vec<_>>()
+        .iter()
+        .filter(|(_, present)| !present)
+        .map(|(name, _)| *name)
+        .collect();
     if !missing.is_empty() {
         let missing = missing.join(", ");
         return Outcome::fail(
             format!("trace {trace_id} lacks spans of {missing} (services: {seen})"),
-            "that part's spans do not reach Jaeger: a pod without its sidecar, or a service that does not export (OTEL_TRACES_EXPORTER, OTEL_EXPORTER_OTLP_ENDPOINT)",
+            match names.mode {
+                MeshMode::Sidecar => {
+                    "that part's spans do not reach Jaeger: a pod without its sidecar, or a service that does not export (OTEL_TRACES_EXPORTER, OTEL_EXPORTER_OTLP_ENDPOINT)"
+                }
+                MeshMode::Ambient => {
+                    "that part's spans do not reach Jaeger: a service that does not export (OTEL_TRACES_EXPORTER, OTEL_EXPORTER_OTLP_ENDPOINT), or the waypoint's tracing"
+                }
+            },
             &[
                 &format!("kubectl -n {ns} get pods"),
                 &format!(
@@ -334,8 +431,9 @@ pub fn jaeger_trace(status: u16, body: &Value, trace_id: &str, names: &Names) ->
     }
     let gateway = gateway.unwrap_or_default();
     Outcome::pass(format!(
-        "trace {trace_id} is one tree of {} spans: {gateway} → {fe_sidecar} → {FRONT_END} → {bl_sidecar} → {BUSINESS_LOGIC} → data_transformation",
-        spans.len()
+        "trace {trace_id} is one tree of {} spans: {gateway} → {} → data_transformation",
+        spans.len(),
+        hops.join(" → ")
     ))
 }
 
@@ -545,7 +643,14 @@ pub fn prometheus_metrics(app: (u16, &Value), istio: (u16, &Value), names: &Name
         let missing = missing.join(" and ");
         return Outcome::fail(
             format!("Prometheus has no http_requests_total from {missing}"),
-            "Prometheus does not scrape the services' /metrics (the pods' prometheus.io annotations, merged by the sidecar on port 15020)",
+            match names.mode {
+                MeshMode::Sidecar => {
+                    "Prometheus does not scrape the services' /metrics (the pods' prometheus.io annotations, merged by the sidecar on port 15020)"
+                }
+                MeshMode::Ambient => {
+                    "Prometheus does not scrape the services' /metrics (the pods' prometheus.io annotations; with STRICT mTLS ztunnel refuses plain-text scrapes, so Prometheus must be enrolled in ambient itself)"
+                }
+            },
             &[
                 &format!("kubectl -n {ns} get pods -o yaml | grep prometheus.io"),
                 "kubectl -n istio-system logs deploy/prometheus --tail 30",
@@ -564,14 +669,32 @@ pub fn prometheus_metrics(app: (u16, &Value), istio: (u16, &Value), names: &Name
         })
         .collect();
     if hop.is_empty() {
-        return Outcome::fail(
-            format!("Prometheus has no istio_requests_total for {FRONT_END} → {BUSINESS_LOGIC}"),
-            "the sidecars report no Istio metrics: pods without sidecars, or Prometheus does not scrape the proxies (port 15020)",
-            &[
-                &format!("kubectl -n {ns} get pods   # READY 2/2 = app + sidecar"),
-                &format!("kubectl get ns {ns} --show-labels"),
-            ],
-        );
+        let summary =
+            format!("Prometheus has no istio_requests_total for {FRONT_END} → {BUSINESS_LOGIC}");
+        return match names.mode {
+            MeshMode::Sidecar => Outcome::fail(
+                summary,
+                "the sidecars report no Istio metrics: pods without sidecars, or Prometheus does not scrape the proxies (port 15020)",
+                &[
+                    &format!("kubectl -n {ns} get pods   # READY 2/2 = app + sidecar"),
+                    &format!("kubectl get ns {ns} --show-labels"),
+                ],
+            ),
+            MeshMode::Ambient => Outcome::fail(
+                summary,
+                format!(
+                    "in ambient mode the waypoint reports HTTP metrics (ztunnel only TCP ones): no waypoint `{}`, \
+                     {BUSINESS_LOGIC} not bound to it, or Prometheus does not scrape it (port 15020)",
+                    names.waypoint
+                ),
+                &[
+                    &format!("kubectl -n {ns} get gateway {} -o wide", names.waypoint),
+                    &format!(
+                        "kubectl -n {ns} get svc {BUSINESS_LOGIC} --show-labels   # istio.io/use-waypoint"
+                    ),
+                ],
+            ),
+        };
     }
     let versions = versions_text(&hop.into_iter().collect());
     let versions = if versions.is_empty() {
@@ -727,10 +850,23 @@ pub fn kiali_graph(status: u16, body: &Value, names: &Names, postgres: Postgres)
                 return Outcome::fail(
                     format!("Kiali's graph of {ns} has no edge {source} → {target}"),
                     format!(
-                        "Kiali sees no traffic {source} → {target} in Istio's metrics (last 10 min): the sidecars' metrics, or Kiali's Prometheus"
+                        "Kiali sees no traffic {source} → {target} in Istio's metrics (last 10 min): the {}' metrics, or Kiali's Prometheus",
+                        match names.mode {
+                            MeshMode::Sidecar => "sidecars",
+                            MeshMode::Ambient => "waypoint's and ztunnels",
+                        }
                     ),
                     &[
-                        &format!("kubectl -n {ns} get pods   # READY 2/2 = app + sidecar"),
+                        &match names.mode {
+                            MeshMode::Sidecar => {
+                                format!("kubectl -n {ns} get pods   # READY 2/2 = app + sidecar")
+                            }
+                            MeshMode::Ambient => {
+                                format!(
+                                    "istioctl ztunnel-config workloads | grep {ns}   # PROTOCOL HBONE"
+                                )
+                            }
+                        },
                         "kubectl -n istio-system logs deploy/kiali --tail 30",
                     ],
                 );
@@ -746,11 +882,25 @@ pub fn kiali_graph(status: u16, body: &Value, names: &Names, postgres: Postgres)
                         "Kiali: edge {source} → {target} without mTLS ({})",
                         plain.join(", ")
                     ),
-                    "traffic on that edge is plain text: the PeerAuthentication (mode STRICT) or a pod without its sidecar",
-                    &[
-                        &format!("kubectl -n {ns} get peerauthentication -o yaml"),
-                        &format!("kubectl -n {ns} get pods   # READY 2/2 = app + sidecar"),
-                    ],
+                    match names.mode {
+                        MeshMode::Sidecar => "traffic on that edge is plain text: the PeerAuthentication (mode STRICT) or a pod without its sidecar",
+                        MeshMode::Ambient => "traffic on that edge is plain text: the namespace is not enrolled in ambient (istio.io/dataplane-mode=ambient), \
+                            ztunnel is not ready on the node, or the PeerAuthentication (mode STRICT)",
+                    },
+                    &match names.mode {
+                        MeshMode::Sidecar => vec![
+                            format!("kubectl -n {ns} get peerauthentication -o yaml"),
+                            format!("kubectl -n {ns} get pods   # READY 2/2 = app + sidecar"),
+                        ],
+                        MeshMode::Ambient => vec![
+                            format!("kubectl get ns {ns} --show-labels   # istio.io/dataplane-mode=ambient"),
+                            "kubectl -n istio-system get daemonset ztunnel   # READY on every node".to_owned(),
+                            format!("kubectl -n {ns} get peerauthentication -o yaml"),
+                        ],
+                    }
+                    .iter()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>(),
                 );
             }
             Some(_) => {}

@@ -121,6 +121,30 @@ impl Kubectl {
         command
     }
 
+    /// The namespace's `istio.io/dataplane-mode` label: `Some("ambient")`
+    /// when it is enrolled in ambient, `Some("")` when it has no such label,
+    /// `None` when kubectl cannot tell (no kubectl, no cluster, no namespace).
+    pub fn dataplane_mode(&self, namespace: &str) -> Option<String> {
+        let output = self
+            .command()
+            .args([
+                "get",
+                "namespace",
+                namespace,
+                "-o",
+                r"jsonpath={.metadata.labels.istio\.io/dataplane-mode}",
+                &format!("--request-timeout={API_SERVER_TIMEOUT}"),
+            ])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    }
+
     /// The gateway's Service as `(namespace, service)`: the one Istio deploys
     /// for a Gateway API `Gateway` in the app namespace when there is one,
     /// else Istio's own `istio-system/istio-ingressgateway`.

@@ -28,7 +28,7 @@ use clap::Parser;
 use reqwest::blocking::Client;
 use serde_json::Value;
 
-use checks::{Names, Outcome, Postgres};
+use checks::{MeshMode, Names, Outcome, Postgres};
 use gateway::{ForwardError, Kubectl, NoCluster};
 
 /// Checks the app, its trace, logs, metrics and mesh graph on the cluster.
@@ -59,6 +59,15 @@ struct Args {
     /// postgres node), on, off.
     #[arg(long, default_value = "auto", value_parser = postgres)]
     postgres: Postgres,
+    /// The app namespace's data plane: sidecar, ambient, or auto (the
+    /// namespace's `istio.io/dataplane-mode` label through kubectl; without
+    /// kubectl, what the trace shows: waypoint spans or sidecar spans).
+    #[arg(long, env = "MESH_MODE", default_value = "auto", value_parser = mesh_mode)]
+    mesh_mode: ModeArg,
+    /// In ambient mode, the waypoint business-logic is bound to (the chart's
+    /// Gateway of class istio-waypoint).
+    #[arg(long, default_value = "waypoint")]
+    waypoint: String,
     /// How long one check keeps polling before it gives up: 45s, 500ms, 1m.
     #[arg(long, default_value = "45s", value_parser = duration)]
     poll_limit: Duration,
@@ -80,6 +89,19 @@ fn postgres(value: &str) -> Result<Postgres, String> {
         "on" | "true" => Ok(Postgres::On),
         "off" | "false" => Ok(Postgres::Off),
         _ => Err(format!("{value:?}: expected auto, on or off")),
+    }
+}
+
+/// `--mesh-mode`: a mode, or `None` for auto.
+#[derive(Debug, Clone, Copy)]
+struct ModeArg(Option<MeshMode>);
+
+fn mesh_mode(value: &str) -> Result<ModeArg, String> {
+    match value {
+        "auto" => Ok(ModeArg(None)),
+        "sidecar" => Ok(ModeArg(Some(MeshMode::Sidecar))),
+        "ambient" => Ok(ModeArg(Some(MeshMode::Ambient))),
+        _ => Err(format!("{value:?}: expected auto, sidecar or ambient")),
     }
 }
 
@@ -190,19 +212,43 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     let started = Instant::now();
     let deadline = started + args.deadline;
     let base = args.url.trim_end_matches('/').to_owned();
-    let names = Names {
+    let kubectl = Kubectl {
+        program: args.kubectl.clone(),
+        context: args.context.clone(),
+    };
+    // The mesh mode: named, or the namespace's label; `None` until the trace
+    // shows it (no kubectl, or no cluster to ask).
+    let (mode, mode_source) = match args.mesh_mode.0 {
+        Some(mode) => (Some(mode), "as asked"),
+        None => match kubectl.dataplane_mode(&args.namespace).as_deref() {
+            Some("ambient") => (Some(MeshMode::Ambient), "from the namespace's label"),
+            Some(_) => (Some(MeshMode::Sidecar), "from the namespace's labels"),
+            None => (None, "from the trace"),
+        },
+    };
+    let mut names = Names {
         namespace: args.namespace.clone(),
+        mode: mode.unwrap_or(MeshMode::Sidecar),
+        waypoint: args.waypoint.clone(),
     };
     let client = Client::builder()
         .connect_timeout(Duration::from_secs(3))
         .timeout(Duration::from_secs(10))
         .build()
         .context("building the HTTP client")?;
-    println!(
-        "Checking the chain through {base} (namespace {}); each check polls up to {} s.",
-        args.namespace,
-        args.poll_limit.as_secs_f64()
-    );
+    match mode {
+        Some(mode) => println!(
+            "Checking the chain through {base} (namespace {}, {} mode {mode_source}); each check polls up to {} s.",
+            args.namespace,
+            mode.as_str(),
+            args.poll_limit.as_secs_f64()
+        ),
+        None => println!(
+            "Checking the chain through {base} (namespace {}, mesh mode from the trace); each check polls up to {} s.",
+            args.namespace,
+            args.poll_limit.as_secs_f64()
+        ),
+    }
 
     // The gateway itself; a port-forward when nothing answers.
     let (gateway, _forward) = reach_gateway(args, &client, &base)?;
@@ -249,8 +295,16 @@ fn run(args: &Args) -> anyhow::Result<bool> {
             let jaeger = format!("{base}/jaeger/api/traces/{trace_id}");
             let outcome = poll(args, deadline, || {
                 let (status, body) = get_json(&client, &jaeger, &[]);
+                if mode.is_none()
+                    && let Some(shown) = checks::mode_from_trace(&body, &names)
+                {
+                    names.mode = shown;
+                }
                 checks::jaeger_trace(status, &body, trace_id, &names)
             });
+            if mode.is_none() {
+                println!("  mesh mode {} (from the trace)", names.mode.as_str());
+            }
             report(CHECKS[2], &outcome);
             results.push(outcome);
 
@@ -293,6 +347,13 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     // 5. Kiali's versioned app graph of the namespace: nodes by app and
     // version, so a canary or a promoted v2 is still business-logic.
     let kiali = format!("{base}/kiali/api/namespaces/graph");
+    // In ambient mode the `ambient` appender folds the waypoint into the
+    // edges it serves (`waypoints=false`, as Kiali's graph page shows them by
+    // default): front-end → business-logic, not front-end → waypoint.
+    let appenders = match names.mode {
+        MeshMode::Sidecar => "deadNode,istio,securityPolicy",
+        MeshMode::Ambient => "deadNode,istio,securityPolicy,ambient",
+    };
     let outcome = poll(args, deadline, || {
         let (status, body) = get_json(
             &client,
@@ -304,7 +365,8 @@ fn run(args: &Args) -> anyhow::Result<bool> {
                 ("duration", "600s"),
                 // istio marks the gateway, securityPolicy adds isMTLS; Kiali
                 // answers 400 to a name it does not know, so only these.
-                ("appenders", "deadNode,istio,securityPolicy"),
+                ("appenders", appenders),
+                ("waypoints", "false"),
             ],
         );
         checks::kiali_graph(status, &body, &names, args.postgres)

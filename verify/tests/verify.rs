@@ -463,6 +463,8 @@ case "$*" in
 {CLUSTER_UP}
   *port-forward*) echo $$ > "{dir}/pid"; exec sleep 60 ;;
   *"get service"*) exit 0 ;;
+  *"get namespace demo-app -o jsonpath={{.metadata.labels.istio\.io/dataplane-mode}}"*)
+    cat "{dir}/dataplane-mode" 2>/dev/null; exit 0 ;;
 esac
 exit 1
 "#,
@@ -674,7 +676,18 @@ fn a_live_url_starts_no_port_forward() {
     let standin = StandIn::start(World::default(), 0);
     let output = verify(&["--url", &standin.url()], Some(&path_with(&dir)));
     assert_eq!(output.status.code(), Some(0));
-    assert!(!dir.join("calls").exists(), "kubectl was not called at all");
+    // kubectl is asked for the namespace's mesh mode only: no port-forward,
+    // no gateway lookup.
+    let calls = std::fs::read_to_string(dir.join("calls")).unwrap();
+    assert!(
+        calls
+            .lines()
+            .all(|c| c.starts_with("get namespace demo-app -o jsonpath=")),
+        "{calls}"
+    );
+    assert!(
+        stdout(&output).contains("(namespace demo-app, sidecar mode from the namespace's labels)")
+    );
 }
 
 #[test]
@@ -832,4 +845,213 @@ fn no_istio_metrics_after_promotion_fail_too() {
         "4. Prometheus",
         &["no istio_requests_total for front-end → business-logic"],
     );
+}
+
+// ---------------------------------------------------------------- ambient mode
+
+/// Runs `world` with `args` and asserts that exactly the checks `failing`
+/// fail, each with its hints printed; the output.
+fn fails_with(world: World, args: &[&str], failing: &[(&str, &[&str])]) -> String {
+    let standin = StandIn::start(world, 0);
+    let mut all = vec!["--url", standin.url().leak()];
+    all.extend_from_slice(args);
+    let output = verify(&all, None);
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    let failed = marked(&out, "✘ ");
+    assert_eq!(
+        failed.len(),
+        failing.len() + 1,
+        "the failing checks and the closing line: {out}"
+    );
+    for ((check, hints), line) in failing.iter().zip(&failed) {
+        assert!(line.starts_with(&format!("✘ {check}")), "{check}: {out}");
+        for hint in *hints {
+            assert!(out.contains(hint), "hint {hint:?} missing: {out}");
+        }
+    }
+    out
+}
+
+fn ambient() -> World {
+    World {
+        ambient: true,
+        gateway_api: true,
+        ..World::default()
+    }
+}
+
+#[test]
+fn an_ambient_world_passes_with_the_waypoint_in_the_trace() {
+    let standin = StandIn::start(ambient(), 0);
+    let output = verify(&["--url", &standin.url(), "--mesh-mode", "ambient"], None);
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("(namespace demo-app, ambient mode as asked)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("app-gateway-istio.demo-app → front-end → waypoint.demo-app → business-logic → data_transformation"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "app-gateway-istio → front-end → business-logic → postgres, every edge with mTLS"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("istio_requests_total front-end → business-logic (v1)"),
+        "{out}"
+    );
+    // Kiali folds the waypoint into the edge it serves, as its graph page does.
+    let requests = standin.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with("/kiali/api/namespaces/graph?")
+                && r.contains("appenders=deadNode%2Cistio%2CsecurityPolicy%2Cambient")
+                && r.contains("waypoints=false")),
+        "{requests:?}"
+    );
+}
+
+#[test]
+fn the_mode_comes_from_the_namespace_label_or_else_from_the_trace() {
+    // kubectl answers: the namespace is enrolled in ambient.
+    let dir = temp_dir("ambient-label");
+    standin_kubectl(&dir);
+    std::fs::write(dir.join("dataplane-mode"), "ambient").unwrap();
+    let standin = StandIn::start(ambient(), 0);
+    let output = verify(&["--url", &standin.url()], Some(&path_with(&dir)));
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("ambient mode from the namespace's label"),
+        "{out}"
+    );
+
+    // No kubectl: the waypoint's spans say ambient, sidecar spans sidecar.
+    let empty = temp_dir("ambient-no-kubectl");
+    for (world, mode) in [(ambient(), "ambient"), (World::default(), "sidecar")] {
+        let standin = StandIn::start(world, 0);
+        let output = verify(&["--url", &standin.url()], Some(&empty));
+        let out = stdout(&output);
+        assert_eq!(output.status.code(), Some(0), "{out}");
+        assert!(out.contains("mesh mode from the trace"), "{out}");
+        assert!(
+            out.contains(&format!("  mesh mode {mode} (from the trace)")),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn ambient_without_a_waypoint_points_at_the_waypoint_and_its_binding() {
+    fails_with(
+        World {
+            no_waypoint: true,
+            ..ambient()
+        },
+        &["--mesh-mode", "ambient"],
+        &[
+            (
+                "2. Jaeger",
+                &[
+                    "has no span from the waypoint waypoint.demo-app",
+                    "kubectl -n demo-app get gateway waypoint",
+                    "kubectl -n demo-app get svc business-logic --show-labels   # istio.io/use-waypoint",
+                ],
+            ),
+            (
+                "4. Prometheus",
+                &["the waypoint reports HTTP metrics (ztunnel only TCP ones)"],
+            ),
+        ],
+    );
+}
+
+#[test]
+fn ambient_without_enrolment_points_at_the_namespace_label_and_ztunnel() {
+    fails_with(
+        World {
+            not_enrolled: true,
+            ..ambient()
+        },
+        &["--mesh-mode", "ambient"],
+        &[
+            ("2. Jaeger", &["(istio.io/dataplane-mode=ambient)"]),
+            ("4. Prometheus", &["no istio_requests_total"]),
+            (
+                "5. Kiali",
+                &[
+                    "edge gateway → front-end without mTLS",
+                    "the namespace is not enrolled in ambient",
+                    "kubectl -n istio-system get daemonset ztunnel",
+                ],
+            ),
+        ],
+    );
+}
+
+#[test]
+fn an_ambient_edge_without_mtls_points_at_ztunnel() {
+    fails_with(
+        World {
+            edge_without_mtls: true,
+            ..ambient()
+        },
+        &["--mesh-mode", "ambient"],
+        &[(
+            "5. Kiali",
+            &[
+                "edge front-end → business-logic without mTLS",
+                "ztunnel is not ready on the node",
+                "kubectl get ns demo-app --show-labels   # istio.io/dataplane-mode=ambient",
+            ],
+        )],
+    );
+}
+
+#[test]
+fn the_wrong_mode_asked_is_named() {
+    // Sidecar asked on an ambient namespace, and the other way round.
+    fails_with(
+        ambient(),
+        &["--mesh-mode", "sidecar"],
+        &[
+            (
+                "2. Jaeger",
+                &[
+                    "waypoint spans and no sidecar spans",
+                    "make verify MESH_MODE=ambient",
+                ],
+            ),
+            // Without the `ambient` appender Kiali draws the waypoint as a
+            // node of its own: front-end → waypoint → business-logic.
+            ("5. Kiali", &["no edge front-end → business-logic"]),
+        ],
+    );
+    fails_with(
+        World::default(),
+        &["--mesh-mode", "ambient"],
+        &[(
+            "2. Jaeger",
+            &[
+                "has sidecar spans in ambient mode",
+                "kubectl -n demo-app rollout restart deployment",
+            ],
+        )],
+    );
+}
+
+#[test]
+fn a_mode_it_does_not_know_is_refused() {
+    let output = verify(
+        &["--url", "http://127.0.0.1:1", "--mesh-mode", "ambiant"],
+        None,
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("expected auto, sidecar or ambient"));
 }

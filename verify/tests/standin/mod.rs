@@ -44,6 +44,22 @@ pub struct World {
     pub no_access_log: bool,
     /// The access log format has no `trace_id`.
     pub access_log_without_trace_id: bool,
+    /// Ambient mode: no sidecars; ztunnel on the nodes and the waypoint
+    /// `waypoint` in front of business-logic (its spans, its metrics).
+    pub ambient: bool,
+    /// Ambient, but business-logic is not bound to a waypoint: no waypoint
+    /// spans, no HTTP metrics for the hop (ztunnel reports TCP only).
+    pub no_waypoint: bool,
+    /// Ambient chosen, but the namespace is not enrolled: no ztunnel, no
+    /// waypoint, plain text everywhere.
+    pub not_enrolled: bool,
+}
+
+impl World {
+    /// The waypoint carries business-logic's calls.
+    fn waypoint(self) -> bool {
+        self.ambient && !self.no_waypoint && !self.not_enrolled
+    }
 }
 
 /// business-logic's workloads that receive calls, as the chart deploys them:
@@ -258,11 +274,20 @@ fn log_access(state: &Shared, world: World, request: &HttpRequest, trace_id: &st
                "app": gateway, "gateway": gateway, "log_type": "access"}),
         line("outbound|8080||front-end.demo-app.svc.cluster.local"),
     ));
-    state.access_log.push((
-        json!({"namespace": NAMESPACE, "pod": "front-end-7d9c6b5f4-x2k8p", "container": "istio-proxy",
-               "app": "front-end", "log_type": "access"}),
-        line("inbound|8080||"),
-    ));
+    if world.waypoint() {
+        // The waypoint logs the call it carries (its pods have no `app`).
+        state.access_log.push((
+            json!({"namespace": NAMESPACE, "pod": "waypoint-7f9d8c6b5-p8r2t", "container": "istio-proxy",
+                   "log_type": "access"}),
+            line("inbound-vip|8081|http|business-logic.demo-app.svc.cluster.local"),
+        ));
+    } else if !world.ambient {
+        state.access_log.push((
+            json!({"namespace": NAMESPACE, "pod": "front-end-7d9c6b5f4-x2k8p", "container": "istio-proxy",
+                   "app": "front-end", "log_type": "access"}),
+            line("inbound|8080||"),
+        ));
+    }
 }
 
 // ---------------------------------------------------------------- Jaeger
@@ -308,7 +333,8 @@ fn jaeger_body(trace_id: &str, world: World) -> Value {
         &format!("front-end.{ns}.svc.cluster.local:8080/demo-app/*"),
         "client",
     );
-    let fe_parent = if world.no_sidecars {
+    let sidecars = !world.no_sidecars && !world.ambient;
+    let fe_parent = if !sidecars {
         gateway
     } else {
         add(
@@ -326,7 +352,15 @@ fn jaeger_body(trace_id: &str, world: World) -> Value {
         "client",
     );
     if !world.no_business_logic_spans {
-        let bl_parent = if world.no_sidecars {
+        let bl_parent = if world.waypoint() {
+            // The waypoint: one span for the call it carries.
+            add(
+                Some(&fe_client),
+                &format!("waypoint.{ns}"),
+                &format!("business-logic.{ns}.svc.cluster.local:8081/*"),
+                "client",
+            )
+        } else if !sidecars {
             fe_client
         } else {
             let outbound = add(
@@ -629,9 +663,18 @@ fn series(world: World) -> Vec<(Value, f64)> {
         ),
         57.0,
     ));
+    // With sidecars both ends report the hop; in ambient the waypoint does
+    // (reporter="waypoint"), and without it nobody reports HTTP metrics.
+    let reporters: &[&str] = if !world.ambient {
+        &["source", "destination"]
+    } else if world.waypoint() {
+        &["waypoint"]
+    } else {
+        &[]
+    };
     if !world.no_istio_metrics {
         for (workload, version) in world.business_logic.workloads() {
-            for reporter in ["source", "destination"] {
+            for reporter in reporters {
                 series.push((
                     istio(front_end, (workload, "business-logic", version), reporter),
                     42.0,
@@ -756,7 +799,7 @@ async fn kiali_graph(state: Shared, request: HttpRequest) -> HttpResponse {
     }
     // As Kiali: no `appenders` runs them all; an unknown name is a 400;
     // edges carry isMTLS only when securityPolicy ran.
-    const APPENDERS: [&str; 12] = [
+    const APPENDERS: [&str; 13] = [
         "aggregateNode",
         "deadNode",
         "healthConfig",
@@ -769,6 +812,7 @@ async fn kiali_graph(state: Shared, request: HttpRequest) -> HttpResponse {
         "serviceEntry",
         "throughput",
         "workloadEntry",
+        "ambient",
     ];
     let appenders = param(&request, "appenders");
     let appenders: Vec<&str> = match &appenders {
@@ -817,11 +861,38 @@ async fn kiali_graph(state: Shared, request: HttpRequest) -> HttpResponse {
             .map(|(w, v)| workload(NAMESPACE, w, "business-logic", v, json!({})))
             .collect()
     };
+    // As Kiali: the waypoint is a node of its own unless the `ambient`
+    // appender runs with `waypoints=false` (then its edges fold into
+    // front-end → business-logic).
+    let waypoint = workload(
+        NAMESPACE,
+        "waypoint",
+        "waypoint",
+        "latest",
+        json!({"isWaypoint": true}),
+    );
+    let fold_waypoint = (appenders.contains(&"ambient") || param(&request, "appenders").is_none())
+        && param(&request, "waypoints").as_deref() == Some("false");
     // (source, target, protocol, mTLS)
     let mut traffic: Vec<(&Workload, &Workload, &str, bool)> =
-        vec![(&gateway, &front_end, "http", true)];
+        vec![(&gateway, &front_end, "http", !world.not_enrolled)];
     for bl in &business_logic {
-        traffic.push((&front_end, bl, "http", !world.edge_without_mtls));
+        if world.not_enrolled {
+            // Nothing in the namespace reports: no ztunnel, no waypoint.
+            continue;
+        }
+        if world.waypoint() && !fold_waypoint {
+            traffic.push((&front_end, &waypoint, "http", true));
+            traffic.push((&waypoint, bl, "http", !world.edge_without_mtls));
+        } else {
+            // Sidecars, the folded waypoint, or ztunnel's TCP view alone.
+            let protocol = if world.ambient && !world.waypoint() {
+                "tcp"
+            } else {
+                "http"
+            };
+            traffic.push((&front_end, bl, protocol, !world.edge_without_mtls));
+        }
         if !world.no_postgres {
             traffic.push((bl, &postgres, "tcp", true));
         }
