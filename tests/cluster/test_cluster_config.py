@@ -420,11 +420,20 @@ def traces_to_metrics() -> dict:
     return grafana_datasources()["jaeger"]["jsonData"]["tracesToMetrics"]
 
 
+# Queries on Istio's metrics end with this in their name; the others read Jaeger's span
+# metrics (tests/cluster/test_span_metrics.py checks those).
+MESH_QUERY_MARK = "(mesh)"
+# An operation name as the front-end's sidecar reports it, for Grafana's ${__span.name}.
+SPAN_NAME = "front-end.demo-app.svc.cluster.local:8080/*"
+
+
 def metrics_link_queries(tags: str) -> list[tuple[str, str]]:
     """(name, PromQL) of each traces-to-metrics query as Grafana runs it: `$__tags` replaced
-    by `tags` (the span's mapped tags as label matchers, empty when it has none)."""
+    by `tags` (the span's mapped tags as label matchers, empty when it has none) and
+    `${__span.name}` by a span's operation name."""
     return [(q["name"], unescape_provisioning(q["query"]).replace("$__tags", tags)
-             .replace("$__rate_interval", "1m")) for q in traces_to_metrics()["queries"]]
+             .replace("${__span.name}", SPAN_NAME).replace("$__rate_interval", "1m"))
+            for q in traces_to_metrics()["queries"]]
 
 
 def test_the_jaeger_trace_view_shows_the_node_graph():
@@ -438,13 +447,18 @@ def test_traces_to_metrics_queries_istio_metrics_in_prometheus_by_the_spans_serv
     assert tags["istio.canonical_service"] == "destination_canonical_service"
     assert set(tags) <= SPAN_TAGS and set(tags.values()) <= ISTIO_DESTINATION_LABELS
     names = [q["name"] for q in link["queries"]]
-    assert len(names) >= 2 and len(set(names)) == len(names)
-    for name, query in ((q["name"], unescape_provisioning(q["query"])) for q in link["queries"]):
+    assert len(set(names)) == len(names)
+    mesh = [q for q in link["queries"] if q["name"].endswith(MESH_QUERY_MARK)]
+    assert len(mesh) >= 2
+    for name, query in ((q["name"], unescape_provisioning(q["query"])) for q in mesh):
         assert "$__tags" in query, f"{name}: the span's tags must narrow the query"
         assert any(metric in query for metric in ISTIO_METRICS), name
         assert query.count('reporter="destination"') == query.count("istio_"), f"{name}: one reporter, not both"
         assert "by (destination_canonical_service" in query, f"{name}: one series per service"
-    assert any('response_code=~"5.."' in q["query"] for q in link["queries"]), "an error-rate query"
+    assert any('response_code=~"5.."' in q["query"] for q in mesh), "an error-rate query"
+    others = [q["name"] for q in link["queries"] if q not in mesh]
+    assert not any("istio_" in q["query"] for q in link["queries"] if q["name"] in others), \
+        f"mark the Istio queries {MESH_QUERY_MARK}"
     # The services really carry the namespace tag the mapping reads.
     for chart in ("business-logic/templates/_deployment.tpl", "front-end/templates/deployment.yaml"):
         assert "k8s.namespace.name=$(POD_NAMESPACE)" in (REPO / "helm/app/charts" / chart).read_text()
@@ -457,8 +471,10 @@ def test_traces_to_metrics_queries_are_valid_promql(tmp_path, tags):
     promtool = shutil.which("promtool") or ("/usr/bin/promtool" if os.path.exists("/usr/bin/promtool") else None)
     if not promtool:
         unavailable("promtool not installed (Debian package prometheus)")
+    queries = metrics_link_queries(tags)
+    assert not [name for name, expr in queries if "$" in expr], "a Grafana variable left in the PromQL"
     rules = {"groups": [{"name": "traces-to-metrics", "rules": [
-        {"record": f"check:{i}", "expr": expr} for i, (_, expr) in enumerate(metrics_link_queries(tags))]}]}
+        {"record": f"check:{i}", "expr": expr} for i, (_, expr) in enumerate(queries)]}]}
     path = tmp_path / "rules.yml"
     path.write_text(yaml.safe_dump(rules))
     result = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
