@@ -999,7 +999,7 @@ pub fn span_metrics(status: u16, body: &Value) -> Outcome {
         let (cause, look): (&str, &[&str]) = if services.is_empty() {
             (
                 "no span metrics at all: Jaeger's traces pipeline does not feed the spanmetrics connector, \
-                 or Prometheus does not scrape its exporter (job jaeger-spanmetrics); \
+                 or Prometheus does not scrape its exporter (job jaeger-span-metrics); \
                  they appear within a minute of the first pages",
                 &[
                     "open http://localhost:8080/prometheus/targets   # the Jaeger span metrics target is up",
