@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 from urllib.parse import urlparse
 
+import alloy_syntax
 import pytest
 import yaml
 from cluster_support import (
@@ -511,6 +512,18 @@ def test_dashboard_has_the_demo_app_uid_and_known_data_sources():
     assert len(ids) == len(set(ids))
 
 
+def test_dashboard_panels_do_not_overlap_on_the_grid():
+    # Grafana stacks overlapping panels in an order of its own; rows are panels too.
+    cells = {}
+    for panel in dashboard()["panels"]:
+        pos = panel["gridPos"]
+        assert pos["x"] + pos["w"] <= 24, panel["title"]
+        for x in range(pos["x"], pos["x"] + pos["w"]):
+            for y in range(pos["y"], pos["y"] + pos["h"]):
+                assert (x, y) not in cells, f"{panel['title']!r} overlaps {cells[(x, y)]!r}"
+                cells[(x, y)] = panel["title"]
+
+
 def test_dashboard_shows_rate_errors_percentiles_slow_versus_fast_and_logs():
     panels = dashboard_panels()
     exprs = [t["expr"] for p in panels if p["datasource"]["uid"] == "prometheus" for t in p["targets"]]
@@ -520,7 +533,8 @@ def test_dashboard_shows_rate_errors_percentiles_slow_versus_fast_and_logs():
         assert any(f"histogram_quantile({q}," in e and "http_requests_duration_seconds_bucket" in e
                    and "endpoint" in e for e in exprs), q
     assert any("Slow vs fast" in p["title"] for p in panels)
-    (logs,) = [p for p in panels if p["type"] == "logs"]
+    # The app's logs; the gateway's access log is the other logs panel (test_access_logs).
+    (logs,) = [p for p in panels if p["type"] == "logs" and p["title"] != "Gateway access log"]
     assert logs["datasource"]["uid"] == "loki"
     assert f'namespace="{APP_NAMESPACE}"' in logs["targets"][0]["expr"]
 
@@ -600,17 +614,21 @@ def test_alloy_ships_pod_logs_to_loki_with_the_contract_labels():
     path = ADDONS / "alloy-values.yaml"
     values = yaml.safe_load(path.read_text())
     assert values["controller"]["type"] == "daemonset"
-    config = values["alloy"]["configMap"]["content"]
-    assert config.count("{") == config.count("}")
-    for component in ('discovery.kubernetes "pods"', 'discovery.relabel "pods"',
-                      'loki.source.kubernetes "pods"', 'loki.write "default"'):
-        assert component in config
-    rules = re.findall(r'rule\s*\{\s*source_labels\s*=\s*\["([^"]+)"\]\s*target_label\s*=\s*"([^"]+)"\s*\}',
-                       config)
-    assert {target: source for source, target in rules} == ALLOY_RELABELS
-    assert 'url = "http://loki.istio-system:3100/loki/api/v1/push"' in config
+    config = alloy_syntax.parse(values["alloy"]["configMap"]["content"])
+    for name, label in (("discovery.kubernetes", "pods"), ("discovery.relabel", "pods"),
+                        ("loki.source.kubernetes", "pods"), ("loki.write", "default")):
+        config.child(name, label)
+    # The labels copied as they are (the gateway label, with its own regex, is in test_access_logs).
+    rules = [r.attrs for r in config.child("discovery.relabel", "pods").children("rule")]
+    copied = {r["target_label"]: r["source_labels"][0] for r in rules
+              if len(r["source_labels"]) == 1 and set(r) == {"source_labels", "target_label"}}
+    assert copied == ALLOY_RELABELS
+    assert config.child("loki.write", "default").child("endpoint").attrs["url"] == \
+        "http://loki.istio-system:3100/loki/api/v1/push"
     # One Alloy per node: each tails only its own node's pods.
-    assert 'field = "spec.nodeName=" + sys.env("HOSTNAME")' in config
+    (selectors,) = config.child("discovery.kubernetes", "pods").children("selectors")
+    node = alloy_syntax.Call("sys.env", ("HOSTNAME",))
+    assert selectors.attrs["field"] == alloy_syntax.Concat(("spec.nodeName=", node))
     render_if_chart_available("ALLOY_CHART_DIR", path)
 
 

@@ -1118,7 +1118,7 @@ pub fn gateway_access_log(
         ));
     }
     let gateway_logs = [
-        "kubectl -n istio-system get telemetry mesh-default -o yaml   # accessLogging: provider access-log-json",
+        "kubectl -n istio-system get telemetry mesh-default -o yaml   # accessLogging: provider envoy-json",
         &format!(
             "kubectl -n {ns} logs -l gateway.networking.k8s.io/gateway-name -c istio-proxy --tail 3"
         ),
@@ -1156,7 +1156,7 @@ pub fn gateway_access_log(
                     "gateway {gateway}'s access log lines carry no trace id (trace_id: {})",
                     field(&line, "trace_id")
                 ),
-                "the access log format lacks %TRACE_ID% (mesh config, extension provider access-log-json), \
+                "the access log format lacks %TRACE_ID% (mesh config, extension provider envoy-json), \
                  or the gateway does not trace (the Telemetry's tracing)",
                 &gateway_logs,
             ),

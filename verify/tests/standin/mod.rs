@@ -234,7 +234,7 @@ async fn slow_page(state: Shared, request: HttpRequest) -> HttpResponse {
 
 /// The gateway's and the front-end sidecar's Envoy access log lines for a
 /// request, in the mesh's JSON format (istio-add-ons/istio-operator.yaml,
-/// provider `access-log-json`) with Alloy's labels (alloy-values.yaml).
+/// provider `envoy-json`) with Alloy's labels (alloy-values.yaml).
 /// Envoy writes numbers for `response_code`, `duration` and the byte counts.
 fn log_access(state: &Shared, world: World, request: &HttpRequest, trace_id: &str, ms: u64) {
     if world.no_access_log {
