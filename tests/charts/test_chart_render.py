@@ -83,6 +83,7 @@ spec:
     ("faultInjection.abort.percentage=150", "percentage"),
     ("mesh.mtlsMode=DISABLE", "mtlsMode"),
     ("mesh.mode=waypoint", "mode"),
+    ("mesh.metricsScraper=prometheus", "metricsScraper"),
     ("mesh.waypoint.name=Waypoint_1", "name"),
     ("businessLogicRoute.requestTimeout=15", "requestTimeout"),
     ("businessLogicRoute.requestTimeout=1m", "requestTimeout"),

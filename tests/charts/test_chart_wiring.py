@@ -19,7 +19,8 @@ from chart_wiring import (GATEWAY_API, allowed_callers, ambient_policy_problems,
                           otlp_http_receivers, pod_hygiene_problems, pod_templates, resolve_route,
                           resource_attribute_problems, security_context_problems, service_index,
                           service_port_problems, service_selector_problems, tracing_endpoint_problems,
-                          virtualservice_problems, waypoint_principals, waypoint_problems, waypoints)
+                          virtualservice_problems, waypoint_principals, waypoint_problems, waypoints,
+                          workload_identities)
 from chart_render import CHART, IN_CI, NAMESPACE, REPO, mode_args, render, render_ok
 from test_chart_render import validate
 
@@ -168,10 +169,16 @@ def test_every_httproute_is_attached_to_the_gateway_and_reaches_services(manifes
     assert httproute_problems(manifests, NAMESPACE, known_services(manifests)) == []
 
 
+def addon_principals() -> set[str]:
+    """Identities the add-ons in istio-add-ons/ run as (Prometheus scrapes the services)."""
+    return {f"cluster.local/ns/{ns}/sa/{sa}" for ns, sa in workload_identities(load_dir(ADDONS), "istio-system")}
+
+
 def test_authorization_principals_are_the_workloads_service_accounts(manifests):
     gateways = ingress_principals(manifests, NAMESPACE)
     assert len(gateways) == 1, gateways
-    assert authorization_problems(manifests, NAMESPACE, gateways | waypoint_principals(manifests, NAMESPACE)) == []
+    external = gateways | waypoint_principals(manifests, NAMESPACE) | addon_principals()
+    assert authorization_problems(manifests, NAMESPACE, external) == []
 
 
 def test_every_waypoint_binding_names_a_waypoint_of_the_right_shape(manifests):
@@ -268,6 +275,7 @@ def test_zipkin_stays_selectable_with_the_meshs_zipkin_service():
 FRONT_END = f"cluster.local/ns/{NAMESPACE}/sa/front-end"
 BUSINESS_LOGIC = f"cluster.local/ns/{NAMESPACE}/sa/business-logic"
 WAYPOINT = f"cluster.local/ns/{NAMESPACE}/sa/waypoint"
+PROMETHEUS = "cluster.local/ns/istio-system/sa/prometheus"
 # What front-end asks of business-logic (contract/src/routes.rs, business_logic::*_ENDPOINT).
 BUSINESS_LOGIC_CALLS = {"methods": ["GET"], "paths": ["/fast-endpoint", "/slow-endpoint"]}
 
@@ -306,10 +314,13 @@ def test_ambient_mode_ztunnel_checks_identities_and_the_waypoint_checks_front_en
     docs = load_docs(render_ok(CHART, CHART / "ci" / "canary-values.yaml", *mode_args("ambient")))
     callers = allowed_callers(docs, NAMESPACE)
     services = ("business-logic", "business-logic-v1", "business-logic-v2")
-    assert callers == {"front-end": {GATEWAY_API_GATEWAY}, "business-logic": {WAYPOINT}, "postgres": {BUSINESS_LOGIC},
-                       **{f"Service/{s}": {FRONT_END} for s in services}}
+    assert callers == {"front-end": {GATEWAY_API_GATEWAY, PROMETHEUS}, "business-logic": {WAYPOINT, PROMETHEUS},
+                       "postgres": {BUSINESS_LOGIC}, **{f"Service/{s}": {FRONT_END} for s in services}}
     # ztunnel: identities and the port, nothing it cannot see.
     assert policy(docs, "business-logic")["rules"][0]["to"] == [{"operation": {"ports": ["8080"]}}]
+    for name in ("front-end", "business-logic"):
+        assert policy(docs, name)["rules"][-1] == {"from": [{"source": {"principals": [PROMETHEUS]}}],
+                                                  "to": [{"operation": {"ports": ["8080"]}}]}
     # The waypoint: front-end's original identity, the methods and paths, on every business-logic Service.
     l7 = policy(docs, "business-logic-l7")
     assert "selector" not in l7
@@ -324,6 +335,28 @@ def test_ambient_mode_ztunnel_checks_identities_and_the_waypoint_checks_front_en
     pools = {dr["spec"]["host"].split(".")[0]: dr["spec"]["trafficPolicy"] for dr in of_kind(docs, "DestinationRule")}
     assert set(pools) == {"front-end", *services}
     assert all(p == {"connectionPool": {"http": {"idleTimeout": "30s"}}} for p in pools.values()), pools
+
+
+def test_in_ambient_mode_the_prometheus_of_istio_add_ons_may_scrape_where_the_pods_say():
+    """No metrics merging without a sidecar: Prometheus (istio-add-ons/prometheus.yaml) scrapes each
+    annotated pod through ztunnel, as its own identity, on the pod's prometheus.io/port."""
+    addons = load_dir(ADDONS)
+    [prometheus] = [d for d in of_kind(addons, "Deployment") if d["metadata"]["name"] == "prometheus"]
+    identity = f"cluster.local/ns/{prometheus['metadata']['namespace']}/sa/" \
+               f"{prometheus['spec']['template']['spec']['serviceAccountName']}"
+    assert identity == PROMETHEUS
+    docs = load_docs(render_ok(CHART, CHART / "ci" / "canary-values.yaml", *mode_args("ambient")))
+    scraped = {tpl["metadata"]["labels"]["app"]: tpl["metadata"]["annotations"]["prometheus.io/port"]
+               for _, _, tpl in pod_templates(docs, NAMESPACE)
+               if tpl["metadata"].get("annotations", {}).get("prometheus.io/scrape") == "true"}
+    assert set(scraped) == {"front-end", "business-logic"}
+    for app, port in scraped.items():
+        rules = [r for r in policy(docs, app)["rules"] if r["from"][0]["source"]["principals"] == [identity]]
+        assert rules == [{"from": [{"source": {"principals": [identity]}}], "to": [{"operation": {"ports": [port]}}]}]
+    off = load_docs(render_ok(CHART, None, *mode_args("ambient"), "--set", "mesh.metricsScraper="))
+    assert PROMETHEUS not in set().union(*allowed_callers(off, NAMESPACE).values())
+    sidecar = load_docs(render_ok(CHART))  # merged metrics on the sidecar's port, outside the policies
+    assert PROMETHEUS not in set().union(*allowed_callers(sidecar, NAMESPACE).values())
 
 
 def test_ambient_mode_deploys_one_waypoint_for_business_logic_only():
@@ -341,7 +374,8 @@ def test_ambient_mode_deploys_one_waypoint_for_business_logic_only():
     renamed = load_docs(render_ok(CHART, None, *mode_args("ambient"), "--set", "mesh.waypoint.name=bl-waypoint"))
     assert set(waypoints(renamed, NAMESPACE)) == {(NAMESPACE, "bl-waypoint")}
     assert set(bound_services(renamed, NAMESPACE).values()) == {"bl-waypoint"}
-    assert allowed_callers(renamed, NAMESPACE)["business-logic"] == {f"cluster.local/ns/{NAMESPACE}/sa/bl-waypoint"}
+    assert allowed_callers(renamed, NAMESPACE)["business-logic"] == {f"cluster.local/ns/{NAMESPACE}/sa/bl-waypoint",
+                                                                   PROMETHEUS}
     assert ambient_policy_problems(renamed, NAMESPACE) == []
 
 

@@ -102,3 +102,9 @@ An AuthorizationPolicy `operation`; the probes and Prometheus' scrapes do not pa
 methods: ["GET"]
 paths: ["/fast-endpoint", "/slow-endpoint"]
 {{- end }}
+
+{{/* The port both services serve /metrics on (their container port `http`, and the pods'
+prometheus.io/port annotation). */}}
+{{- define "app.metricsPort" -}}
+8080
+{{- end }}
