@@ -1,5 +1,7 @@
 # Canary release of business-logic: v2 (the same image with the regression settings of
-# business-logic/src/canary.rs) next to v1, front-end's calls split by weight in the mesh.
+# business-logic/src/canary.rs) next to v1, front-end's calls split by weight in the mesh: the
+# weights of the HTTPRoute on the business-logic Service (helm/app), applied by front-end's sidecar
+# or, with MESH_MODE=ambient, by the waypoint. The same targets serve both modes.
 # Included by the top-level Makefile. Each target is `make helm-app` (mk/charts.mk: same images,
 # namespace and HELM_VALUES files) with all three canary values given explicitly, never
 # --reuse-values: the release then depends only on the command, so running it again changes
@@ -9,10 +11,15 @@
 # Percent of the calls `make canary` sends to v2 (0 to 100).
 WEIGHT ?= 20
 HELP_VARIABLES += WEIGHT
+# Istio data-plane mode of the app (helm/app mesh.mode): give the canary targets the MESH_MODE
+# the app was installed with (`make up MESH_MODE=...`), or they reinstall it in the default mode.
+MESH_MODE ?= sidecar
 
 CANARY_DEPLOYMENT := deployment/business-logic-v2
-# helm-app's extra arguments: v2 on or off, then the v1 and v2 weights.
-canary_set = --set business-logic.canary.enabled=$(1) --set canary.weights.v1=$(2) --set canary.weights.v2=$(3)
+# helm-app's extra arguments: v2 on or off, then the v1 and v2 weights, and the mode spelled out
+# so each release states it whatever helm-app's defaults are.
+canary_set = --set business-logic.canary.enabled=$(1) --set canary.weights.v1=$(2) --set canary.weights.v2=$(3) \
+  --set mesh.mode=$(MESH_MODE)
 # True when v2 runs already (a first `make canary` or `make promote` deploys it with no calls first).
 canary_running = $(KUBECTL_CTX) -n $(NAMESPACE) get $(CANARY_DEPLOYMENT) >/dev/null 2>&1
 

@@ -22,6 +22,12 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 # The umbrella chart under its defaults and under each ci/*-values.yaml.
 SCENARIOS = ["defaults"] + [p.name.removesuffix("-values.yaml") for p in CI_VALUES]
+# Istio's data-plane modes (helm/app mesh.mode). Every scenario renders in both, except the
+# combinations the chart refuses on purpose: scenario, mode -> the start of its error message.
+MODES = ["sidecar", "ambient"]
+REFUSED = {("fault-injection", "ambient"): "faultInjection needs mesh.mode=sidecar"}
+# "scenario/mode" for every combination the chart must render.
+CASES = [f"{s}/{m}" for s in SCENARIOS for m in MODES if (s, m) not in REFUSED]
 
 
 def require_tool(name: str) -> Path:
@@ -67,3 +73,14 @@ def render_ok(chart: Path, values: Path | None = None, *extra: str) -> str:
 
 def scenario_values(scenario: str) -> Path | None:
     return None if scenario == "defaults" else CHART / "ci" / f"{scenario}-values.yaml"
+
+
+def mode_args(mode: str) -> tuple[str, ...]:
+    """What `make helm-app MESH_MODE=...` adds to the command line."""
+    return ("--set", f"mesh.mode={mode}")
+
+
+def case_args(case: str) -> tuple[Path | None, tuple[str, ...]]:
+    """A "scenario/mode" case as render arguments: (values file or None, extra arguments)."""
+    scenario, mode = case.split("/")
+    return scenario_values(scenario), mode_args(mode)

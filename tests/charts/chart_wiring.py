@@ -239,6 +239,22 @@ def reference_granted(grants: list[dict], from_ns: str, to_ns: str, service: str
     return False
 
 
+def service_parent_problems(route: dict, parent: dict, route_ns: str, known_services: dict) -> list[str]:
+    """A route attached to a Service (Gateway API for meshes, GAMMA): the Service exists, in the
+    route's namespace (a route there would be a consumer route, which this demo does not use),
+    and the parent's port, when given, is one of its ports."""
+    key = (parent.get("namespace", route_ns), parent.get("name"))
+    service = known_services.get(key)
+    if key[0] != route_ns:
+        return [f"{ref(route)}: parent Service {key[0]}/{key[1]} is not in the route's namespace"]
+    if service is None:
+        return [f"{ref(route)}: parent Service {key[0]}/{key[1]} does not exist"]
+    ports = [p.get("port") for p in service.get("spec", {}).get("ports") or []]
+    if "port" in parent and parent["port"] not in ports:
+        return [f"{ref(route)}: parent Service {key[1]} has no port {parent['port']} ({ports})"]
+    return []
+
+
 def httproute_problems(docs: list[dict], default_ns: str, known_services: dict) -> list[str]:
     """Every HTTPRoute's parentRefs name an existing Gateway and a listener of it that admits
     the route's namespace; every backendRef names an existing Service and one of its ports,
@@ -252,8 +268,11 @@ def httproute_problems(docs: list[dict], default_ns: str, known_services: dict) 
         if not spec.get("parentRefs"):
             problems.append(f"{ref(route)}: no parentRefs")
         for parent in spec.get("parentRefs") or []:
+            if parent.get("group") == "" and parent.get("kind") == "Service":
+                problems.extend(service_parent_problems(route, parent, ns, known_services))
+                continue
             if parent.get("group", GATEWAY_API) != GATEWAY_API or parent.get("kind", "Gateway") != "Gateway":
-                problems.append(f"{ref(route)}: parent {parent} is not a Gateway")
+                problems.append(f"{ref(route)}: parent {parent} is neither a Gateway nor a Service")
                 continue
             gw_ns = parent.get("namespace", ns)
             gateway = gateways.get((gw_ns, parent.get("name")))
@@ -304,6 +323,110 @@ def ingress_principals(docs: list[dict], default_ns: str) -> set[str]:
     return out
 
 
+WAYPOINT_CLASS = "istio-waypoint"
+USE_WAYPOINT = "istio.io/use-waypoint"
+# Attributes ztunnel cannot see (istio.io, ambient "Use Layer 4 security policy": anything beyond
+# principals, namespaces, ipBlocks, ports and source/destination IP and port conditions is L7).
+L7_SOURCE = {"requestPrincipals", "notRequestPrincipals"}
+L7_OPERATION = {"hosts", "notHosts", "methods", "notMethods", "paths", "notPaths"}
+L4_CONDITION_KEYS = {"source.ip", "source.namespace", "source.principal", "destination.ip", "destination.port",
+                     "remote.ip"}
+
+
+def waypoints(docs: list[dict], default_ns: str) -> dict[tuple[str, str], dict]:
+    """(namespace, name) -> Gateway API Gateway of class istio-waypoint."""
+    return {(ns_of(g, default_ns), name_of(g)): g for g in of_kind(docs, "Gateway")
+            if api_group(g) == GATEWAY_API and g.get("spec", {}).get("gatewayClassName") == WAYPOINT_CLASS}
+
+
+def waypoint_principals(docs: list[dict], default_ns: str) -> set[str]:
+    """Identities of the waypoints: Istio deploys a waypoint as ServiceAccount <name> in its
+    namespace (class istio-waypoint adds no suffix, unlike class istio's -istio)."""
+    return {f"cluster.local/ns/{ns}/sa/{name}" for ns, name in waypoints(docs, default_ns)}
+
+
+def waypoint_problems(docs: list[dict], default_ns: str) -> list[str]:
+    """Each waypoint has the shape `istioctl waypoint generate` prints (one listener `mesh`, port
+    15008, HBONE) and serves Service traffic; each Service's istio.io/use-waypoint names one of them
+    in its namespace."""
+    problems = []
+    found = waypoints(docs, default_ns)
+    for (ns, name), gw in found.items():
+        listeners = [(ln.get("name"), ln.get("port"), ln.get("protocol")) for ln in gw["spec"].get("listeners") or []]
+        if listeners != [("mesh", 15008, "HBONE")]:
+            problems.append(f"{ref(gw)}: listeners {listeners}, a waypoint has one: mesh, 15008, HBONE")
+        serves = (gw.get("metadata", {}).get("labels") or {}).get("istio.io/waypoint-for", "service")
+        if serves not in ("service", "all"):
+            problems.append(f"{ref(gw)}: istio.io/waypoint-for={serves} does not serve Service traffic")
+    for svc in of_kind(docs, "Service"):
+        name = (svc.get("metadata", {}).get("labels") or {}).get(USE_WAYPOINT)
+        if name and (ns_of(svc, default_ns), name) not in found:
+            problems.append(f"{ref(svc)}: {USE_WAYPOINT}={name} names no waypoint in {ns_of(svc, default_ns)}")
+    return problems
+
+
+def bound_services(docs: list[dict], default_ns: str) -> dict[tuple[str, str], str]:
+    """(namespace, Service) -> the waypoint it is bound to (istio.io/use-waypoint)."""
+    return {(ns_of(s, default_ns), name_of(s)): s["metadata"]["labels"][USE_WAYPOINT]
+            for s in of_kind(docs, "Service") if (s.get("metadata", {}).get("labels") or {}).get(USE_WAYPOINT)}
+
+
+def l7_attributes(rule: dict) -> list[str]:
+    """The attributes of an AuthorizationPolicy rule that only an L7 proxy can check."""
+    found = [k for f in rule.get("from") or [] for k in (f.get("source") or {}) if k in L7_SOURCE]
+    found += [k for t in rule.get("to") or [] for k in (t.get("operation") or {}) if k in L7_OPERATION]
+    found += [c.get("key", "") for c in rule.get("when") or [] if c.get("key") not in L4_CONDITION_KEYS]
+    return found
+
+
+def ambient_policy_problems(docs: list[dict], default_ns: str) -> list[str]:
+    """Ambient mode: a policy with a `selector` is enforced by ztunnel, which sees no L7 (an
+    ALLOW rule with L7 attributes there matches nothing); one with `targetRefs` is enforced by the
+    waypoint of what it names, so each target is a waypoint or a Service bound to one. And a
+    workload behind a waypoint-bound Service receives those calls from the waypoint: its L4 ALLOW
+    policies must admit the waypoint's identity."""
+    problems = []
+    found = waypoints(docs, default_ns)
+    bound = bound_services(docs, default_ns)
+    services = service_index(docs, default_ns)
+    templates = pod_templates(docs, default_ns)
+    for ap in of_kind(docs, "AuthorizationPolicy"):
+        ns, spec = ns_of(ap, default_ns), ap.get("spec", {})
+        if spec.get("selector"):
+            for rule in spec.get("rules") or []:
+                if l7_attributes(rule):
+                    problems.append(f"{ref(ap)}: L7 attributes {l7_attributes(rule)} in a selector policy, "
+                                    "which ztunnel enforces")
+        for target in spec.get("targetRefs") or []:
+            kind, name = target.get("kind"), target.get("name")
+            if kind == "Gateway" and target.get("group") == GATEWAY_API:
+                if (ns, name) not in found:
+                    problems.append(f"{ref(ap)}: target Gateway {name} is no waypoint in {ns}")
+            elif kind == "Service" and target.get("group", "") == "":
+                if (ns, name) not in services:
+                    problems.append(f"{ref(ap)}: target Service {name} does not exist")
+                elif (ns, name) not in bound:
+                    problems.append(f"{ref(ap)}: target Service {name} has no waypoint to enforce it")
+            else:
+                problems.append(f"{ref(ap)}: target {target} is neither a waypoint nor a Service")
+    for (ns, svc_name), waypoint in bound.items():
+        principal = f"cluster.local/ns/{ns}/sa/{waypoint}"
+        selector = services[(ns, svc_name)].get("spec", {}).get("selector") or {}
+        pods = [tpl.get("metadata", {}).get("labels") or {} for _, tns, tpl in templates
+                if tns == ns and selector and selector.items() <= (tpl.get("metadata", {}).get("labels") or {}).items()]
+        for ap in of_kind(docs, "AuthorizationPolicy"):
+            spec = ap.get("spec", {})
+            match = (spec.get("selector") or {}).get("matchLabels")
+            if ns_of(ap, default_ns) != ns or spec.get("action", "ALLOW") != "ALLOW" or not match:
+                continue
+            if any(match.items() <= labels.items() for labels in pods) and not any(
+                    principal in (f.get("source") or {}).get("principals", [])
+                    for rule in spec.get("rules") or [] for f in rule.get("from") or []):
+                problems.append(f"{ref(ap)}: the pods of Service {svc_name} are reached through waypoint "
+                                f"{waypoint}, whose identity {principal} it does not admit")
+    return problems
+
+
 def prefix_matches(prefix: str, path: str) -> bool:
     """Gateway API PathPrefix: element-wise, a trailing slash in the prefix ignored."""
     base = prefix.rstrip("/")
@@ -318,9 +441,12 @@ def replace_prefix(prefix: str, replacement: str, path: str) -> str:
 
 def resolve_route(routes: list[dict], path: str) -> tuple | None:
     """What the gateway does with a request path: ("redirect", path), ("backend", (ns, name,
-    port), rewritten path) or None (404). Exact matches win over prefixes, longer prefixes first."""
+    port), rewritten path) or None (404). Exact matches win over prefixes, longer prefixes first.
+    Routes attached only to Services (the mesh's, GAMMA) are not the gateway's and are left out."""
     candidates = []
     for route in routes:
+        if not any(p.get("kind", "Gateway") == "Gateway" for p in route.get("spec", {}).get("parentRefs") or [{}]):
+            continue
         for rule in route.get("spec", {}).get("rules") or []:
             for match in rule.get("matches") or [{"path": {"type": "PathPrefix", "value": "/"}}]:
                 p = match.get("path") or {"type": "PathPrefix", "value": "/"}
@@ -552,16 +678,19 @@ def authorization_problems(docs: list[dict], default_ns: str, external_principal
 
 
 def allowed_callers(docs: list[dict], default_ns: str) -> dict[str, set[str]]:
-    """Workload `app` label -> principals its ALLOW policies admit."""
+    """Workload `app` label (selector policies) or `Kind/name` (each targetRefs entry) ->
+    principals its ALLOW policies admit."""
     out: dict[str, set[str]] = {}
     for ap in of_kind(docs, "AuthorizationPolicy"):
         spec = ap.get("spec", {})
         if spec.get("action", "ALLOW") != "ALLOW":
             continue
-        app = ((spec.get("selector") or {}).get("matchLabels") or {}).get("app", "*")
+        keys = [f"{t.get('kind')}/{t.get('name')}" for t in spec.get("targetRefs") or []] or \
+            [((spec.get("selector") or {}).get("matchLabels") or {}).get("app", "*")]
         for rule in spec.get("rules") or []:
             for source in rule.get("from") or []:
-                out.setdefault(app, set()).update(source.get("source", {}).get("principals") or [])
+                for key in keys:
+                    out.setdefault(key, set()).update(source.get("source", {}).get("principals") or [])
     return out
 
 

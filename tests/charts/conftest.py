@@ -1,18 +1,21 @@
-"""Fixtures for the chart checks: the umbrella chart rendered under each values scenario."""
+"""Fixtures for the chart checks: the umbrella chart rendered under each values scenario,
+in each of Istio's data-plane modes."""
 
 from __future__ import annotations
 
 import pytest
-from chart_render import CHART, SCENARIOS, render_ok, scenario_values
+from chart_render import CASES, CHART, case_args, render_ok
 from chart_wiring import load_docs
 
 
-@pytest.fixture(params=SCENARIOS)
+@pytest.fixture(params=CASES)
 def scenario(request) -> str:
+    """A values scenario and a mesh mode, as "scenario/mode" (chart_render.CASES)."""
     return request.param
 
 
 @pytest.fixture
 def manifests(scenario) -> list[dict]:
-    """The umbrella chart's manifests under one values scenario."""
-    return load_docs(render_ok(CHART, scenario_values(scenario)))
+    """The umbrella chart's manifests under one values scenario and mesh mode."""
+    values, extra = case_args(scenario)
+    return load_docs(render_ok(CHART, values, *extra))

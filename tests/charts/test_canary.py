@@ -1,13 +1,15 @@
 """The canary in the chart: business-logic v2 as a second Deployment behind the
-same Service, DestinationRule subsets by the pods' `version` label, and the
-weights of helm/app's `canary.weights` in the business-logic VirtualService."""
+same Service, one Service per version selecting the pods by their `version`
+label, and the weights of helm/app's `canary.weights` in the route attached to
+the business-logic Service: an HTTPRoute in both mesh modes, a VirtualService
+only while a fault is injected (sidecar mode)."""
 
 from __future__ import annotations
 
 import subprocess
 
 import pytest
-from chart_render import CHART, KUBE_VERSION, render, render_ok, require_tool
+from chart_render import CHART, KUBE_VERSION, MODES, mode_args, render, render_ok, require_tool
 from chart_wiring import env_map, load_docs, of_kind
 
 CANARY = CHART / "ci" / "canary-values.yaml"
@@ -40,14 +42,30 @@ def selects(selector: dict, labels: dict) -> bool:
     return selector.items() <= labels.items()
 
 
+def version_services(docs: list[dict]) -> dict[str, dict]:
+    """The Services in front of one business-logic version each, by the version they select."""
+    return {s["spec"]["selector"]["version"]: s for s in of_kind(docs, "Service")
+            if s["metadata"]["name"].startswith(BUSINESS_LOGIC) and "version" in s["spec"]["selector"]}
+
+
 def weights(docs: list[dict]) -> dict[str, int]:
-    """Subset -> weight of the business-logic VirtualService's route (a lone destination weighs 100)."""
+    """Version -> weight of the route on business-logic, followed through the backend Service to
+    the `version` its selector picks (a lone backend without a weight weighs 1 of 1: all)."""
+    services = version_services(docs)
+    by_name = {s["metadata"]["name"]: v for v, s in services.items()}
+    routes = [r for r in of_kind(docs, "HTTPRoute") if r["metadata"]["name"] == BUSINESS_LOGIC]
+    if routes:
+        (route,) = routes
+        assert route["spec"]["parentRefs"] == [{"group": "", "kind": "Service", "name": BUSINESS_LOGIC, "port": 8080}]
+        (rule,) = route["spec"]["rules"]
+        return {by_name[b["name"]]: b.get("weight", 1) for b in rule["backendRefs"]}
     (http,) = named(docs, "VirtualService", BUSINESS_LOGIC)["spec"]["http"]
-    return {r["destination"]["subset"]: r.get("weight", 100) for r in http["route"]}
+    return {by_name[r["destination"]["host"].split(".")[0]]: r.get("weight", 100) for r in http["route"]}
 
 
-def test_the_canary_values_render_and_validate():
-    manifests = render_ok(CHART, CANARY)
+@pytest.mark.parametrize("mode", MODES)
+def test_the_canary_values_render_and_validate(mode):
+    manifests = render_ok(CHART, CANARY, *mode_args(mode))
     result = subprocess.run([str(require_tool("validate-manifests")), "-k", KUBE_VERSION, "-"], input=manifests,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -81,40 +99,58 @@ def test_v2_is_a_second_deployment_behind_the_same_service():
     assert e1["DATABASE_URL"] == e2["DATABASE_URL"]
 
 
-def test_the_subsets_match_the_pods_version_labels():
-    docs = objects(CANARY)
+@pytest.mark.parametrize("mode", MODES)
+def test_each_version_service_selects_exactly_its_version(mode):
+    docs = objects(CANARY, *mode_args(mode))
     versions = business_logic_deployments(docs)
-    subsets = named(docs, "DestinationRule", BUSINESS_LOGIC)["spec"]["subsets"]
-    assert [s["name"] for s in subsets] == ["v1", "v2"]
-    for subset in subsets:
-        matching = [v for v, d in versions.items() if selects(subset["labels"], pod_labels(d))]
-        assert matching == [subset["name"]], subset
-    # mTLS stays on for both.
-    assert named(docs, "DestinationRule", BUSINESS_LOGIC)["spec"]["trafficPolicy"]["tls"]["mode"] == "ISTIO_MUTUAL"
+    services = version_services(docs)
+    assert {v: s["metadata"]["name"] for v, s in services.items()} == {
+        "v1": "business-logic-v1", "v2": "business-logic-v2"}
+    for version, service in services.items():
+        matching = [v for v, d in versions.items() if selects(service["spec"]["selector"], pod_labels(d))]
+        assert matching == [version], service["metadata"]["name"]
+        # The same port as the shared Service, so the route's backends answer like it.
+        assert service["spec"]["ports"] == named(docs, "Service", BUSINESS_LOGIC)["spec"]["ports"]
+        # In ambient mode each is bound to the waypoint, like the shared one: a call addressed to a
+        # version Service directly still meets the waypoint's L7 policy.
+        labels = service["metadata"]["labels"]
+        assert labels.get("istio.io/use-waypoint") == ("waypoint" if mode == "ambient" else None), labels
+    # No subsets: Gateway API routes (and waypoints) pick versions by Service.
+    assert not [dr for dr in of_kind(docs, "DestinationRule") if "subsets" in dr["spec"]]
 
 
-@pytest.mark.parametrize("extra, expected", [
+WEIGHTS = [
     ((), {"v1": 80, "v2": 20}),
     (("--set", "canary.weights.v1=0", "--set", "canary.weights.v2=100"), {"v1": 0, "v2": 100}),
     (("--set", "canary.weights.v1=100", "--set", "canary.weights.v2=0"), {"v1": 100, "v2": 0}),
-])
-def test_the_weights_reach_the_routing_object(extra, expected):
-    assert weights(objects(CANARY, *extra)) == expected
+]
 
 
-def test_without_the_canary_everything_goes_to_v1_and_there_is_no_v2():
-    docs = objects()
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("extra, expected", WEIGHTS, ids=["canary", "promote", "drain"])
+def test_the_weights_reach_the_httproute_in_both_modes(mode, extra, expected):
+    docs = objects(CANARY, *extra, *mode_args(mode))
+    assert weights(docs) == expected
+    assert not [v for v in of_kind(docs, "VirtualService") if v["metadata"]["name"] == BUSINESS_LOGIC]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_without_the_canary_everything_goes_to_v1_and_there_is_no_v2(mode):
+    """What `make rollback` leaves: no v2 Deployment, no v2 Service, every call to v1."""
+    docs = objects(*mode_args(mode))
     assert set(business_logic_deployments(docs)) == {"v1"}
+    assert set(version_services(docs)) == {"v1"}
     assert weights(docs) == {"v1": 100}
-    subsets = named(docs, "DestinationRule", BUSINESS_LOGIC)["spec"]["subsets"]
-    assert subsets == [{"name": "v1", "labels": {"version": "v1"}}]
 
 
-def test_fault_injection_keeps_working_next_to_the_split():
+def test_fault_injection_keeps_working_next_to_the_split_in_sidecar_mode():
     docs = load_docs(render_ok(CHART, FAULTS, "-f", str(CANARY)))
+    assert not [r for r in of_kind(docs, "HTTPRoute") if r["metadata"]["name"] == BUSINESS_LOGIC]
     (http,) = named(docs, "VirtualService", BUSINESS_LOGIC)["spec"]["http"]
     assert http["fault"]["abort"]["httpStatus"] == 503 and http["fault"]["delay"]["fixedDelay"] == "2s"
     assert weights(docs) == {"v1": 80, "v2": 20}
+    result = render(CHART, FAULTS, "-f", str(CANARY), *mode_args("ambient"))
+    assert result.returncode != 0 and "faultInjection needs mesh.mode=sidecar" in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize("settings, message", [

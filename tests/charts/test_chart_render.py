@@ -11,8 +11,8 @@ import subprocess
 import pytest
 import yaml
 from chart_wiring import loose_schema_objects, undocumented_values
-from chart_render import (CHART, KUBE_VERSION, REPO, SUBCHARTS, render, render_ok, require_tool,
-                      scenario_values)
+from chart_render import (CHART, KUBE_VERSION, MODES, REFUSED, REPO, SCENARIOS, SUBCHARTS, case_args, mode_args,
+                          render, render_ok, require_tool, scenario_values)
 
 
 def validate(manifests: str) -> subprocess.CompletedProcess:
@@ -22,8 +22,22 @@ def validate(manifests: str) -> subprocess.CompletedProcess:
 
 
 def test_umbrella_chart_renders_and_validates(scenario):
-    result = validate(render_ok(CHART, scenario_values(scenario)))
+    values, extra = case_args(scenario)
+    result = validate(render_ok(CHART, values, *extra))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_scenario_is_rendered_in_both_modes_or_refused_on_purpose():
+    assert MODES == ["sidecar", "ambient"]
+    for scenario, mode in REFUSED:
+        assert scenario in SCENARIOS and mode in MODES, (scenario, mode)  # no stale exception
+
+
+@pytest.mark.parametrize("scenario, mode", sorted(REFUSED))
+def test_the_refused_combinations_fail_with_a_message_that_says_why(scenario, mode):
+    result = render(CHART, scenario_values(scenario), *mode_args(mode))
+    assert result.returncode != 0, f"{scenario} in {mode} mode rendered"
+    assert REFUSED[(scenario, mode)] in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize("subchart", SUBCHARTS, ids=lambda p: p.name)
@@ -33,8 +47,8 @@ def test_each_subchart_renders_alone_and_validates(subchart):
 
 
 def test_helm_lint_strict_passes(scenario):
-    args = [str(require_tool("helm-render")), "--lint", str(CHART), "--strict"]
-    values = scenario_values(scenario)
+    values, extra = case_args(scenario)
+    args = [str(require_tool("helm-render")), "--lint", str(CHART), "--strict", *extra]
     if values:
         args += ["-f", str(values)]
     result = subprocess.run(args, capture_output=True, text=True, timeout=120)
@@ -68,6 +82,11 @@ spec:
     ("business-logic.slowEndpointDelayMs=70000", "slowEndpointDelayMs"),
     ("faultInjection.abort.percentage=150", "percentage"),
     ("mesh.mtlsMode=DISABLE", "mtlsMode"),
+    ("mesh.mode=waypoint", "mode"),
+    ("mesh.metricsScraper=prometheus", "metricsScraper"),
+    ("mesh.waypoint.name=Waypoint_1", "name"),
+    ("businessLogicRoute.requestTimeout=15", "requestTimeout"),
+    ("businessLogicRoute.requestTimeout=1m", "requestTimeout"),
     ("gateway.api=nginx", "api"),
     ("global.tracing.zipkinEndpoint=https://zipkin.istio-system:9411/api/v2/spans", "zipkinEndpoint"),
     ("front-end.businessLogicUrl=https://business-logic:8443", "businessLogicUrl"),
@@ -100,6 +119,15 @@ def test_slow_page_timeout_must_exceed_the_slow_delay():
     assert "slowPageTimeoutMs" in result.stderr, result.stderr
     render_ok(CHART, None, "--set", "business-logic.slowEndpointDelayMs=12000",
               "--set", "front-end.slowPageTimeoutMs=15000")
+
+
+@pytest.mark.parametrize("timeout, accepted", [("3000ms", False), ("3s", False), ("3001ms", True), ("4s", True)])
+def test_the_route_timeout_must_exceed_the_slow_delay(timeout, accepted):
+    """business-logic.slowEndpointDelayMs is 3000 by default: the mesh must wait longer."""
+    result = render(CHART, None, "--set-string", f"businessLogicRoute.requestTimeout={timeout}")
+    assert (result.returncode == 0) == accepted, result.stderr
+    if not accepted:
+        assert "businessLogicRoute.requestTimeout" in result.stderr and "slowEndpointDelayMs" in result.stderr
 
 
 CHARTS = [CHART] + SUBCHARTS
@@ -159,13 +187,13 @@ data:
 """
 
 
-def rendered_notes(tmp_path, values=None) -> str:
+def rendered_notes(tmp_path, values=None, *extra: str) -> str:
     """NOTES.txt as Helm renders it (helm template does not print it): a copy of
     the chart with a ConfigMap that includes it."""
     copy = tmp_path / "app"
     shutil.copytree(CHART, copy)
     (copy / "templates" / "notes-probe.yaml").write_text(NOTES_PROBE)
-    docs = yaml.safe_load_all(render_ok(copy, values, "-s", "templates/notes-probe.yaml"))
+    docs = yaml.safe_load_all(render_ok(copy, values, "-s", "templates/notes-probe.yaml", *extra))
     return next(d for d in docs if d)["data"]["notes"]
 
 
@@ -177,6 +205,15 @@ def test_notes_print_the_port_forward_and_every_url(tmp_path):
     for url in ("/demo-app/", "/jaeger", "/grafana", "/kiali", "/prometheus"):
         assert f"http://localhost:8080{url}" in notes
     assert "Fault injection" not in notes
+
+
+def test_notes_name_the_mesh_mode_and_the_namespace_label_it_needs(tmp_path):
+    sidecar = rendered_notes(tmp_path / "sidecar")
+    assert "Mesh mode: sidecar" in sidecar and "istio-injection=enabled" in sidecar
+    assert "waypoint" not in sidecar
+    ambient = rendered_notes(tmp_path / "ambient", None, "--set", "mesh.mode=ambient")
+    assert "Mesh mode: ambient" in ambient and "istio.io/dataplane-mode=ambient" in ambient
+    assert "istio-injection" not in ambient and "Deployment waypoint" in ambient
 
 
 def test_notes_say_when_faults_are_on(tmp_path):

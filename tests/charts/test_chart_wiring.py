@@ -13,13 +13,15 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
-from chart_wiring import (allowed_callers, authorization_problems, env_map, httproute_problems, image_problems,
-                          ingress_principals, kubernetes_env, load_dir, load_docs, mesh_zipkin_provider, of_kind,
-                          otlp_endpoint_problems, otlp_http_receivers, pod_hygiene_problems, pod_templates,
-                          resolve_route, resource_attribute_problems, security_context_problems, service_index,
+from chart_wiring import (GATEWAY_API, allowed_callers, ambient_policy_problems, authorization_problems,
+                          bound_services, env_map, httproute_problems, image_problems, ingress_principals,
+                          kubernetes_env, load_dir, load_docs, mesh_zipkin_provider, of_kind, otlp_endpoint_problems,
+                          otlp_http_receivers, pod_hygiene_problems, pod_templates, resolve_route,
+                          resource_attribute_problems, security_context_problems, service_index,
                           service_port_problems, service_selector_problems, tracing_endpoint_problems,
-                          virtualservice_problems)
-from chart_render import CHART, IN_CI, NAMESPACE, REPO, render, render_ok
+                          virtualservice_problems, waypoint_principals, waypoint_problems, waypoints,
+                          workload_identities)
+from chart_render import CHART, IN_CI, NAMESPACE, REPO, mode_args, render, render_ok
 from test_chart_render import validate
 
 ADDONS = REPO / "istio-add-ons"
@@ -167,10 +169,31 @@ def test_every_httproute_is_attached_to_the_gateway_and_reaches_services(manifes
     assert httproute_problems(manifests, NAMESPACE, known_services(manifests)) == []
 
 
+def addon_principals() -> set[str]:
+    """Identities the add-ons in istio-add-ons/ run as (Prometheus scrapes the services)."""
+    return {f"cluster.local/ns/{ns}/sa/{sa}" for ns, sa in workload_identities(load_dir(ADDONS), "istio-system")}
+
+
 def test_authorization_principals_are_the_workloads_service_accounts(manifests):
     gateways = ingress_principals(manifests, NAMESPACE)
     assert len(gateways) == 1, gateways
-    assert authorization_problems(manifests, NAMESPACE, gateways) == []
+    external = gateways | waypoint_principals(manifests, NAMESPACE) | addon_principals()
+    assert authorization_problems(manifests, NAMESPACE, external) == []
+
+
+def test_every_waypoint_binding_names_a_waypoint_of_the_right_shape(manifests):
+    assert waypoint_problems(manifests, NAMESPACE) == []
+
+
+def test_ambient_policies_sit_where_they_can_be_enforced(manifests):
+    """L7 rules never in a ztunnel (selector) policy when a waypoint exists; targetRefs name a
+    waypoint-bound Service; the pods behind a waypoint admit its identity. In sidecar mode there
+    is neither waypoint nor binding."""
+    if waypoints(manifests, NAMESPACE):
+        assert ambient_policy_problems(manifests, NAMESPACE) == []
+    else:
+        assert bound_services(manifests, NAMESPACE) == {}
+        assert not [ap for ap in of_kind(manifests, "AuthorizationPolicy") if ap["spec"].get("targetRefs")]
 
 
 def test_exports_bypass_the_sidecar_on_the_collector_ports(manifests):
@@ -249,19 +272,126 @@ def test_zipkin_stays_selectable_with_the_meshs_zipkin_service():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_only_the_gateway_reaches_front_end_only_front_end_reaches_business_logic():
+FRONT_END = f"cluster.local/ns/{NAMESPACE}/sa/front-end"
+BUSINESS_LOGIC = f"cluster.local/ns/{NAMESPACE}/sa/business-logic"
+WAYPOINT = f"cluster.local/ns/{NAMESPACE}/sa/waypoint"
+PROMETHEUS = "cluster.local/ns/istio-system/sa/prometheus"
+# What front-end asks of business-logic (contract/src/routes.rs, business_logic::*_ENDPOINT).
+BUSINESS_LOGIC_CALLS = {"methods": ["GET"], "paths": ["/fast-endpoint", "/slow-endpoint"]}
+
+
+def contract_business_logic_paths() -> list[str]:
+    """The endpoints front-end calls: FAST_ENDPOINT and SLOW_ENDPOINT of contract::routes::business_logic."""
+    source = (REPO / "contract/src/routes.rs").read_text()
+    return [re.search(rf'pub const {name}: &str = "([^"]+)";', source)[1] for name in ("FAST_ENDPOINT", "SLOW_ENDPOINT")]
+
+
+def policy(docs: list[dict], name: str) -> dict:
+    [ap] = [a for a in of_kind(docs, "AuthorizationPolicy") if a["metadata"]["name"] == name]
+    return ap["spec"]
+
+
+def test_the_l7_rule_names_exactly_what_front_end_calls():
+    assert BUSINESS_LOGIC_CALLS["paths"] == contract_business_logic_paths()
+    front_end = (REPO / "front-end/src/backend.rs").read_text()
+    assert "use contract::routes::business_logic::{FAST_ENDPOINT, SLOW_ENDPOINT};" in front_end
+
+
+def test_sidecar_mode_only_the_gateway_reaches_front_end_only_front_end_reaches_business_logic():
     docs = load_docs(render_ok(CHART))
     callers = allowed_callers(docs, NAMESPACE)
-    assert callers == {
-        "front-end": {GATEWAY_API_GATEWAY},
-        "business-logic": {f"cluster.local/ns/{NAMESPACE}/sa/front-end"},
-        "postgres": {f"cluster.local/ns/{NAMESPACE}/sa/business-logic"},
-    }
+    assert callers == {"front-end": {GATEWAY_API_GATEWAY}, "business-logic": {FRONT_END}, "postgres": {BUSINESS_LOGIC}}
+    # business-logic's sidecar checks the method and path too.
+    assert policy(docs, "business-logic")["rules"][0]["to"] == [{"operation": BUSINESS_LOGIC_CALLS}]
     [pa] = of_kind(docs, "PeerAuthentication")
     assert pa["spec"]["mtls"]["mode"] == "STRICT" and "selector" not in pa["spec"]
     hosts = {dr["spec"]["host"]: dr["spec"]["trafficPolicy"]["tls"]["mode"] for dr in of_kind(docs, "DestinationRule")}
     assert hosts == {f"{s}.{NAMESPACE}.svc.cluster.local": "ISTIO_MUTUAL"
-                     for s in ("front-end", "business-logic", "postgres")}
+                     for s in ("front-end", "business-logic", "business-logic-v1", "postgres")}
+
+
+def test_ambient_mode_ztunnel_checks_identities_and_the_waypoint_checks_front_ends_calls():
+    docs = load_docs(render_ok(CHART, CHART / "ci" / "canary-values.yaml", *mode_args("ambient")))
+    callers = allowed_callers(docs, NAMESPACE)
+    services = ("business-logic", "business-logic-v1", "business-logic-v2")
+    assert callers == {"front-end": {GATEWAY_API_GATEWAY, PROMETHEUS}, "business-logic": {WAYPOINT, PROMETHEUS},
+                       "postgres": {BUSINESS_LOGIC}, **{f"Service/{s}": {FRONT_END} for s in services}}
+    # ztunnel: identities and the port, nothing it cannot see.
+    assert policy(docs, "business-logic")["rules"][0]["to"] == [{"operation": {"ports": ["8080"]}}]
+    for name in ("front-end", "business-logic"):
+        assert policy(docs, name)["rules"][-1] == {"from": [{"source": {"principals": [PROMETHEUS]}}],
+                                                  "to": [{"operation": {"ports": ["8080"]}}]}
+    # The waypoint: front-end's original identity, the methods and paths, on every business-logic Service.
+    l7 = policy(docs, "business-logic-l7")
+    assert "selector" not in l7
+    assert l7["targetRefs"] == [{"group": "", "kind": "Service", "name": s} for s in services]
+    assert l7["rules"] == [{"from": [{"source": {"principals": [FRONT_END]}}],
+                            "to": [{"operation": BUSINESS_LOGIC_CALLS}]}]
+    assert bound_services(docs, NAMESPACE) == {(NAMESPACE, s): "waypoint" for s in services}
+    # Same namespace-wide STRICT mTLS (ztunnel enforces it); the DestinationRules keep only the
+    # HTTP pool (HBONE is mTLS anyway), and nothing for postgres (TCP, no pool to tune).
+    [pa] = of_kind(docs, "PeerAuthentication")
+    assert pa["spec"] == {"mtls": {"mode": "STRICT"}}
+    pools = {dr["spec"]["host"].split(".")[0]: dr["spec"]["trafficPolicy"] for dr in of_kind(docs, "DestinationRule")}
+    assert set(pools) == {"front-end", *services}
+    assert all(p == {"connectionPool": {"http": {"idleTimeout": "30s"}}} for p in pools.values()), pools
+
+
+def test_in_ambient_mode_the_prometheus_of_istio_add_ons_may_scrape_where_the_pods_say():
+    """No metrics merging without a sidecar: Prometheus (istio-add-ons/prometheus.yaml) scrapes each
+    annotated pod through ztunnel, as its own identity, on the pod's prometheus.io/port."""
+    addons = load_dir(ADDONS)
+    [prometheus] = [d for d in of_kind(addons, "Deployment") if d["metadata"]["name"] == "prometheus"]
+    identity = f"cluster.local/ns/{prometheus['metadata']['namespace']}/sa/" \
+               f"{prometheus['spec']['template']['spec']['serviceAccountName']}"
+    assert identity == PROMETHEUS
+    docs = load_docs(render_ok(CHART, CHART / "ci" / "canary-values.yaml", *mode_args("ambient")))
+    scraped = {tpl["metadata"]["labels"]["app"]: tpl["metadata"]["annotations"]["prometheus.io/port"]
+               for _, _, tpl in pod_templates(docs, NAMESPACE)
+               if tpl["metadata"].get("annotations", {}).get("prometheus.io/scrape") == "true"}
+    assert set(scraped) == {"front-end", "business-logic"}
+    for app, port in scraped.items():
+        rules = [r for r in policy(docs, app)["rules"] if r["from"][0]["source"]["principals"] == [identity]]
+        assert rules == [{"from": [{"source": {"principals": [identity]}}], "to": [{"operation": {"ports": [port]}}]}]
+    off = load_docs(render_ok(CHART, None, *mode_args("ambient"), "--set", "mesh.metricsScraper="))
+    assert PROMETHEUS not in set().union(*allowed_callers(off, NAMESPACE).values())
+    sidecar = load_docs(render_ok(CHART))  # merged metrics on the sidecar's port, outside the policies
+    assert PROMETHEUS not in set().union(*allowed_callers(sidecar, NAMESPACE).values())
+
+
+def test_ambient_mode_deploys_one_waypoint_for_business_logic_only():
+    docs = load_docs(render_ok(CHART, None, *mode_args("ambient")))
+    [(key, gateway)] = waypoints(docs, NAMESPACE).items()
+    assert key == (NAMESPACE, "waypoint")
+    assert gateway["apiVersion"] == f"{GATEWAY_API}/v1"
+    assert gateway["metadata"]["labels"]["istio.io/waypoint-for"] == "service"
+    # Its pods get these labels, not the Gateway's: no app name for Istio to name its spans after.
+    infra = gateway["spec"]["infrastructure"]["labels"]
+    assert not {"app", "app.kubernetes.io/name"} & infra.keys(), infra
+    # front-end (called by the ingress gateway, itself an L7 proxy) and postgres (TCP) are not bound.
+    assert set(bound_services(docs, NAMESPACE)) == {(NAMESPACE, "business-logic"), (NAMESPACE, "business-logic-v1")}
+    # The other name follows the value everywhere.
+    renamed = load_docs(render_ok(CHART, None, *mode_args("ambient"), "--set", "mesh.waypoint.name=bl-waypoint"))
+    assert set(waypoints(renamed, NAMESPACE)) == {(NAMESPACE, "bl-waypoint")}
+    assert set(bound_services(renamed, NAMESPACE).values()) == {"bl-waypoint"}
+    assert allowed_callers(renamed, NAMESPACE)["business-logic"] == {f"cluster.local/ns/{NAMESPACE}/sa/bl-waypoint",
+                                                                   PROMETHEUS}
+    assert ambient_policy_problems(renamed, NAMESPACE) == []
+
+
+def test_sidecar_mode_has_no_waypoint_and_no_ambient_bindings():
+    docs = load_docs(render_ok(CHART, CHART / "ci" / "canary-values.yaml"))
+    assert waypoints(docs, NAMESPACE) == {} and bound_services(docs, NAMESPACE) == {}
+    assert not any(a["spec"].get("targetRefs") for a in of_kind(docs, "AuthorizationPolicy"))
+
+
+def test_the_ingress_gateway_pods_carry_no_app_name_of_the_chart():
+    """Istio copies a Gateway's labels onto the pods it deploys unless spec.infrastructure.labels
+    is set; app.kubernetes.io/name: app there would name the gateway's spans `app.<namespace>`."""
+    docs = load_docs(render_ok(CHART))
+    [gateway] = [g for g in of_kind(docs, "Gateway") if g["spec"]["gatewayClassName"] == "istio"]
+    infra = gateway["spec"]["infrastructure"]["labels"]
+    assert not {"app", "app.kubernetes.io/name"} & infra.keys(), infra
 
 
 def test_services_have_the_contract_names_and_ports():
@@ -269,7 +399,7 @@ def test_services_have_the_contract_names_and_ports():
     ports = {name_port["metadata"]["name"]: [(p["name"], p["port"]) for p in name_port["spec"]["ports"]]
              for name_port in of_kind(docs, "Service")}
     assert ports == {"front-end": [("http", 8080)], "business-logic": [("http", 8080)],
-                     "postgres": [("tcp-postgres", 5432)]}
+                     "business-logic-v1": [("http", 8080)], "postgres": [("tcp-postgres", 5432)]}
     accounts = sorted(sa["metadata"]["name"] for sa in of_kind(docs, "ServiceAccount"))
     assert accounts == ["business-logic", "front-end", "postgres"]
 
@@ -281,7 +411,7 @@ def test_gateway_api_ingress_matches_the_contract():
     assert gateway["spec"]["gatewayClassName"] == "istio"
     assert [(ln["name"], ln["port"], ln["protocol"]) for ln in gateway["spec"]["listeners"]] == [("http", 80, "HTTP")]
     assert not [v for v in of_kind(docs, "VirtualService") if v["spec"].get("gateways")]
-    routes = of_kind(docs, "HTTPRoute")
+    routes = ingress_routes(docs)
     assert {(r["metadata"]["namespace"], r["metadata"]["name"]) for r in routes} == {
         (NAMESPACE, "front-end"), ("istio-system", f"{NAMESPACE}-dashboards")}
     assert resolve_route(routes, "/demo-app") == ("redirect", "/demo-app/")
@@ -299,7 +429,7 @@ def test_gateway_api_ingress_matches_the_contract():
 
 def test_gateway_api_routes_follow_hosts_prefix_and_dashboards():
     docs = load_docs(render_ok(CHART, CHART / "ci" / "custom-values.yaml"))
-    [route] = of_kind(docs, "HTTPRoute")
+    [route] = ingress_routes(docs)
     assert route["spec"]["hostnames"] == ["demo.example.test"]
     assert resolve_route([route], "/shop/fast-page") == ("backend", (NAMESPACE, "front-end", 8080), "/fast-page")
     [gateway] = of_kind(docs, "Gateway")
@@ -313,7 +443,7 @@ def test_istio_ingress_matches_the_contract():
     assert gateway["apiVersion"] == "networking.istio.io/v1"
     assert gateway["spec"]["selector"] == {"istio": "ingressgateway"}
     assert gateway["spec"]["servers"][0]["port"]["number"] == 80
-    assert of_kind(docs, "HTTPRoute") == []
+    assert ingress_routes(docs) == []
     [vs] = [v for v in of_kind(docs, "VirtualService") if v["spec"].get("gateways")]
     assert vs["spec"]["gateways"] == [gateway["metadata"]["name"]]
     routes = {}
@@ -337,11 +467,43 @@ def test_istio_ingress_matches_the_contract():
     }
 
 
-def test_mesh_internal_routing_and_faults_stay_in_a_virtualservice_in_both_modes():
-    for values in (None, ISTIO_MODE):
-        docs = load_docs(render_ok(CHART, values))
-        [vs] = [v for v in of_kind(docs, "VirtualService") if v["metadata"]["name"] == "business-logic"]
-        assert "gateways" not in vs["spec"]  # the mesh: the callers' sidecars
+def ingress_routes(docs: list[dict]) -> list[dict]:
+    """The HTTPRoutes attached to a Gateway (the ingress), not to a Service (the mesh)."""
+    return [r for r in of_kind(docs, "HTTPRoute")
+            if any(p.get("kind", "Gateway") == "Gateway" for p in r["spec"]["parentRefs"])]
+
+
+def business_logic_routes(docs: list[dict]) -> list[dict]:
+    """Whatever routes calls to business-logic inside the mesh: HTTPRoutes on its Service,
+    VirtualServices for its host."""
+    host = f"business-logic.{NAMESPACE}.svc.cluster.local"
+    return [r for r in of_kind(docs, "HTTPRoute")
+            if {"group": "", "kind": "Service", "name": "business-logic", "port": 8080} in r["spec"]["parentRefs"]] + \
+        [v for v in of_kind(docs, "VirtualService") if host in v["spec"]["hosts"]]
+
+
+@pytest.mark.parametrize("values", [None, ISTIO_MODE], ids=["gateway-api", "istio-gateway"])
+@pytest.mark.parametrize("mode", ["sidecar", "ambient"])
+def test_calls_to_business_logic_go_through_one_httproute_on_its_service_whatever_the_ingress(values, mode):
+    docs = load_docs(render_ok(CHART, values, *mode_args(mode)))
+    [route] = business_logic_routes(docs)
+    assert route["kind"] == "HTTPRoute" and route["metadata"]["namespace"] == NAMESPACE
+    [rule] = route["spec"]["rules"]
+    assert "matches" not in rule and rule["timeouts"] == {"request": "15s"}
+    # Nothing routes business-logic with subsets any more: the versions are Services.
+    assert not [dr for dr in of_kind(docs, "DestinationRule") if dr["spec"].get("subsets")]
+
+
+def test_with_a_fault_one_virtualservice_replaces_the_httproute_in_sidecar_mode():
+    docs = load_docs(render_ok(CHART, CHART / "ci" / "fault-injection-values.yaml"))
+    [vs] = business_logic_routes(docs)
+    assert vs["kind"] == "VirtualService" and "gateways" not in vs["spec"]  # the mesh: front-end's sidecar
+    [http] = vs["spec"]["http"]
+    assert http["timeout"] == "15s"
+    assert [r["destination"]["host"] for r in http["route"]] == [f"business-logic-v1.{NAMESPACE}.svc.cluster.local"]
+    result = render(CHART, CHART / "ci" / "fault-injection-values.yaml", *mode_args("ambient"))
+    assert result.returncode != 0 and "faultInjection needs mesh.mode=sidecar" in result.stderr, result.stderr
+    assert "Alpha" in result.stderr  # the reason, not only the rule
 
 
 def test_front_end_env_points_at_business_logic_and_the_dashboards():
@@ -410,7 +572,7 @@ def test_fault_injection_is_off_by_default_and_both_faults_switch_on():
         [vs] = [v for v in of_kind(docs, "VirtualService") if v["metadata"]["name"] == "business-logic"]
         return vs["spec"]["http"][0].get("fault")
 
-    assert fault(load_docs(render_ok(CHART))) is None
+    assert [v["metadata"]["name"] for v in of_kind(load_docs(render_ok(CHART)), "VirtualService")] == []
     on = fault(load_docs(render_ok(CHART, CHART / "ci" / "fault-injection-values.yaml")))
     assert on["delay"]["fixedDelay"] and on["delay"]["percentage"]["value"] > 0
     assert on["abort"]["httpStatus"] == 503 and on["abort"]["percentage"]["value"] > 0
@@ -690,3 +852,80 @@ def test_sidecars_close_idle_http_connections_before_the_services_do():
         assert int(timeout[:-1]) < limit, f"{workload}: {timeout} is not below the services' {limit} s keep-alive"
     # TCP to PostgreSQL has no HTTP pool.
     assert "http" not in idle["postgres"]
+
+
+def test_httproute_check_follows_routes_attached_to_a_service():
+    def mesh_route(name, parent):
+        return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+                "metadata": {"name": name, "namespace": NAMESPACE},
+                "spec": {"parentRefs": [{"group": "", "kind": "Service", **parent}],
+                         "rules": [{"backendRefs": [{"name": "web", "port": 8080}]}]}}
+    docs = [service(), mesh_route("ok", {"name": "web", "port": 8080}), mesh_route("no-port-given", {"name": "web"}),
+            mesh_route("no-service", {"name": "wbe", "port": 8080}),
+            mesh_route("wrong-port", {"name": "web", "port": 80}),
+            mesh_route("consumer", {"name": "web", "namespace": "other", "port": 8080})]
+    problems = httproute_problems(docs, NAMESPACE, service_index(docs, NAMESPACE))
+    assert [p.split(":")[0] for p in problems] == ["HTTPRoute/no-service", "HTTPRoute/wrong-port",
+                                                   "HTTPRoute/consumer"], problems
+    configmap_parent = mesh_route("configmap", {"name": "web"})
+    configmap_parent["spec"]["parentRefs"][0]["kind"] = "ConfigMap"
+    assert httproute_problems([service(), configmap_parent], NAMESPACE, service_index(docs, NAMESPACE)) == [
+        "HTTPRoute/configmap: parent {'group': '', 'kind': 'ConfigMap', 'name': 'web'} is neither a Gateway "
+        "nor a Service"]
+
+
+def waypoint_gateway(name="waypoint", listeners=None, serves="service"):
+    return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+            "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"istio.io/waypoint-for": serves}},
+            "spec": {"gatewayClassName": "istio-waypoint",
+                     "listeners": listeners or [{"name": "mesh", "port": 15008, "protocol": "HBONE"}]}}
+
+
+def bound(svc: dict, waypoint="waypoint") -> dict:
+    svc["metadata"]["labels"] = {"istio.io/use-waypoint": waypoint}
+    return svc
+
+
+def test_waypoint_check_finds_a_wrong_shape_and_a_binding_to_nothing():
+    good = [waypoint_gateway(), bound(service())]
+    assert waypoint_problems(good, NAMESPACE) == []
+    assert waypoint_principals(good, NAMESPACE) == {f"cluster.local/ns/{NAMESPACE}/sa/waypoint"}
+    bad = [waypoint_gateway(listeners=[{"name": "mesh", "port": 15008, "protocol": "HTTP"}]),
+           waypoint_gateway("workloads", serves="workload"), bound(service("api"), "wp")]
+    problems = waypoint_problems(bad, NAMESPACE)
+    assert [p.split(":")[0] for p in problems] == ["Gateway/waypoint", "Gateway/workloads", "Service/api"], problems
+
+
+def test_ambient_policy_check_finds_l7_at_ztunnel_unenforced_targets_and_a_shut_out_waypoint():
+    waypoint = f"cluster.local/ns/{NAMESPACE}/sa/waypoint"
+
+    def ap(name, spec):
+        return {"kind": "AuthorizationPolicy", "metadata": {"name": name, "namespace": NAMESPACE},
+                "spec": {"action": "ALLOW", **spec}}
+    l4 = ap("web", {"selector": {"matchLabels": {"app": "web"}},
+                    "rules": [{"from": [{"source": {"principals": [waypoint]}}], "to": [{"operation": {"ports": ["8080"]}}]}]})
+    l7 = ap("web-l7", {"targetRefs": [{"group": "", "kind": "Service", "name": "web"}],
+                       "rules": [{"to": [{"operation": {"methods": ["GET"]}}]}]})
+    good = [waypoint_gateway(), bound(service()), deployment(), l4, l7]
+    assert ambient_policy_problems(good, NAMESPACE) == []
+    l7_at_ztunnel = ap("paths", {"selector": {"matchLabels": {"app": "web"}},
+                                 "rules": [{"from": [{"source": {"principals": [waypoint]}}],
+                                            "to": [{"operation": {"paths": ["/x"]}}]}]})
+    unbound = ap("unbound", {"targetRefs": [{"group": "", "kind": "Service", "name": "db"}]})
+    missing = ap("missing", {"targetRefs": [{"group": "", "kind": "Service", "name": "nope"},
+                                            {"group": GATEWAY_API, "kind": "Gateway", "name": "nope"}]})
+    shut_out = ap("shut-out", {"selector": {"matchLabels": {"app": "web"}},
+                               "rules": [{"from": [{"source": {"principals": ["cluster.local/ns/x/sa/front"]}}]}]})
+    problems = ambient_policy_problems(good + [service("db"), l7_at_ztunnel, unbound, missing, shut_out], NAMESPACE)
+    assert [p.split(":")[0] for p in problems] == [
+        "AuthorizationPolicy/paths", "AuthorizationPolicy/unbound", "AuthorizationPolicy/missing",
+        "AuthorizationPolicy/missing", "AuthorizationPolicy/shut-out"], problems
+
+
+def test_the_gateways_route_resolution_leaves_mesh_routes_out():
+    mesh = {"metadata": {"namespace": "ns"}, "spec": {
+        "parentRefs": [{"group": "", "kind": "Service", "name": "b", "port": 1}],
+        "rules": [{"backendRefs": [{"name": "b-v1", "port": 1}]}]}}
+    assert resolve_route([mesh], "/anything") is None
+    mesh["spec"]["parentRefs"].append({"name": "gw"})  # also attached to a Gateway: the gateway's too
+    assert resolve_route([mesh], "/anything") == ("backend", ("ns", "b-v1", 1), "/anything")

@@ -1,18 +1,27 @@
 """`make canary`, `make promote` and `make rollback` (mk/canary.mk) against the
 stand-in kubectl and helm: the helm calls they make, in order, and that running
-each one again changes nothing."""
+each one again changes nothing, in both mesh modes (MESH_MODE, helm/app mesh.mode).
+What each call's values render to is tests/charts/test_canary.py's part."""
 
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import pytest
 from test_cluster_script import Sandbox, ok, require_chart_targets
 
-ON_20 = {"business-logic.canary.enabled": "true", "canary.weights.v1": "80", "canary.weights.v2": "20"}
-ON_NO_CALLS = {"business-logic.canary.enabled": "true", "canary.weights.v1": "100", "canary.weights.v2": "0"}
-ALL_TO_V2 = {"business-logic.canary.enabled": "true", "canary.weights.v1": "0", "canary.weights.v2": "100"}
-OFF = {"business-logic.canary.enabled": "false", "canary.weights.v1": "100", "canary.weights.v2": "0"}
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "charts"))
+from chart_render import CHART, render_ok  # noqa: E402  (tests/charts, for the real render)
+from chart_wiring import load_docs, of_kind  # noqa: E402
+
+SIDECAR = {"mesh.mode": "sidecar"}
+ON_20 = {"business-logic.canary.enabled": "true", "canary.weights.v1": "80", "canary.weights.v2": "20", **SIDECAR}
+ON_NO_CALLS = {"business-logic.canary.enabled": "true", "canary.weights.v1": "100", "canary.weights.v2": "0",
+               **SIDECAR}
+ALL_TO_V2 = {"business-logic.canary.enabled": "true", "canary.weights.v1": "0", "canary.weights.v2": "100", **SIDECAR}
+OFF = {"business-logic.canary.enabled": "false", "canary.weights.v1": "100", "canary.weights.v2": "0", **SIDECAR}
 
 
 @pytest.fixture
@@ -79,6 +88,24 @@ def test_rollback_drains_v2_then_removes_it_and_is_idempotent(cluster):
     assert release(cluster) == after_first
 
 
+def ambient(values: dict[str, str]) -> dict[str, str]:
+    return {**values, "mesh.mode": "ambient"}
+
+
+def test_in_ambient_mode_every_canary_step_keeps_the_mode(cluster):
+    assert run(cluster, "canary", "WEIGHT=20", "MESH_MODE=ambient") == [ambient(ON_NO_CALLS), ambient(ON_20)]
+    assert run(cluster, "canary", "WEIGHT=20", "MESH_MODE=ambient") == [ambient(ON_20)]
+    assert run(cluster, "promote", "MESH_MODE=ambient") == [ambient(ALL_TO_V2)]
+    assert run(cluster, "rollback", "MESH_MODE=ambient") == [ambient(ON_NO_CALLS), ambient(OFF)]
+    after_first = release(cluster)
+    assert run(cluster, "rollback", "MESH_MODE=ambient") == [ambient(OFF)]
+    assert release(cluster) == after_first
+
+
+def test_promote_without_a_canary_in_ambient_mode_brings_v2_up_first(cluster):
+    assert run(cluster, "promote", "MESH_MODE=ambient") == [ambient(ON_NO_CALLS), ambient(ALL_TO_V2)]
+
+
 def test_the_canary_keeps_the_values_files_of_helm_app(cluster):
     sandbox = cluster
     sandbox.clear_log()
@@ -100,3 +127,28 @@ def test_help_lists_the_canary_targets(cluster):
     listing = ok(cluster.run(["make", "help"])).stdout
     for target in ("canary", "promote", "rollback"):
         assert f" {target} " in listing.replace("\x1b[36m", " ").replace("\x1b[0m", " "), listing
+
+
+def rendered_split(values: dict[str, str]) -> tuple[str, dict[str, int]]:
+    """What helm/app makes of one install's --set values: the kind of the object routing calls to
+    business-logic and its weight per backend Service."""
+    docs = load_docs(render_ok(CHART, None, *[a for k, v in values.items() for a in ("--set", f"{k}={v}")]))
+    [route] = [r for r in of_kind(docs, "HTTPRoute") if r["metadata"]["name"] == "business-logic"]
+    [rule] = route["spec"]["rules"]
+    return route["kind"], {b["name"]: b["weight"] for b in rule["backendRefs"]}
+
+
+@pytest.mark.parametrize("mode", ["sidecar", "ambient"])
+def test_the_calls_the_targets_make_render_to_the_intended_split(cluster, mode):
+    """Each helm call of canary, promote and rollback, rendered by the real chart: first no calls
+    to v2, then the weight, everything, and back to v1 alone, on the HTTPRoute in both modes."""
+    installs = run(cluster, "canary", "WEIGHT=35", f"MESH_MODE={mode}") + run(cluster, "promote", f"MESH_MODE={mode}") \
+        + run(cluster, "rollback", f"MESH_MODE={mode}")
+    assert [rendered_split(values) for values in installs] == [
+        ("HTTPRoute", {"business-logic-v1": 100, "business-logic-v2": 0}),
+        ("HTTPRoute", {"business-logic-v1": 65, "business-logic-v2": 35}),
+        ("HTTPRoute", {"business-logic-v1": 0, "business-logic-v2": 100}),
+        ("HTTPRoute", {"business-logic-v1": 100, "business-logic-v2": 0}),
+        ("HTTPRoute", {"business-logic-v1": 100}),
+    ]
+    assert {values["mesh.mode"] for values in installs} == {mode}

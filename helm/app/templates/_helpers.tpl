@@ -24,6 +24,15 @@ app.kubernetes.io/part-of: service-mesh-demo
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
+{{/* Labels Istio puts on the pods of a gateway it deploys for a Gateway API Gateway
+(spec.infrastructure.labels): the common labels without app.kubernetes.io/name and `app`,
+which Istio would read as the proxy's app and name its spans after (`app.<namespace>`);
+without them the spans carry the gateway Deployment's name. */}}
+{{- define "app.infrastructureLabels" -}}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/part-of: service-mesh-demo
+{{- end }}
+
 {{/* Fully qualified name of a Service in the release's namespace. */}}
 {{- define "app.host" -}}
 {{- printf "%s.%s.svc.cluster.local" .name .ctx.Release.Namespace }}
@@ -84,4 +93,18 @@ Gateway API, Istio runs the gateway as ServiceAccount <gateway name>-istio in th
 {{- else }}
 {{- .Values.gateway.istioIngress.principal }}
 {{- end }}
+{{- end }}
+
+{{/* What front-end asks of business-logic: GET on its two endpoints (contract/src/routes.rs,
+business_logic::FAST_ENDPOINT and SLOW_ENDPOINT; Istio matches the path without the query).
+An AuthorizationPolicy `operation`; the probes and Prometheus' scrapes do not pass through it. */}}
+{{- define "app.businessLogicOperations" -}}
+methods: ["GET"]
+paths: ["/fast-endpoint", "/slow-endpoint"]
+{{- end }}
+
+{{/* The port both services serve /metrics on (their container port `http`, and the pods'
+prometheus.io/port annotation). */}}
+{{- define "app.metricsPort" -}}
+8080
 {{- end }}

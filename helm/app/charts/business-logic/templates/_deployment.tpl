@@ -4,11 +4,12 @@ always) and deployment-canary.yaml (v2, when canary.enabled). Arguments (a dict)
   ctx       the chart's root context
   name      the Deployment's name
   version   the pod label `version` (and Istio's canonical revision, and
-            SERVICE_VERSION): the DestinationRule subsets select on it
+            SERVICE_VERSION): the umbrella chart's per-version Services
+            (business-logic-v1, business-logic-v2) select on it
   replicas  pod count
   env       extra container env (a list of EnvVar), after the common ones
 Each Deployment selects its own version only, so the two never claim each
-other's pods; the Service selects both.
+other's pods; the umbrella chart's Service `business-logic` selects both.
 */}}
 {{- define "business-logic.deployment" -}}
 {{- $ctx := .ctx }}

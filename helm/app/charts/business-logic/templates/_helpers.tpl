@@ -1,7 +1,9 @@
 {{/*
-Names. The Service, Deployment and ServiceAccount are all named `business-logic`,
-without the release name: the mesh routes, AuthorizationPolicies and dashboards of
-this demo refer to them by that name (one release per namespace).
+Names. The Deployment and ServiceAccount are named `business-logic`, without the
+release name, as is the Service in front of them (the umbrella chart's, next to its
+per-version Services and the route between them): the mesh routes,
+AuthorizationPolicies and dashboards of this demo refer to them by that name (one
+release per namespace).
 */}}
 {{- define "business-logic.name" -}}
 {{- .Chart.Name | trunc 63 | trimSuffix "-" }}
