@@ -554,6 +554,18 @@ def test_an_ambient_run_installs_the_ambient_profile_waits_for_its_node_agents_a
     assert [a for c in calls if c["tool"] == "applied" for a in c["args"] if not a.endswith(" unchanged")] == []
 
 
+def test_the_istio_gateway_variant_works_in_ambient_mode_too(sandbox):
+    """The ambient profile turns istio-ingressgateway off; GATEWAY_API=istio's --set, applied after
+    the files, turns it back on."""
+    ok(sandbox.script(MESH_MODE="ambient", GATEWAY_API="istio"))
+    calls = sandbox.calls()
+    install = calls[first(calls, "istioctl", "install")]["args"]
+    assert istio_operator_files({"args": install}) == ["istio-operator.yaml", "istio-ambient.yaml"]
+    assert install.index("--set") > max(i for i, a in enumerate(install) if a == "-f")
+    assert state_of(sandbox)["istio_gateways"] == ["istio-ingressgateway"]
+    first(calls, "kubectl", "rollout", "status", "deployment/istio-ingressgateway")
+
+
 def test_the_ambient_file_only_switches_the_profile_and_keeps_the_operators_name():
     """istio-operator.yaml stays the one home of the mesh configuration; istioctl prunes by the
     operator's name, so both files must carry the same one."""
