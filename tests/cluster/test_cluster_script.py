@@ -575,8 +575,12 @@ def test_the_ambient_file_only_switches_the_profile_and_keeps_the_operators_name
     assert ambient["metadata"] == operator["metadata"]
     assert ambient["spec"]["profile"] == "ambient" and operator["spec"]["profile"] == "default"
     assert set(ambient["spec"]) == {"profile", "values"} and set(ambient["spec"]["values"]) == {"global", "ztunnel"}
-    # The profile's own image variant, named so `make preflight MESH_MODE=ambient` checks those images.
-    assert ambient["spec"]["values"]["global"] == {"variant": "distroless"}
+    # The profile's own image variant, named so `make preflight MESH_MODE=ambient` checks those
+    # images, and the waypoints' requests sized like the sidecars'.
+    assert set(ambient["spec"]["values"]["global"]) == {"variant", "waypoint"}
+    assert ambient["spec"]["values"]["global"]["variant"] == "distroless"
+    assert ambient["spec"]["values"]["global"]["waypoint"]["resources"]["requests"] == \
+        operator["spec"]["values"]["global"]["proxy"]["resources"]["requests"]
     requests = ambient["spec"]["values"]["ztunnel"]["resources"]["requests"]
     assert set(requests) == {"cpu", "memory"}
 
