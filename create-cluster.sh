@@ -10,9 +10,12 @@
 #   5. Istio with the mesh configuration in istio-add-ons/istio-operator.yaml,
 #      plus the LoadBalancer `istio-ingressgateway` only for GATEWAY_API=istio
 #      (the chart's Istio Gateway variant; the default Gateway API ingress is
-#      deployed by istiod with the app);
-#   6. the app namespace (APP_NAMESPACE, default `demo-app`), labelled for
-#      sidecar injection;
+#      deployed by istiod with the app); for MESH_MODE=ambient the `ambient`
+#      profile (istio-add-ons/istio-ambient.yaml: istio-cni and ztunnel too);
+#   6. the app namespace (APP_NAMESPACE, default `demo-app`), labelled for the
+#      mode: sidecar injection, or enrolled in ambient. On a cluster that ran
+#      the other mode, the app's Deployments and StatefulSets are restarted so
+#      their pods gain or lose their sidecars;
 #   7. Istio's Grafana dashboards (mesh, service, workload, control plane),
 #      downloaded from the pinned Istio release into the ConfigMap
 #      istio-system/istio-dashboards;
@@ -25,9 +28,9 @@
 #
 # Usage: ./create-cluster.sh        (or `make create-cluster`)
 # Settings (environment): CLUSTER_NAME, REG_NAME, REG_PORT, APP_NAMESPACE,
-# GATEWAY_API (gateway or istio), ISTIO_VERSION, GATEWAY_API_VERSION,
-# LOKI_CHART_VERSION, ALLOY_CHART_VERSION, ROLLOUT_TIMEOUT, and the
-# commands DOCKER, KIND, KUBECTL, HELM, ISTIOCTL, CURL.
+# MESH_MODE (sidecar or ambient), GATEWAY_API (gateway or istio),
+# ISTIO_VERSION, GATEWAY_API_VERSION, LOKI_CHART_VERSION, ALLOY_CHART_VERSION,
+# ROLLOUT_TIMEOUT, and the commands DOCKER, KIND, KUBECTL, HELM, ISTIOCTL, CURL.
 # Written for bash 3.2 or newer (macOS's /bin/bash included).
 set -euo pipefail
 
@@ -41,6 +44,10 @@ APP_NAMESPACE="${APP_NAMESPACE:-demo-app}"
 # The app's ingress (helm/app `gateway.api`): `gateway` (Gateway API, deployed by
 # istiod with the app) or `istio` (Istio's Gateway on istio-system/istio-ingressgateway).
 GATEWAY_API="${GATEWAY_API:-gateway}"
+# Istio's data plane (helm/app `mesh.mode`): `sidecar` (an Envoy in every app
+# pod) or `ambient` (ztunnel on every node, waypoints for L7). Running the
+# script with the other mode converts the cluster (install_istio, label_app_namespace).
+MESH_MODE="${MESH_MODE:-sidecar}"
 KIND_CONFIG="${KIND_CONFIG:-${SCRIPT_DIR}/kind-cluster-config.yaml}"
 ROLLOUT_TIMEOUT="${ROLLOUT_TIMEOUT:-300s}"
 ADDONS_NAMESPACE=istio-system
@@ -120,6 +127,16 @@ case "$GATEWAY_API" in
   istio) ISTIO_SET_ARGS=(--set 'components.ingressGateways.[name:istio-ingressgateway].enabled=true') ;;
   *)
     printf 'ERROR: GATEWAY_API=%s is not valid; allowed: gateway (Gateway API, the default) or istio (istio-ingressgateway)\n' "$GATEWAY_API" >&2
+    exit 1
+    ;;
+esac
+
+# The IstioOperator files for the mode, in the order istioctl merges them.
+case "$MESH_MODE" in
+  sidecar) ISTIO_OPERATOR_FILES="istio-operator.yaml" ;;
+  ambient) ISTIO_OPERATOR_FILES="istio-operator.yaml istio-ambient.yaml" ;;
+  *)
+    printf 'ERROR: MESH_MODE=%s is not valid; allowed: sidecar (an Envoy sidecar in every app pod, the default) or ambient (ztunnel on every node, a waypoint for L7)\n' "$MESH_MODE" >&2
     exit 1
     ;;
 esac
@@ -390,19 +407,32 @@ install_gateway_api_crds() {
   fi
 }
 
-# The installed version and configuration (operator file and GATEWAY_API) are
-# recorded in the ConfigMap istio-system/demo-istio-install; istioctl runs again
-# only when they change, and then also removes a gateway no longer asked for.
+# The installed version and configuration (operator files, GATEWAY_API and
+# MESH_MODE) are recorded in the ConfigMap istio-system/demo-istio-install;
+# istioctl runs again only when they change, and then also removes what is no
+# longer asked for (a gateway; ztunnel and istio-cni when going back to sidecar
+# mode).
 install_istio() {
-  log "Istio ${ISTIO_VERSION} (istio-add-ons/istio-operator.yaml, GATEWAY_API=${GATEWAY_API})"
-  local operator="${ADDONS_DIR}/istio-operator.yaml" want have
-  want="${ISTIO_VERSION}-$(checksum "$operator")-${GATEWAY_API}"
+  log "Istio ${ISTIO_VERSION} (MESH_MODE=${MESH_MODE}: istio-add-ons/${ISTIO_OPERATOR_FILES// / + istio-add-ons/}, GATEWAY_API=${GATEWAY_API})"
+  local file want have
+  local -a files=()
+  # Sidecar mode keeps the record it had before ambient mode existed, so an
+  # existing cluster is not reinstalled for nothing.
+  want="${ISTIO_VERSION}"
+  for file in $ISTIO_OPERATOR_FILES; do
+    files+=(-f "${ADDONS_DIR}/${file}")
+    want="${want}-$(checksum "${ADDONS_DIR}/${file}")"
+  done
+  want="${want}-${GATEWAY_API}"
+  if [[ "$MESH_MODE" != sidecar ]]; then
+    want="${want}-${MESH_MODE}"
+  fi
   have="$(kc -n "$ADDONS_NAMESPACE" get configmap demo-istio-install \
     -o jsonpath='{.data.installed}' 2>/dev/null || true)"
   if [[ "$have" == "$want" ]] && kc -n "$ADDONS_NAMESPACE" get deployment istiod >/dev/null 2>&1; then
     info "already installed with this configuration"
   else
-    "$ISTIOCTL" install --context "$KUBE_CONTEXT" -y -f "$operator" ${ISTIO_SET_ARGS[@]+"${ISTIO_SET_ARGS[@]}"}
+    "$ISTIOCTL" install --context "$KUBE_CONTEXT" -y "${files[@]}" ${ISTIO_SET_ARGS[@]+"${ISTIO_SET_ARGS[@]}"}
     kc -n "$ADDONS_NAMESPACE" create configmap demo-istio-install \
       --from-literal=installed="$want" --dry-run=client -o yaml | kc apply -f - >/dev/null
   fi
@@ -410,12 +440,59 @@ install_istio() {
   if [[ "$GATEWAY_API" == istio ]]; then
     wait_rollout deployment istio-ingressgateway
   fi
+  local daemonset
+  for daemonset in istio-cni-node ztunnel; do
+    if [[ "$MESH_MODE" == ambient ]]; then
+      # Each node's istio-cni agent sets up the traffic redirection of new
+      # pods, and its ztunnel carries their traffic: both must be up on every
+      # node before the app's pods start.
+      wait_rollout daemonset "$daemonset"
+    elif kc -n "$ADDONS_NAMESPACE" get daemonset "$daemonset" >/dev/null 2>&1; then
+      # istioctl prunes only what carries its own version's labels: after a
+      # change of ISTIO_VERSION and mode together the old ones stay.
+      warn "daemonset ${ADDONS_NAMESPACE}/${daemonset} is left over from ambient mode: deleting it"
+      kc -n "$ADDONS_NAMESPACE" delete daemonset "$daemonset" --ignore-not-found | sed 's/^/    /'
+    fi
+  done
+}
+
+# The mode the app's pods were started in is recorded on the namespace (the
+# annotation demo.istio-add-ons/mesh-mode), written only once they were
+# restarted: a run interrupted after the relabelling restarts them on the next
+# run. No annotation: the namespace predates ambient mode (sidecar).
+NAMESPACE_MODE_ANNOTATION=demo.istio-add-ons/mesh-mode
+
+# The namespace labels of each mode. The other mode's label is removed (a
+# trailing `-`; kubectl only notes a label that is not there), so the
+# namespace is in exactly one mode.
+namespace_labels() {
+  case "$MESH_MODE" in
+    sidecar) printf '%s\n' istio-injection=enabled istio.io/dataplane-mode- ;;
+    ambient) printf '%s\n' istio.io/dataplane-mode=ambient istio-injection- ;;
+  esac
 }
 
 label_app_namespace() {
-  log "Namespace ${APP_NAMESPACE} with sidecar injection"
+  log "Namespace ${APP_NAMESPACE} (MESH_MODE=${MESH_MODE})"
   kc create namespace "$APP_NAMESPACE" --dry-run=client -o yaml | kc apply -f - | sed 's/^/    /'
-  kc label namespace "$APP_NAMESPACE" istio-injection=enabled --overwrite | sed 's/^/    /'
+  # shellcheck disable=SC2046  # one argument per label, none has spaces
+  kc label namespace "$APP_NAMESPACE" $(namespace_labels) --overwrite 2>&1 | sed 's/^/    /'
+  local was workload
+  was="$(kc get namespace "$APP_NAMESPACE" \
+    -o jsonpath='{.metadata.annotations.demo\.istio-add-ons/mesh-mode}' 2>/dev/null || true)"
+  was="${was:-sidecar}"
+  if [[ "$was" != "$MESH_MODE" ]]; then
+    # Sidecars are added or removed only when a pod is created.
+    for workload in $(kc -n "$APP_NAMESPACE" get deployments,statefulsets -o name); do
+      info "${workload}: restarting (its pods ran in ${was} mode)"
+      kc -n "$APP_NAMESPACE" rollout restart "$workload" | sed 's/^/    /'
+    done
+    for workload in $(kc -n "$APP_NAMESPACE" get deployments,statefulsets -o name); do
+      kc -n "$APP_NAMESPACE" rollout status "$workload" --timeout="$ROLLOUT_TIMEOUT" >/dev/null
+      info "${workload}: ready"
+    done
+  fi
+  kc annotate namespace "$APP_NAMESPACE" "${NAMESPACE_MODE_ANNOTATION}=${MESH_MODE}" --overwrite | sed 's/^/    /'
 }
 
 # ---------------------------------------------------------------------------
@@ -557,10 +634,11 @@ install_addons() {
 }
 
 print_summary() {
-  log "Cluster ${CLUSTER_NAME} is ready"
+  log "Cluster ${CLUSTER_NAME} is ready (MESH_MODE=${MESH_MODE})"
   cat <<EOF
     Images:   docker push localhost:${REG_PORT}/<name>:<tag>   (make build-business-logic build-front-end push)
-    App:      make helm-app          (Helm release into namespace ${APP_NAMESPACE})
+    App:      make helm-app MESH_MODE=${MESH_MODE}   (Helm release into namespace ${APP_NAMESPACE}; the chart's
+              mesh.mode must match the cluster's: routes, policies and, in ambient mode, the waypoint)
     Gateway:  make port-forward      (localhost:8080 -> the app's ingress gateway), then
               http://localhost:8080/demo-app/   http://localhost:8080/jaeger
               http://localhost:8080/grafana     http://localhost:8080/kiali
@@ -571,7 +649,8 @@ EOF
 
 main() {
   if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
-    sed -n '2,31p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    # The comment block at the top of this file.
+    awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}"
     return 0
   fi
   check_prerequisites

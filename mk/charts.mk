@@ -18,9 +18,18 @@ HELM_VALUES ?=
 # Extra helm arguments for helm-app, e.g. HELM_SET_ARGS="--set canary.weights.v1=100" (mk/canary.mk uses it).
 HELM_SET_ARGS ?=
 HELM_TIMEOUT ?= 5m
+# Istio's data plane the app runs in: `sidecar` (an Envoy in every app pod) or `ambient` (ztunnel
+# on every node, a waypoint for L7). helm-app passes it to the chart (mesh.mode) and labels
+# NAMESPACE for it; `make create-cluster` installs Istio for it and converts a cluster in the other mode.
+MESH_MODE ?= sidecar
 # Kubernetes version the rendered manifests are validated against.
 KUBE_VERSION ?= 1.36.0
-HELP_VARIABLES += REGISTRY VERSION NAMESPACE RELEASE HELM HELM_VALUES KUBE_VERSION
+HELP_VARIABLES += MESH_MODE REGISTRY VERSION NAMESPACE RELEASE HELM HELM_VALUES KUBE_VERSION
+
+# The namespace labels of each mode (create-cluster.sh sets the same): the other mode's label is
+# removed (`key-`), so the namespace is in exactly one mode.
+mesh_labels_sidecar := istio-injection=enabled istio.io/dataplane-mode-
+mesh_labels_ambient := istio.io/dataplane-mode=ambient istio-injection-
 
 # The digest the registry gave REGISTRY/<service>:VERSION when `make push` pushed it from this
 # machine, empty otherwise. helm-app pins it, so a rebuild under the same tag still rolls out.
@@ -50,10 +59,23 @@ push: ## Push both images to REGISTRY (localhost:5001; build them first)
 	$(DOCKER) push $(REGISTRY)/front-end:$(VERSION)
 
 .PHONY: helm-app
-helm-app: ## helm upgrade --install helm/app as RELEASE in NAMESPACE (labelled for sidecar injection), wait for the rollout
+helm-app: ## helm upgrade --install helm/app as RELEASE in NAMESPACE (labelled for MESH_MODE), wait for the rollout
 	@command -v $(HELM) >/dev/null || { echo "helm not found: install Helm (https://helm.sh/docs/intro/install/)" >&2; exit 1; }
+	@case "$(MESH_MODE)" in sidecar|ambient) ;; *) echo "MESH_MODE=$(MESH_MODE) is not valid; allowed: sidecar (the default) or ambient" >&2; exit 2;; esac
+	@# The chart's routes and policies differ by mode: the cluster must be in the same one. create-cluster.sh
+	@# records the mode the app's pods run in on the namespace; another mode there means converting first.
+	@was="$$($(KUBECTL_CTX) get namespace $(NAMESPACE) -o jsonpath='{.metadata.annotations.demo\.istio-add-ons/mesh-mode}' 2>/dev/null || true)"; \
+	if [ -n "$$was" ] && [ "$$was" != "$(MESH_MODE)" ]; then \
+	  echo "Namespace $(NAMESPACE) runs in $$was mode, not $(MESH_MODE). Convert the cluster first:" \
+	    "make up MESH_MODE=$(MESH_MODE) (or make create-cluster MESH_MODE=$(MESH_MODE), then this again);" \
+	    "or keep $$was mode: MESH_MODE=$$was" >&2; exit 2; \
+	fi
+	@if [ "$(MESH_MODE)" = ambient ] && ! $(KUBECTL_CTX) -n istio-system get daemonset ztunnel >/dev/null 2>&1; then \
+	  echo "MESH_MODE=ambient needs Istio's ambient profile (ztunnel in istio-system), not installed on this cluster:" \
+	    "make create-cluster MESH_MODE=ambient installs it" >&2; exit 2; \
+	fi
 	$(KUBECTL_CTX) create namespace $(NAMESPACE) --dry-run=client -o yaml | $(KUBECTL_CTX) apply -f -
-	$(KUBECTL_CTX) label namespace $(NAMESPACE) istio-injection=enabled --overwrite
+	$(KUBECTL_CTX) label namespace $(NAMESPACE) $(mesh_labels_$(MESH_MODE)) --overwrite
 	$(HELM_CTX) upgrade --install $(RELEASE) $(CHART) -n $(NAMESPACE) --create-namespace \
 	  --wait --timeout $(HELM_TIMEOUT) \
 	  --set-string front-end.image.repository=$(REGISTRY)/front-end \
@@ -62,6 +84,7 @@ helm-app: ## helm upgrade --install helm/app as RELEASE in NAMESPACE (labelled f
 	  --set-string business-logic.image.repository=$(REGISTRY)/business-logic \
 	  --set-string business-logic.image.tag=$(VERSION) \
 	  --set-string business-logic.image.digest="$(call image_digest,business-logic)" \
+	  --set mesh.mode=$(MESH_MODE) \
 	  $(addprefix -f ,$(HELM_VALUES)) $(HELM_SET_ARGS)
 	$(KUBECTL_CTX) -n $(NAMESPACE) rollout status deployment/front-end --timeout $(HELM_TIMEOUT)
 	$(KUBECTL_CTX) -n $(NAMESPACE) rollout status deployment/business-logic --timeout $(HELM_TIMEOUT)

@@ -30,24 +30,25 @@ LOKI_CHART_VERSION ?= $(shell sed -n 's/^LOKI_CHART_VERSION="$${LOKI_CHART_VERSI
 ALLOY_CHART_VERSION ?= $(shell sed -n 's/^ALLOY_CHART_VERSION="$${ALLOY_CHART_VERSION:-\(.*\)}"$$/\1/p' create-cluster.sh)
 
 # Plain Kubernetes manifests among the add-ons (the rest are Helm values and
-# the IstioOperator, which is istioctl's input, not a cluster object).
-CLUSTER_MANIFESTS := $(filter-out istio-add-ons/istio-operator.yaml istio-add-ons/%-values.yaml,$(wildcard istio-add-ons/*.yaml))
+# the IstioOperator files, which are istioctl's input, not cluster objects).
+CLUSTER_MANIFESTS := $(filter-out istio-add-ons/istio-operator.yaml istio-add-ons/istio-ambient.yaml istio-add-ons/%-values.yaml,$(wildcard istio-add-ons/*.yaml))
 
 ##@ Cluster (kind + Istio + add-ons)
 .PHONY: preflight
-preflight: ## Before make up: Docker running with enough memory and CPUs, tool versions, free ports, every pinned image and chart resolves (SKIP_PINS=1: offline)
-	@CLUSTER_NAME=$(CLUSTER_NAME) REG_NAME=$(REG_NAME) GATEWAY_PORT=$(GATEWAY_PORT) DOCKER=$(DOCKER) KIND=$(KIND) \
+preflight: ## Before make up: Docker running with enough memory and CPUs, tool versions, free ports, every pinned image and chart resolves for MESH_MODE (SKIP_PINS=1: offline)
+	@CLUSTER_NAME=$(CLUSTER_NAME) REG_NAME=$(REG_NAME) GATEWAY_PORT=$(GATEWAY_PORT) MESH_MODE=$(MESH_MODE) DOCKER=$(DOCKER) KIND=$(KIND) \
 	  KUBECTL=$(KUBECTL) HELM=$(HELM) ISTIOCTL=$(ISTIOCTL) scripts/preflight.sh $(if $(SKIP_PINS),--skip-pins)
 
 .PHONY: up
-up: ## The whole walkthrough (after make preflight): cluster, images, app; waits, then prints the URLs
+up: ## The whole walkthrough (after make preflight): cluster, images, app in MESH_MODE; waits, then prints the URLs
 	$(MAKE) create-cluster
 	$(MAKE) build-business-logic build-front-end push helm-app
 	$(MAKE) urls
 
 .PHONY: create-cluster
-create-cluster: ## Registry, kind cluster, Istio and add-ons (idempotent: safe to re-run)
-	CLUSTER_NAME=$(CLUSTER_NAME) REG_NAME=$(REG_NAME) APP_NAMESPACE=$(NAMESPACE) GATEWAY_API=$(GATEWAY_API) DOCKER=$(DOCKER) KIND=$(KIND) \
+create-cluster: ## Registry, kind cluster, Istio for MESH_MODE and add-ons (idempotent; converts a cluster in the other mode)
+	CLUSTER_NAME=$(CLUSTER_NAME) REG_NAME=$(REG_NAME) APP_NAMESPACE=$(NAMESPACE) GATEWAY_API=$(GATEWAY_API) MESH_MODE=$(MESH_MODE) \
+	  DOCKER=$(DOCKER) KIND=$(KIND) \
 	  KUBECTL=$(KUBECTL) HELM=$(HELM) ISTIOCTL=$(ISTIOCTL) ./create-cluster.sh
 
 .PHONY: port-forward
@@ -70,6 +71,12 @@ urls: ## Print the URLs of the app and the dashboards
 	@echo "    Grafana     http://localhost:$(GATEWAY_PORT)/grafana   (dashboard 'Demo app', uid demo-app)"
 	@echo "    Kiali       http://localhost:$(GATEWAY_PORT)/kiali"
 	@echo "    Prometheus  http://localhost:$(GATEWAY_PORT)/prometheus"
+ifeq ($(MESH_MODE),ambient)
+	@echo ""
+	@echo "Ambient mode: no sidecars. What ztunnel on each node knows, and the waypoint that serves $(NAMESPACE):"
+	@echo "    istioctl ztunnel-config workloads --workload-namespace $(NAMESPACE)"
+	@echo "    istioctl waypoint status -n $(NAMESPACE)"
+endif
 	@echo ""
 	@echo "Then check every link of the chain (page, trace, logs, metrics, mesh graph) in one go:"
 	@echo "    make verify      (it port-forwards by itself if nothing answers at localhost:$(GATEWAY_PORT))"

@@ -7,8 +7,9 @@
 #      kind-cluster-config.yaml maps to the host; GATEWAY_PORT (make
 #      port-forward) only warns;
 #   4. every pinned image and chart resolves: the kind node image, the registry,
-#      Istio's images, the add-ons' images, the app chart's PostgreSQL image,
-#      the Dockerfile's base images (docker manifest inspect), the Loki and
+#      Istio's images (for MESH_MODE=ambient those of the ambient profile),
+#      the add-ons' images, the app chart's PostgreSQL image, the
+#      Dockerfile's base images (docker manifest inspect), the Loki and
 #      Alloy charts (helm show chart), the Gateway API CRDs and Istio's Grafana
 #      dashboards (curl).
 # It changes nothing. Exit status 0 when every check passes, 1 otherwise.
@@ -18,8 +19,8 @@
 #   network and counts as one pull per Docker Hub image against Docker Hub's
 #   rate limit for anonymous pulls.
 # Settings (environment): those of create-cluster.sh (CLUSTER_NAME, REG_NAME,
-# REG_PORT, KIND_CONFIG, the versions, the commands DOCKER, KIND, KUBECTL, HELM,
-# ISTIOCTL), GATEWAY_PORT, and CURL.
+# REG_PORT, KIND_CONFIG, MESH_MODE, the versions, the commands DOCKER, KIND,
+# KUBECTL, HELM, ISTIOCTL), GATEWAY_PORT, and CURL.
 # Every version and image comes from its one home: create-cluster.sh (sourced
 # here; its main does not run), kind-cluster-config.yaml, istio-add-ons/,
 # helm/app/charts/*/values.yaml and the Dockerfile.
@@ -211,8 +212,19 @@ pinned_images() {
   sed -n 's/^ *image: *\([^ ]\{1,\}\) *$/\1/p' "$KIND_CONFIG" | where "${KIND_CONFIG##*/}"
   printf '%s\tcreate-cluster.sh (REGISTRY_IMAGE)\n' "$REGISTRY_IMAGE"
   hub="$(sed -n 's/^ *hub: *\([^ ]\{1,\}\) *$/\1/p' "${ADDONS_DIR}/istio-operator.yaml" | head -n 1)"
-  printf '%s/pilot:%s\tistio-add-ons/istio-operator.yaml (hub) + ISTIO_VERSION\n' "$hub" "$ISTIO_VERSION"
-  printf '%s/proxyv2:%s\tistio-add-ons/istio-operator.yaml (hub) + ISTIO_VERSION\n' "$hub" "$ISTIO_VERSION"
+  if [[ "$MESH_MODE" == ambient ]]; then
+    # The ambient profile adds istio-cni and ztunnel, and pulls every Istio
+    # image in the variant istio-ambient.yaml names.
+    local variant image
+    variant="$(sed -n 's/^ *variant: *\([^ ]\{1,\}\) *$/\1/p' "${ADDONS_DIR}/istio-ambient.yaml" | head -n 1)"
+    for image in pilot proxyv2 install-cni ztunnel; do
+      printf '%s/%s:%s%s\tistio-add-ons/istio-operator.yaml (hub) + ISTIO_VERSION + istio-ambient.yaml (variant)\n' \
+        "$hub" "$image" "$ISTIO_VERSION" "${variant:+-${variant}}"
+    done
+  else
+    printf '%s/pilot:%s\tistio-add-ons/istio-operator.yaml (hub) + ISTIO_VERSION\n' "$hub" "$ISTIO_VERSION"
+    printf '%s/proxyv2:%s\tistio-add-ons/istio-operator.yaml (hub) + ISTIO_VERSION\n' "$hub" "$ISTIO_VERSION"
+  fi
   for file in "${ADDONS_DIR}"/*.yaml; do
     sed -n 's/^ *-\{0,1\} *image: *"\{0,1\}\([^ "]\{1,\}\)"\{0,1\} *$/\1/p' "$file" |
       where "istio-add-ons/${file##*/}"

@@ -37,7 +37,9 @@ def test_images_are_built_and_pushed_with_the_chart_version():
 def test_helm_app_labels_the_namespace_installs_and_waits(context):
     commands = make("-n", "helm-app", f"KUBE_CONTEXT={context}")
     ctx = f" --context {context}" if context else ""
-    assert f"kubectl{ctx} label namespace demo-app istio-injection=enabled --overwrite" in commands
+    # Sidecar mode by default: injection on, and no ambient enrolment left over.
+    assert f"kubectl{ctx} label namespace demo-app istio-injection=enabled istio.io/dataplane-mode- --overwrite" \
+        in commands
     install = re.search(r"helm.* upgrade --install app helm/app -n demo-app.*", commands, re.S)[0]
     assert "--wait --timeout 5m" in install and "--set-string front-end.image.tag=" in install
     # The pushed digests are pinned, so a rebuild under the same tag rolls out.
@@ -47,3 +49,25 @@ def test_helm_app_labels_the_namespace_installs_and_waits(context):
     for workload in ("deployment/front-end", "deployment/business-logic", "statefulset/postgres"):
         assert f"rollout status {workload}" in commands
     assert commands.index("istio-injection=enabled") < commands.index("upgrade --install")
+
+
+@pytest.mark.parametrize(("mode", "labels"), [
+    ("sidecar", "istio-injection=enabled istio.io/dataplane-mode-"),
+    ("ambient", "istio.io/dataplane-mode=ambient istio-injection-"),
+])
+def test_helm_app_passes_the_mesh_mode_to_the_chart_and_labels_the_namespace_for_it(mode, labels):
+    commands = make("-n", "helm-app", f"MESH_MODE={mode}")
+    assert f"label namespace demo-app {labels} --overwrite" in commands
+    install = re.search(r"helm.* upgrade --install app helm/app -n demo-app.*", commands, re.S)[0]
+    assert re.findall(r"--set mesh\.mode=(\S+)", install) == [mode]
+    # The mode is given before HELM_SET_ARGS, which the canary targets fill, so they keep it.
+    with_args = make("-n", "helm-app", f"MESH_MODE={mode}", "HELM_SET_ARGS=--set canary.weights.v1=100")
+    assert f"--set mesh.mode={mode}" in with_args and \
+        with_args.index(f"--set mesh.mode={mode}") < with_args.index("--set canary.weights.v1=100")
+    assert commands.index("label namespace") < commands.index("upgrade --install")
+
+
+def test_mesh_mode_is_a_documented_variable_defaulting_to_sidecar():
+    variables = make("help").split("Variables", 1)[1]
+    assert re.search(r"MESH_MODE\S*\s+sidecar$", re.sub(r"\x1b\[\d*m", "", variables), re.M)
+    assert "MESH_MODE" in make("help").split("Variables", 1)[0], "a target's help names it"

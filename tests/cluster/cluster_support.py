@@ -21,7 +21,7 @@ APP_NAMESPACE = "demo-app"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 # Files in istio-add-ons/ that are not Kubernetes objects applied with kubectl.
-NOT_MANIFESTS = {"istio-operator.yaml", "loki-values.yaml", "alloy-values.yaml"}
+NOT_MANIFESTS = {"istio-operator.yaml", "istio-ambient.yaml", "loki-values.yaml", "alloy-values.yaml"}
 
 
 def unavailable(message: str) -> None:

@@ -15,6 +15,13 @@ What exists on the network is listed, whitespace-separated, in FAKE_IMAGES
 `curl -o FILE URL` writes a stand-in Grafana dashboard (JSON naming the URL) to FILE.
 FAKE_FAIL_AT=N interrupts the run at its Nth state-changing call (that call
 fails before it changes anything), as a Ctrl-C or a dropped connection would.
+Istio's data plane is modelled as far as the scripts can see it: `istioctl
+install` with the `ambient` profile adds the DaemonSets ztunnel and
+istio-cni-node, and one without it prunes those its own version made (as
+istioctl's installer does); namespaces keep their labels and annotations; the
+app chart's workloads exist once its release does, and each pod records the
+data plane it was created under (the namespace's labels when the chart first
+created it or `kubectl rollout restart` replaced it): `sidecar`, `ambient` or `none`.
 """
 
 from __future__ import annotations
@@ -297,6 +304,48 @@ def kubectl(args: list[str], state: State) -> int:
     if context and context.removeprefix("kind-") not in state.get("clusters"):
         return fail(f'error: context "{context}" does not exist')
     objects = state.get("objects", {})
+    if rest[:2] == ["label", "namespace"]:
+        return label_namespace(rest[2], [a for a in rest[3:] if not a.startswith("-")], state)
+    if rest[:2] == ["annotate", "namespace"]:
+        meta = namespace_meta(state, rest[2])
+        if meta is None:
+            return fail(f'Error from server (NotFound): namespaces "{rest[2]}" not found')
+        for value in [a for a in rest[3:] if not a.startswith("-")]:
+            key, _, val = value.partition("=")
+            meta["annotations"][key] = val
+        state.set("namespaces", {**state.get("namespaces", {}), rest[2]: meta})
+        print(f"namespace/{rest[2]} annotated")
+        return 0
+    if rest[:1] == ["get"] and rest[1] in ("namespace", "ns") and len(rest) > 2:
+        meta = namespace_meta(state, rest[2])
+        if meta is None:
+            return fail(f'Error from server (NotFound): namespaces "{rest[2]}" not found')
+        jsonpath = option(rest, "-o") or ""
+        if jsonpath.startswith("jsonpath={.metadata.annotations."):
+            key = jsonpath[len("jsonpath={.metadata.annotations."):-1].replace("\\.", ".")
+            print(meta["annotations"].get(key, ""), end="")
+        return 0
+    if rest[:2] == ["get", "deployments,statefulsets"] and option(rest, "-o") == "name":
+        for workload in app_workloads(state, namespace):
+            print(workload)
+        return 0
+    if rest[:2] == ["rollout", "restart"] and namespace != "istio-system":
+        if rest[2] not in app_workloads(state, namespace):
+            return fail(f'Error from server (NotFound): {rest[2]} not found')
+        # The new pods are created under the namespace's labels of now.
+        state.set("pods", {**state.get("pods", {}), f"{namespace}/{rest[2]}": pod_mode(state, namespace)})
+        print(f"{rest[2]} restarted")
+        return 0
+    if rest[:2] == ["delete", "daemonset"] and namespace == "istio-system":
+        daemonsets = state.get("istio_daemonsets", {})
+        for name in [a for a in rest[2:] if not a.startswith("-")]:
+            if name in daemonsets:
+                del daemonsets[name]
+                print(f'daemonset.apps "{name}" deleted')
+            elif "--ignore-not-found" not in rest:
+                return fail(f'Error from server (NotFound): daemonsets.apps "{name}" not found')
+        state.set("istio_daemonsets", daemonsets)
+        return 0
     if rest[:1] == ["apply"]:
         source = option(rest, "-f")
         if re.match(r"https?://", source or ""):
@@ -325,6 +374,9 @@ def kubectl(args: list[str], state: State) -> int:
         if kind_ == "deployment" and namespace == "istio-system" and name in ("istiod", "istio-ingressgateway"):
             return 0 if name in istio_deployments(state) else \
                 fail(f'Error from server (NotFound): deployments.apps "{name}" not found')
+        if kind_ == "daemonset" and namespace == "istio-system" and name in ("ztunnel", "istio-cni-node"):
+            return 0 if name in state.get("istio_daemonsets", {}) else \
+                fail(f'Error from server (NotFound): daemonsets.apps "{name}" not found')
         if kind_ == "crd":
             namespace = "default"  # cluster-scoped
         obj = objects.get(f"{kind_}/{namespace}/{name}")
@@ -358,7 +410,8 @@ def kubectl(args: list[str], state: State) -> int:
     if rest[:2] in (["rollout", "restart"], ["rollout", "status"]) and namespace == "istio-system":
         kind_, _, name = rest[2].partition("/")
         known = f"{kind_}/{namespace}/{name}" in objects or (kind_ == "deployment" and name in istio_deployments(state)) \
-            or (kind_ in ("statefulset", "daemonset") and f"{namespace}/{name}" in state.get("releases", {}))
+            or (kind_ in ("statefulset", "daemonset") and f"{namespace}/{name}" in state.get("releases", {})) \
+            or (kind_ == "daemonset" and name in state.get("istio_daemonsets", {}))
         if not known:
             return fail(f'Error from server (NotFound): {kind_}s.apps "{name}" not found')
     print(f"fake kubectl {' '.join(rest[:2])}")
@@ -383,12 +436,60 @@ def downloaded(url: str) -> str | None:
         for crd in crds])
 
 
+def namespace_meta(state: State, name: str) -> dict | None:
+    """Labels and annotations of a namespace that was applied (None: there is none)."""
+    if not any(key.startswith("namespace/") and key.endswith(f"/{name}") for key in state.get("objects", {})):
+        return None
+    return state.get("namespaces", {}).get(name, {"labels": {}, "annotations": {}})
+
+
+def label_namespace(name: str, values: list[str], state: State) -> int:
+    """`kubectl label namespace NAME key=value key- ... --overwrite`."""
+    meta = namespace_meta(state, name)
+    if meta is None:
+        return fail(f'Error from server (NotFound): namespaces "{name}" not found')
+    for value in values:
+        if value.endswith("-") and "=" not in value:
+            if value[:-1] not in meta["labels"]:
+                print(f'label "{value[:-1]}" not found.')
+            meta["labels"].pop(value[:-1], None)
+        else:
+            key, _, val = value.partition("=")
+            meta["labels"][key] = val
+    state.set("namespaces", {**state.get("namespaces", {}), name: meta})
+    print(f"namespace/{name} labeled")
+    return 0
+
+
+def pod_mode(state: State, namespace: str) -> str:
+    """The data plane a pod created now in `namespace` gets: Istio injects a sidecar where the
+    namespace says istio-injection=enabled (and ambient then leaves that pod alone); ztunnel
+    captures the pods of a namespace labelled istio.io/dataplane-mode=ambient."""
+    labels = state.get("namespaces", {}).get(namespace, {}).get("labels", {})
+    if labels.get("istio-injection") == "enabled":
+        return "sidecar"
+    if labels.get("istio.io/dataplane-mode") == "ambient":
+        return "ambient"
+    return "none"
+
+
+def app_workloads(state: State, namespace: str) -> list[str]:
+    """The workloads (as `kubectl get -o name` prints them) of the app chart's releases in namespace."""
+    workloads = []
+    for key, release in state.get("releases", {}).items():
+        if key.startswith(f"{namespace}/") and release["chart"].rstrip("/").endswith("helm/app"):
+            workloads += ["deployment.apps/front-end", "deployment.apps/business-logic"]
+            if release.get("set", {}).get("business-logic.canary.enabled") == "true":
+                workloads.append("deployment.apps/business-logic-v2")
+    return workloads
+
+
 MUTATING = {
     "docker": lambda a: a[:1] in (["run"], ["start"], ["rm"]) or a[:2] == ["network", "connect"]
     or (a[:1] == ["exec"] and ("cp" in a or "mkdir" in a)),
     "kind": lambda a: a[:1] in (["create"], ["delete"]),
-    "kubectl": lambda a: "--dry-run=client" not in a and bool(
-        {"apply", "label", "patch", "create", "delete"} & set(a[:6]) or "restart" in a),
+    "kubectl": lambda a: "--dry-run=client" not in a and "--local" not in a and bool(
+        {"apply", "label", "annotate", "patch", "create", "delete"} & set(a[:6]) or "restart" in a),
     "helm": lambda a: "upgrade" in a or "uninstall" in a,
     "istioctl": lambda a: a[:1] == ["install"],
 }
@@ -444,6 +545,12 @@ def helm(args: list[str], state: State) -> int:
             # --set values, last one wins (as in helm); the canary's say whether v2 runs.
             "set": dict(v.split("=", 1) for i, v in enumerate(rest) if i and rest[i - 1] == "--set")}
         state.set("releases", releases)
+        # Pods the chart creates now join the data plane the namespace's labels say; those that
+        # run already keep theirs.
+        pods = state.get("pods", {})
+        for workload in app_workloads(state, namespace):
+            pods.setdefault(f"{namespace}/{workload}", pod_mode(state, namespace))
+        state.set("pods", pods)
         print(f'Release "{name}" has been upgraded. Happy Helming!')
     return 0
 
@@ -451,31 +558,60 @@ def helm(args: list[str], state: State) -> int:
 # --- istioctl ------------------------------------------------------------------------------------------
 
 def istioctl(args: list[str], state: State) -> int:
+    version = os.environ.get("FAKE_ISTIOCTL_VERSION", "1.31.1")
     if args[:1] == ["version"]:
-        print(f"client version: {os.environ.get('FAKE_ISTIOCTL_VERSION', '1.31.1')}")
+        print(f"client version: {version}")
         return 0
     if args[:1] == ["install"]:
+        import yaml
+
         if not state.get("clusters"):
             return fail("Error: failed to connect to Kubernetes API server")
-        operator = option(args, "-f", "--filename")
-        if not operator or not Path(operator).is_file():
-            return fail(f"Error: could not read {operator}")
+        files = [v for i, v in enumerate(args) if i and args[i - 1] in ("-f", "--filename")]
+        if not files:
+            return fail("Error: no IstioOperator file given")
+        spec: dict = {}
+        for path in files:
+            if not Path(path).is_file():
+                return fail(f"Error: could not read {path}")
+            # istioctl merges the files in order, maps into maps (values.Map.MergeFrom).
+            merge(spec, (yaml.safe_load(Path(path).read_text()) or {}).get("spec", {}))
+        sets = [v for i, v in enumerate(args) if i and args[i - 1] == "--set"]
+        profile = next((v.split("=", 1)[1] for v in sets if v.startswith("profile=")), spec.get("profile", "default"))
+        if profile not in ("default", "ambient"):
+            return fail(f'Error: profile "{profile}" not found')
         state.set("istio", True)
-        gateways = ingress_gateways(Path(operator), [v for i, v in enumerate(args) if i and args[i - 1] == "--set"])
+        state.set("istio_profile", profile)
+        gateways = ingress_gateways(profile, spec, sets)
         state.set("istio_gateways", gateways)
-        print("✔ Istio core installed\n✔ Istiod installed" + ("\n✔ Ingress gateways installed" if gateways else "")
-              + "\n✔ Installation complete")
+        # The ambient profile adds istio-cni and ztunnel; any other install prunes those that carry
+        # this istioctl's version label, and cannot see the others.
+        daemonsets = state.get("istio_daemonsets", {})
+        if profile == "ambient":
+            daemonsets.update({"istio-cni-node": version, "ztunnel": version})
+        else:
+            daemonsets = {name: v for name, v in daemonsets.items() if v != version}
+        state.set("istio_daemonsets", daemonsets)
+        print("✔ Istio core installed\n✔ Istiod installed" + ("\n✔ CNI installed\n✔ Ztunnel installed"
+                                                            if profile == "ambient" else "")
+              + ("\n✔ Ingress gateways installed" if gateways else "") + "\n✔ Installation complete")
     return 0
 
 
-def ingress_gateways(operator: Path, sets: list[str]) -> list[str]:
-    """The ingress gateways an install creates: the profile's istio-ingressgateway unless the
-    operator file's components.ingressGateways or a --set
-    components.ingressGateways.[name:N].enabled=... says otherwise (istioctl's path syntax)."""
-    import yaml
+def merge(base: dict, other: dict) -> None:
+    for key, value in other.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merge(base[key], value)
+        else:
+            base[key] = value
 
-    enabled = {"istio-ingressgateway": True}  # the `default` profile's
-    spec = yaml.safe_load(operator.read_text()).get("spec", {})
+
+def ingress_gateways(profile: str, spec: dict, sets: list[str]) -> list[str]:
+    """The ingress gateways an install creates: the profile's istio-ingressgateway (the `default`
+    profile has it, `ambient` turns it off) unless the operator files' components.ingressGateways
+    or a --set components.ingressGateways.[name:N].enabled=... says otherwise (istioctl's path
+    syntax)."""
+    enabled = {"istio-ingressgateway": profile == "default"}
     for gateway in spec.get("components", {}).get("ingressGateways", []):
         enabled[gateway["name"]] = gateway.get("enabled", True)
     for path in sets:

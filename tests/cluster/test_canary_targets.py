@@ -44,7 +44,10 @@ def app_installs(sandbox: Sandbox) -> list[dict[str, str]]:
             continue
         assert "--reuse-values" not in args and "--reset-then-reuse-values" not in args, args
         assert "--wait" in args and "business-logic.image.repository=localhost:5001/business-logic" in args, args
-        installs.append(dict(args[i + 1].split("=", 1) for i, a in enumerate(args) if a == "--set"))
+        values = dict(args[i + 1].split("=", 1) for i, a in enumerate(args) if a == "--set")
+        # helm-app passes the mesh mode on every install (test_cluster_script.py checks it).
+        assert values.pop("mesh.mode", None) == "sidecar", args
+        installs.append(values)
     return installs
 
 

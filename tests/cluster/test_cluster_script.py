@@ -119,6 +119,26 @@ def copy_of_the_repo_files(tmp_path: Path) -> Path:
     return copy
 
 
+def state_of(sandbox: Sandbox) -> dict:
+    return json.loads((sandbox.state / "state.json").read_text())
+
+
+def namespace(sandbox: Sandbox, name: str = "demo-app") -> dict:
+    """The labels and annotations the stand-in cluster holds for a namespace."""
+    return state_of(sandbox).get("namespaces", {}).get(name, {"labels": {}, "annotations": {}})
+
+
+def istio_operator_files(call: dict) -> list[str]:
+    """The -f files of an `istioctl install`, in order, relative to istio-add-ons/."""
+    args = call["args"]
+    return [Path(args[i + 1]).name for i, a in enumerate(args) if a == "-f"]
+
+
+SIDECAR_LABELS = {"istio-injection": "enabled"}
+AMBIENT_LABELS = {"istio.io/dataplane-mode": "ambient"}
+APP_PODS = ("demo-app/deployment.apps/front-end", "demo-app/deployment.apps/business-logic")
+
+
 # --- the script -----------------------------------------------------------------------------------------
 
 def test_first_run_creates_registry_cluster_istio_and_addons_in_order(sandbox):
@@ -150,6 +170,13 @@ def test_first_run_creates_registry_cluster_istio_and_addons_in_order(sandbox):
     assert sandbox.run(["kubectl", "--context", "kind-demo", "-n", "istio-system", "get",
                         "deployment/istio-ingressgateway"]).returncode != 0
     assert "Cluster demo is ready" in result.stdout
+    # Sidecar mode (the default): the operator file alone, the namespace labelled for injection
+    # only, no ztunnel or istio-cni and nothing waits for them.
+    assert istio_operator_files(calls[istio]) == ["istio-operator.yaml"]
+    assert namespace(sandbox)["labels"] == SIDECAR_LABELS
+    assert namespace(sandbox)["annotations"] == {"demo.istio-add-ons/mesh-mode": "sidecar"}
+    assert state_of(sandbox).get("istio_daemonsets", {}) == {}
+    assert count(calls, "kubectl", "rollout", "status", "daemonset/ztunnel") == 0
 
     # The registry recipe: 127.0.0.1:5001 -> 5000, pinned image; containerd pulls from it by name.
     run = calls[registry]["args"]
@@ -458,19 +485,20 @@ def cluster_state(sandbox: Sandbox) -> dict:
     return state
 
 
-def test_a_run_interrupted_between_any_two_steps_is_completed_by_the_next(tmp_path):
+@pytest.mark.parametrize("mode", ["sidecar", "ambient"])
+def test_a_run_interrupted_between_any_two_steps_is_completed_by_the_next(tmp_path, mode):
     """Every state-changing call of a first run is, in turn, the one that fails (the run
     dies there, as after Ctrl-C). The next run must finish and leave the cluster exactly as
     an uninterrupted run does."""
     reference = Sandbox(tmp_path / "reference")
-    ok(reference.script())
+    ok(reference.script(MESH_MODE=mode))
     want, steps = cluster_state(reference), mutations(reference)
     assert steps >= 15, steps
     for step in range(1, steps + 1):
         sandbox = Sandbox(tmp_path / f"step-{step}")
-        died = sandbox.script(FAKE_FAIL_AT=str(step))
+        died = sandbox.script(MESH_MODE=mode, FAKE_FAIL_AT=str(step))
         assert died.returncode != 0, f"step {step}: the interruption went unnoticed"
-        ok(sandbox.script())
+        ok(sandbox.script(MESH_MODE=mode))
         # The same cluster as an uninterrupted run, so a further run changes nothing
         # (test_second_run_finishes_and_changes_nothing).
         assert cluster_state(sandbox) == want, f"interrupted at step {step}"
@@ -497,3 +525,223 @@ def test_a_config_changed_after_an_interrupted_grafana_step_is_rolled_out(sandbo
     assert state["deployment/istio-system/grafana"]["template_annotations"]["demo.istio-add-ons/config-checksum"] != \
         cluster_state(reference)["objects"]["deployment/istio-system/grafana"]["template_annotations"][
             "demo.istio-add-ons/config-checksum"]
+
+
+# --- ambient mode ----------------------------------------------------------------------------------------
+
+def test_an_ambient_run_installs_the_ambient_profile_waits_for_its_node_agents_and_enrolls_the_namespace(sandbox):
+    result = ok(sandbox.script(MESH_MODE="ambient"))
+    calls = sandbox.calls()
+    istio = first(calls, "istioctl", "install")
+    # The mesh configuration from its one home, the ambient profile layered over it.
+    assert istio_operator_files(calls[istio]) == ["istio-operator.yaml", "istio-ambient.yaml"]
+    assert state_of(sandbox)["istio_profile"] == "ambient"
+    assert state_of(sandbox)["istio_gateways"] == [], "the ambient profile has no istio-ingressgateway"
+    cni = first(calls, "kubectl", "rollout", "status", "daemonset/istio-cni-node")
+    ztunnel = first(calls, "kubectl", "rollout", "status", "daemonset/ztunnel")
+    label = first(calls, "kubectl", "label", "namespace", "demo-app")
+    assert istio < cni < label and istio < ztunnel < label, "the node agents are up before pods may start"
+    assert calls[label]["args"][-3:] == ["istio.io/dataplane-mode=ambient", "istio-injection-", "--overwrite"]
+    assert namespace(sandbox)["labels"] == AMBIENT_LABELS
+    assert namespace(sandbox)["annotations"] == {"demo.istio-add-ons/mesh-mode": "ambient"}
+    assert "Cluster demo is ready (MESH_MODE=ambient)" in result.stdout
+    assert "make helm-app MESH_MODE=ambient" in result.stdout
+
+    sandbox.clear_log()
+    ok(sandbox.script(MESH_MODE="ambient"))
+    calls = sandbox.calls()
+    assert count(calls, "istioctl", "install") == 0 and count(calls, "kubectl", "rollout", "restart") == 0
+    assert [a for c in calls if c["tool"] == "applied" for a in c["args"] if not a.endswith(" unchanged")] == []
+
+
+def test_the_istio_gateway_variant_works_in_ambient_mode_too(sandbox):
+    """The ambient profile turns istio-ingressgateway off; GATEWAY_API=istio's --set, applied after
+    the files, turns it back on."""
+    ok(sandbox.script(MESH_MODE="ambient", GATEWAY_API="istio"))
+    calls = sandbox.calls()
+    install = calls[first(calls, "istioctl", "install")]["args"]
+    assert istio_operator_files({"args": install}) == ["istio-operator.yaml", "istio-ambient.yaml"]
+    assert install.index("--set") > max(i for i, a in enumerate(install) if a == "-f")
+    assert state_of(sandbox)["istio_gateways"] == ["istio-ingressgateway"]
+    first(calls, "kubectl", "rollout", "status", "deployment/istio-ingressgateway")
+
+
+def test_the_ambient_file_only_switches_the_profile_and_keeps_the_operators_name():
+    """istio-operator.yaml stays the one home of the mesh configuration; istioctl prunes by the
+    operator's name, so both files must carry the same one."""
+    [operator] = [d for d in yaml.safe_load_all((REPO / "istio-add-ons" / "istio-operator.yaml").read_text()) if d]
+    [ambient] = [d for d in yaml.safe_load_all((REPO / "istio-add-ons" / "istio-ambient.yaml").read_text()) if d]
+    assert (ambient["apiVersion"], ambient["kind"]) == (operator["apiVersion"], operator["kind"])
+    assert ambient["metadata"] == operator["metadata"]
+    assert ambient["spec"]["profile"] == "ambient" and operator["spec"]["profile"] == "default"
+    assert set(ambient["spec"]) == {"profile", "values"} and set(ambient["spec"]["values"]) == {"global", "ztunnel"}
+    # The profile's own image variant, named so `make preflight MESH_MODE=ambient` checks those
+    # images, and the waypoints' requests sized like the sidecars'.
+    assert set(ambient["spec"]["values"]["global"]) == {"variant", "waypoint"}
+    assert ambient["spec"]["values"]["global"]["variant"] == "distroless"
+    assert ambient["spec"]["values"]["global"]["waypoint"]["resources"]["requests"] == \
+        operator["spec"]["values"]["global"]["proxy"]["resources"]["requests"]
+    requests = ambient["spec"]["values"]["ztunnel"]["resources"]["requests"]
+    assert set(requests) == {"cpu", "memory"}
+
+
+def deploy_app(sandbox: Sandbox, mode: str = "sidecar") -> None:
+    require_chart_targets()
+    ok(sandbox.run(["make", "helm-app", f"MESH_MODE={mode}"]))
+
+
+def pods(sandbox: Sandbox) -> dict[str, str]:
+    """The data plane each app pod was created under."""
+    return {key: mode for key, mode in state_of(sandbox).get("pods", {}).items() if key in APP_PODS}
+
+
+def test_switching_modes_relabels_reinstalls_and_restarts_the_app_and_back(sandbox):
+    ok(sandbox.script())
+    deploy_app(sandbox)
+    assert pods(sandbox) == dict.fromkeys(APP_PODS, "sidecar")
+
+    sandbox.clear_log()
+    result = ok(sandbox.script(MESH_MODE="ambient"))
+    calls = sandbox.calls()
+    install = first(calls, "istioctl", "install")
+    assert istio_operator_files(calls[install]) == ["istio-operator.yaml", "istio-ambient.yaml"]
+    label = first(calls, "kubectl", "label", "namespace", "demo-app")
+    restarts = [first(calls, "kubectl", "rollout", "restart", workload.split("/", 1)[1]) for workload in APP_PODS]
+    annotate = first(calls, "kubectl", "annotate", "namespace", "demo-app")
+    assert install < label < min(restarts) and max(restarts) < annotate
+    assert namespace(sandbox)["labels"] == AMBIENT_LABELS
+    assert pods(sandbox) == dict.fromkeys(APP_PODS, "ambient"), "restarted without their sidecars"
+    assert set(state_of(sandbox)["istio_daemonsets"]) == {"ztunnel", "istio-cni-node"}
+    assert "restarting (its pods ran in sidecar mode)" in result.stdout
+    # The chart follows with the same mode.
+    deploy_app(sandbox, "ambient")
+    assert state_of(sandbox)["releases"]["demo-app/app"]["set"]["mesh.mode"] == "ambient"
+
+    sandbox.clear_log()
+    ok(sandbox.script(MESH_MODE="sidecar"))
+    calls = sandbox.calls()
+    assert istio_operator_files(calls[first(calls, "istioctl", "install")]) == ["istio-operator.yaml"]
+    assert namespace(sandbox)["labels"] == SIDECAR_LABELS
+    assert pods(sandbox) == dict.fromkeys(APP_PODS, "sidecar"), "restarted with their sidecars"
+    # istioctl pruned ztunnel and istio-cni itself: nothing left for the script to delete.
+    assert state_of(sandbox)["istio_daemonsets"] == {}
+    assert count(calls, "kubectl", "delete") == 0
+    assert count(calls, "kubectl", "rollout", "status", "daemonset/ztunnel") == 0
+
+    sandbox.clear_log()
+    ok(sandbox.script(MESH_MODE="sidecar"))
+    assert count(sandbox.calls(), "istioctl", "install") == 0
+    assert count(sandbox.calls(), "kubectl", "rollout", "restart") == 0
+
+
+def test_ztunnel_left_by_another_istio_version_is_removed_in_sidecar_mode(sandbox):
+    """istioctl prunes only objects labelled with its own version: ambient mode with one
+    version, then sidecar mode with another, leaves the old DaemonSets to the script."""
+    ok(sandbox.script(MESH_MODE="ambient"))
+    sandbox.clear_log()
+    result = ok(sandbox.script(MESH_MODE="sidecar", ISTIO_VERSION="1.31.9", FAKE_ISTIOCTL_VERSION="1.31.9",
+                               FAKE_URLS=" ".join(istio_dashboard_urls("1.31.9"))))
+    calls = sandbox.calls()
+    assert "ztunnel is left over from ambient mode" in result.stderr
+    delete = first(calls, "kubectl", "delete", "daemonset", "ztunnel")
+    assert first(calls, "istioctl", "install") < delete < first(calls, "kubectl", "label", "namespace", "demo-app")
+    assert state_of(sandbox)["istio_daemonsets"] == {}
+
+
+def test_a_switch_interrupted_between_any_two_steps_is_completed_by_the_next(tmp_path):
+    """sidecar -> ambient with the app running: each state-changing call of the switch, up to
+    the namespace's record of the mode, fails in turn; the next run must leave the cluster as
+    an uninterrupted switch does (pods restarted into ambient mode included)."""
+    require_chart_targets()
+    base = Sandbox(tmp_path / "base")
+    ok(base.script())
+    deploy_app(base)
+
+    def from_base(name: str) -> Sandbox:
+        sandbox = Sandbox(tmp_path / name)
+        shutil.rmtree(sandbox.state, ignore_errors=True)
+        shutil.copytree(base.state, sandbox.state)
+        return sandbox
+
+    reference = from_base("reference")
+    before = mutations(reference)
+    ok(reference.script(MESH_MODE="ambient"))
+    want = cluster_state(reference)
+    calls = [c for c in reference.calls() if c["tool"] in fake_tools.MUTATING and fake_tools.MUTATING[c["tool"]](c["args"])]
+    last = next(i for i, c in enumerate(calls) if c["tool"] == "kubectl" and "annotate" in c["args"]
+                and "namespace" in c["args"])
+    assert first(calls, "istioctl", "install") < last
+    for step in range(before + 1, before + last + 2):
+        sandbox = from_base(f"step-{step}")
+        died = sandbox.script(MESH_MODE="ambient", FAKE_FAIL_AT=str(step))
+        assert died.returncode != 0, f"step {step}: the interruption went unnoticed"
+        ok(sandbox.script(MESH_MODE="ambient"))
+        assert cluster_state(sandbox) == want, f"interrupted at step {step}"
+
+
+@pytest.mark.parametrize("mode", ["istio", "Ambient"])
+def test_an_unknown_mesh_mode_is_refused_before_anything_runs(sandbox, mode):
+    result = sandbox.script(MESH_MODE=mode)
+    assert result.returncode == 1
+    assert f"MESH_MODE={mode} is not valid; allowed: sidecar" in result.stderr
+    assert sandbox.calls() == []
+    result = sandbox.run(["make", "up", f"MESH_MODE={mode}"])
+    assert result.returncode != 0 and f"MESH_MODE={mode} is not valid" in result.stderr
+    assert sandbox.calls() == []
+
+
+def test_make_up_in_ambient_mode_installs_ambient_istio_and_the_app_in_ambient_mode(sandbox):
+    require_chart_targets()
+    result = ok(sandbox.run(["make", "up", "MESH_MODE=ambient"]))
+    calls = sandbox.calls()
+    assert istio_operator_files(calls[first(calls, "istioctl", "install")])[-1] == "istio-ambient.yaml"
+    app = calls[first(calls, "helm", "upgrade", "--install", "app")]["args"]
+    assert app[app.index("mesh.mode=ambient") - 1] == "--set"
+    assert namespace(sandbox)["labels"] == AMBIENT_LABELS
+    assert pods(sandbox) == dict.fromkeys(APP_PODS, "ambient")
+    assert "istioctl ztunnel-config workloads --workload-namespace demo-app" in result.stdout
+    assert "istioctl waypoint status -n demo-app" in result.stdout
+    assert "make verify" in result.stdout.splitlines()[-1]
+
+
+def test_the_canary_targets_keep_the_clusters_mode(sandbox):
+    require_chart_targets()
+    ok(sandbox.run(["make", "up", "MESH_MODE=ambient"]))
+    for target in (["canary", "WEIGHT=30"], ["promote"], ["rollback"]):
+        sandbox.clear_log()
+        ok(sandbox.run(["make", *target, "MESH_MODE=ambient"]))
+        installs = [c["args"] for c in sandbox.calls() if c["tool"] == "helm" and "upgrade" in c["args"]]
+        assert installs and all(args[args.index("mesh.mode=ambient") - 1] == "--set" for args in installs), target
+
+
+def test_helm_app_in_the_other_mode_is_refused_with_the_command_that_converts(sandbox):
+    require_chart_targets()
+    ok(sandbox.run(["make", "up", "MESH_MODE=ambient"]))
+    labels = namespace(sandbox)["labels"]
+    sandbox.clear_log()
+    result = sandbox.run(["make", "helm-app"])
+    assert result.returncode == 2
+    assert "Namespace demo-app runs in ambient mode, not sidecar" in result.stderr
+    assert "make up MESH_MODE=sidecar" in result.stderr and "MESH_MODE=ambient" in result.stderr
+    assert count(sandbox.calls(), "helm", "upgrade") == 0 and count(sandbox.calls(), "kubectl", "label") == 0
+    assert namespace(sandbox)["labels"] == labels
+
+
+def test_helm_app_in_ambient_mode_needs_ztunnel(sandbox):
+    require_chart_targets()
+    ok(sandbox.script())
+    # A sidecar cluster whose namespace carries no recorded mode (as one made before ambient mode).
+    state = state_of(sandbox)
+    state["namespaces"]["demo-app"]["annotations"] = {}
+    (sandbox.state / "state.json").write_text(json.dumps(state))
+    sandbox.clear_log()
+    result = sandbox.run(["make", "helm-app", "MESH_MODE=ambient"])
+    assert result.returncode == 2 and "make create-cluster MESH_MODE=ambient" in result.stderr
+    assert count(sandbox.calls(), "helm", "upgrade") == 0
+
+
+def test_a_bad_mesh_mode_stops_helm_app_before_anything_changes(sandbox):
+    require_chart_targets()
+    result = sandbox.run(["make", "helm-app", "MESH_MODE=ambiant"])
+    assert result.returncode == 2 and "MESH_MODE=ambiant is not valid" in result.stderr
+    assert sandbox.calls() == []

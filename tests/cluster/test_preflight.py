@@ -370,3 +370,46 @@ def test_the_readme_walkthrough_starts_with_make_preflight():
     first_block = re.search(r"^```sh\n(.*?)^```$", walkthrough, re.M | re.S)[1]
     commands = [line.split("#")[0].strip() for line in first_block.splitlines() if line.strip()]
     assert commands[0] == "make preflight" and "make up" in commands[1:]
+
+
+# --- ambient mode ------------------------------------------------------------------------------------------
+
+def ambient_istio_images() -> list[str]:
+    """The Istio images the ambient profile pulls, read here from the operator files: the hub, the
+    release, and the variant istio-ambient.yaml names."""
+    (operator,) = load_docs(REPO / "istio-add-ons" / "istio-operator.yaml")
+    (ambient,) = load_docs(REPO / "istio-add-ons" / "istio-ambient.yaml")
+    tag = f"{script_setting('ISTIO_VERSION')}-{ambient['spec']['values']['global']['variant']}"
+    return [f"{operator['spec']['hub']}/{name}:{tag}" for name in ("pilot", "proxyv2", "install-cni", "ztunnel")]
+
+
+def ambient_images() -> list[str]:
+    sidecar_istio = {i for i in pinned_images() if re.search(r"/istio/(pilot|proxyv2):", i)}
+    return [i for i in pinned_images() if i not in sidecar_istio] + ambient_istio_images()
+
+
+def test_ambient_mode_checks_the_ambient_profiles_images_and_passes(sandbox):
+    result = preflight(sandbox, "MESH_MODE=ambient", **network(images=ambient_images()))
+    assert result.returncode == 0, output(result)
+    asked_for = {args[-1] for args in asked(sandbox, "docker", "manifest", "inspect")}
+    assert asked_for == set(ambient_images())
+    assert ambient_istio_images()[-1].endswith("/ztunnel:" + script_setting("ISTIO_VERSION") + "-distroless")
+
+
+@pytest.mark.parametrize("image", ambient_istio_images())
+def test_an_ambient_image_that_does_not_resolve_is_named(sandbox, image):
+    result = failed_run(preflight(sandbox, "MESH_MODE=ambient",
+                                  **network(images=[i for i in ambient_images() if i != image])))
+    [failure] = failures(result)
+    assert failure.startswith(f"{image} (") and "istio-ambient.yaml (variant)" in failure
+
+
+def test_sidecar_mode_does_not_ask_for_the_ambient_images(sandbox):
+    assert preflight(sandbox).returncode == 0
+    asked_for = {args[-1] for args in asked(sandbox, "docker", "manifest", "inspect")}
+    assert not asked_for & set(ambient_istio_images())
+
+
+def test_an_unknown_mesh_mode_fails_preflight_and_names_the_allowed_ones(sandbox):
+    result = preflight(sandbox, "MESH_MODE=sidecars")
+    assert result.returncode != 0 and "MESH_MODE=sidecars is not valid; allowed: sidecar" in output(result)
