@@ -11,15 +11,12 @@
 # Percent of the calls `make canary` sends to v2 (0 to 100).
 WEIGHT ?= 20
 HELP_VARIABLES += WEIGHT
-# Istio data-plane mode of the app (helm/app mesh.mode): give the canary targets the MESH_MODE
-# the app was installed with (`make up MESH_MODE=...`), or they reinstall it in the default mode.
-MESH_MODE ?= sidecar
+# The app's mesh mode (MESH_MODE, mk/charts.mk) goes to the chart through helm-app, which refuses a
+# mode other than the one the namespace runs in: `make canary MESH_MODE=ambient` on an ambient cluster.
 
 CANARY_DEPLOYMENT := deployment/business-logic-v2
-# helm-app's extra arguments: v2 on or off, then the v1 and v2 weights, and the mode spelled out
-# so each release states it whatever helm-app's defaults are.
-canary_set = --set business-logic.canary.enabled=$(1) --set canary.weights.v1=$(2) --set canary.weights.v2=$(3) \
-  --set mesh.mode=$(MESH_MODE)
+# helm-app's extra arguments: v2 on or off, then the v1 and v2 weights.
+canary_set = --set business-logic.canary.enabled=$(1) --set canary.weights.v1=$(2) --set canary.weights.v2=$(3)
 # True when v2 runs already (a first `make canary` or `make promote` deploys it with no calls first).
 canary_running = $(KUBECTL_CTX) -n $(NAMESPACE) get $(CANARY_DEPLOYMENT) >/dev/null 2>&1
 

@@ -24,14 +24,24 @@ ALL_TO_V2 = {"business-logic.canary.enabled": "true", "canary.weights.v1": "0", 
 OFF = {"business-logic.canary.enabled": "false", "canary.weights.v1": "100", "canary.weights.v2": "0", **SIDECAR}
 
 
-@pytest.fixture
-def cluster(tmp_path) -> Sandbox:
-    """A sandbox whose stand-in cluster exists, with an empty call log."""
+def made(tmp_path, mode: str) -> Sandbox:
+    """A sandbox whose stand-in cluster exists in mesh mode `mode`, with an empty call log."""
     require_chart_targets()
     sandbox = Sandbox(tmp_path)
-    ok(sandbox.script())
+    ok(sandbox.script(MESH_MODE=mode))
     sandbox.clear_log()
     return sandbox
+
+
+@pytest.fixture
+def cluster(tmp_path) -> Sandbox:
+    return made(tmp_path, "sidecar")
+
+
+@pytest.fixture
+def ambient_cluster(tmp_path) -> Sandbox:
+    """Made by `make create-cluster MESH_MODE=ambient`: helm-app refuses another mode there."""
+    return made(tmp_path, "ambient")
 
 
 def app_installs(sandbox: Sandbox) -> list[dict[str, str]]:
@@ -45,8 +55,8 @@ def app_installs(sandbox: Sandbox) -> list[dict[str, str]]:
         assert "--reuse-values" not in args and "--reset-then-reuse-values" not in args, args
         assert "--wait" in args and "business-logic.image.repository=localhost:5001/business-logic" in args, args
         values = dict(args[i + 1].split("=", 1) for i, a in enumerate(args) if a == "--set")
-        # helm-app passes the mesh mode on every install (test_cluster_script.py checks it).
-        assert values.pop("mesh.mode", None) == "sidecar", args
+        # helm-app states the mesh mode on every install, once.
+        assert sum(a.startswith("mesh.mode=") for a in args) == 1, args
         installs.append(values)
     return installs
 
@@ -95,7 +105,8 @@ def ambient(values: dict[str, str]) -> dict[str, str]:
     return {**values, "mesh.mode": "ambient"}
 
 
-def test_in_ambient_mode_every_canary_step_keeps_the_mode(cluster):
+def test_in_ambient_mode_every_canary_step_keeps_the_mode(ambient_cluster):
+    cluster = ambient_cluster
     assert run(cluster, "canary", "WEIGHT=20", "MESH_MODE=ambient") == [ambient(ON_NO_CALLS), ambient(ON_20)]
     assert run(cluster, "canary", "WEIGHT=20", "MESH_MODE=ambient") == [ambient(ON_20)]
     assert run(cluster, "promote", "MESH_MODE=ambient") == [ambient(ALL_TO_V2)]
@@ -105,7 +116,8 @@ def test_in_ambient_mode_every_canary_step_keeps_the_mode(cluster):
     assert release(cluster) == after_first
 
 
-def test_promote_without_a_canary_in_ambient_mode_brings_v2_up_first(cluster):
+def test_promote_without_a_canary_in_ambient_mode_brings_v2_up_first(ambient_cluster):
+    cluster = ambient_cluster
     assert run(cluster, "promote", "MESH_MODE=ambient") == [ambient(ON_NO_CALLS), ambient(ALL_TO_V2)]
 
 
@@ -142,9 +154,10 @@ def rendered_split(values: dict[str, str]) -> tuple[str, dict[str, int]]:
 
 
 @pytest.mark.parametrize("mode", ["sidecar", "ambient"])
-def test_the_calls_the_targets_make_render_to_the_intended_split(cluster, mode):
+def test_the_calls_the_targets_make_render_to_the_intended_split(tmp_path, mode):
     """Each helm call of canary, promote and rollback, rendered by the real chart: first no calls
     to v2, then the weight, everything, and back to v1 alone, on the HTTPRoute in both modes."""
+    cluster = made(tmp_path, mode)
     installs = run(cluster, "canary", "WEIGHT=35", f"MESH_MODE={mode}") + run(cluster, "promote", f"MESH_MODE={mode}") \
         + run(cluster, "rollback", f"MESH_MODE={mode}")
     assert [rendered_split(values) for values in installs] == [
@@ -155,3 +168,13 @@ def test_the_calls_the_targets_make_render_to_the_intended_split(cluster, mode):
         ("HTTPRoute", {"business-logic-v1": 100}),
     ]
     assert {values["mesh.mode"] for values in installs} == {mode}
+
+
+def test_a_canary_step_without_the_clusters_mode_is_refused_before_any_helm_call(ambient_cluster):
+    """`make canary` on an ambient cluster without MESH_MODE=ambient would reinstall the app in
+    sidecar mode: helm-app stops first and names the mode to use."""
+    result = ambient_cluster.run(["make", "canary", "WEIGHT=20"])
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "runs in ambient mode, not sidecar" in result.stderr
+    assert "MESH_MODE=ambient" in result.stderr
+    assert app_installs(ambient_cluster) == []

@@ -454,7 +454,7 @@ def test_traces_to_metrics_queries_istio_metrics_in_prometheus_by_the_spans_serv
     for name, query in ((q["name"], unescape_provisioning(q["query"])) for q in mesh):
         assert "$__tags" in query, f"{name}: the span's tags must narrow the query"
         assert any(metric in query for metric in ISTIO_METRICS), name
-        assert query.count('reporter="destination"') == query.count("istio_"), f"{name}: one reporter, not both"
+        assert query.count('reporter=~"source|waypoint"') == query.count("istio_"), f"{name}: each request counted once, in both mesh modes"
         assert "by (destination_canonical_service" in query, f"{name}: one series per service"
     assert any('response_code=~"5.."' in q["query"] for q in mesh), "an error-rate query"
     others = [q["name"] for q in link["queries"] if q not in mesh]
@@ -510,6 +510,16 @@ def test_dashboard_has_the_demo_app_uid_and_known_data_sources():
             assert target["datasource"]["uid"] == panel["datasource"]["uid"]
     ids = [p["id"] for p in board["panels"]]
     assert len(ids) == len(set(ids))
+
+
+def test_dashboard_mesh_queries_count_each_request_once_in_both_mesh_modes():
+    """Sidecar mode: the caller's sidecar or gateway reports (source); ambient mode: the waypoint
+    (waypoint), ztunnel reports TCP only. reporter="destination" alone shows nothing for HTTP in
+    ambient mode, and both reporters together count a sidecar-mode request twice."""
+    exprs = [t["expr"] for p in dashboard_panels() for t in p["targets"] if "istio_" in t.get("expr", "")]
+    assert len(exprs) >= 4
+    for expr in exprs:
+        assert expr.count('reporter=~"source|waypoint"') == expr.count("istio_"), expr
 
 
 def test_dashboard_panels_do_not_overlap_on_the_grid():
