@@ -723,6 +723,33 @@ fn make_verify_runs_the_checker_with_the_makefiles_settings() {
     assert!(args.contains(&format!("--url {}", standin.url())), "{args}");
     assert!(args.contains("--namespace demo-app"), "{args}");
     assert!(args.contains("--context kind-demo"), "{args}");
+    // No MESH_MODE given: verify reads the namespace's label (auto), not
+    // MESH_MODE's default.
+    assert!(args.contains("--mesh-mode auto"), "{args}");
+
+    // MESH_MODE given: verify expects that mode.
+    let ambient = StandIn::start(
+        World {
+            ambient: true,
+            ..World::default()
+        },
+        0,
+    );
+    let output = Command::new("make")
+        .arg("-C")
+        .arg(root)
+        .arg("verify")
+        .arg("MESH_MODE=ambient")
+        .arg(format!("VERIFY_URL={}", ambient.url()))
+        .arg(format!("CARGO={}", dir.join("cargo").display()))
+        .arg(format!("VERIFY_ARGS={}", FAST.join(" ")))
+        .output()
+        .unwrap();
+    let out = stdout(&output);
+    assert!(output.status.success(), "{out}");
+    assert!(out.contains("ambient mode as asked"), "{out}");
+    let args = std::fs::read_to_string(dir.join("cargo-args")).unwrap();
+    assert!(args.contains("--mesh-mode ambient"), "{args}");
 
     // A broken world fails make too.
     let broken = StandIn::start(
