@@ -127,6 +127,16 @@ class Parser:
                 block.blocks.append(Block(name, label, inner.attrs, inner.blocks))
         return block
 
+    def items(self, close: str) -> list:
+        """Comma-separated expressions up to `close` (a trailing comma allowed), `close` taken."""
+        items = []
+        while self.peek()[1] != close:
+            items.append(self.expr())
+            if self.peek()[1] != close:
+                self.take(",")
+        self.take(close)
+        return items
+
     def expr(self):
         parts = [self.operand()]
         while self.peek()[1] == "+":
@@ -147,13 +157,7 @@ class Parser:
             return float(tok) if "." in tok else int(tok)
         if tok == "[":
             self.take("[")
-            items = []
-            while self.peek()[1] != "]":
-                items.append(self.expr())
-                if self.peek()[1] != "]":
-                    self.take(",")
-            self.take("]")
-            return items
+            return self.items("]")
         if tok == "{":
             self.take("{")
             obj = {}
@@ -178,13 +182,7 @@ class Parser:
             name = self.dotted()
             if self.peek()[1] == "(":
                 self.take("(")
-                args = []
-                while self.peek()[1] != ")":
-                    args.append(self.expr())
-                    if self.peek()[1] != ")":
-                        self.take(",")
-                self.take(")")
-                return Call(name, tuple(args))
+                return Call(name, tuple(self.items(")")))
             return Ref(name)
         raise AlloySyntaxError(f"unexpected {tok!r}")
 

@@ -442,18 +442,8 @@ pub fn jaeger_trace(status: u16, body: &Value, trace_id: &str, names: &Names) ->
 /// Loki holds log lines with the trace id from both services.
 pub fn loki_lines(status: u16, body: &Value, trace_id: &str, names: &Names) -> Outcome {
     let ns = names.ns();
-    if status == 404 && body.get("message").is_some() {
-        return grafana_datasource_missing("loki", status, body);
-    }
-    if status != 200 || body.get("status").and_then(Value::as_str) != Some("success") {
-        return Outcome::fail(
-            format!("Loki query failed: {status} {}", error_text(body)),
-            "Loki (behind Grafana's data source `loki`) does not answer queries",
-            &[
-                "kubectl -n istio-system get pods -l app.kubernetes.io/name=loki",
-                "kubectl -n istio-system logs statefulset/loki",
-            ],
-        );
+    if let Some(failed) = loki_failed(status, body) {
+        return failed;
     }
     let mut lines: BTreeMap<String, usize> = BTreeMap::new();
     for stream in body
@@ -520,6 +510,24 @@ pub fn loki_lines(status: u16, body: &Value, trace_id: &str, names: &Names) -> O
             "log lines with trace id {trace_id} from {FRONT_END} ({fe}) and {BUSINESS_LOGIC} ({bl})"
         )),
     }
+}
+
+/// The outcome when Loki's answer is not a successful query: Grafana without
+/// the data source, or Loki not answering.
+fn loki_failed(status: u16, body: &Value) -> Option<Outcome> {
+    if status == 404 && body.get("message").is_some() {
+        return Some(grafana_datasource_missing("loki", status, body));
+    }
+    (status != 200 || body.get("status").and_then(Value::as_str) != Some("success")).then(|| {
+        Outcome::fail(
+            format!("Loki query failed: {status} {}", error_text(body)),
+            "Loki (behind Grafana's data source `loki`) does not answer queries",
+            &[
+                "kubectl -n istio-system get pods -l app.kubernetes.io/name=loki",
+                "kubectl -n istio-system logs statefulset/loki",
+            ],
+        )
+    })
 }
 
 fn error_text(body: &Value) -> String {
@@ -1098,15 +1106,8 @@ pub fn gateway_access_log(
 ) -> Outcome {
     let ns = names.ns();
     let (status, body) = traced;
-    if status == 404 && body.get("message").is_some() {
-        return grafana_datasource_missing("loki", status, body);
-    }
-    if status != 200 || body.get("status").and_then(Value::as_str) != Some("success") {
-        return Outcome::fail(
-            format!("Loki query failed: {status} {}", error_text(body)),
-            "Loki (behind Grafana's data source `loki`) does not answer queries",
-            &["kubectl -n istio-system get pods -l app.kubernetes.io/name=loki"],
-        );
+    if let Some(failed) = loki_failed(status, body) {
+        return failed;
     }
     if let Some((gateway, line)) = access_line(body, Some(trace_id)) {
         return Outcome::pass(format!(

@@ -703,17 +703,21 @@ fn make_verify_runs_the_checker_with_the_makefiles_settings() {
             bin = env!("CARGO_BIN_EXE_verify")
         ),
     );
-    let standin = StandIn::start(World::default(), 0);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let output = Command::new("make")
-        .arg("-C")
-        .arg(root)
-        .arg("verify")
-        .arg(format!("VERIFY_URL={}", standin.url()))
-        .arg(format!("CARGO={}", dir.join("cargo").display()))
-        .arg(format!("VERIFY_ARGS={}", FAST.join(" ")))
-        .output()
-        .unwrap();
+    let make_verify = |url: &str, extra: &[&str]| {
+        Command::new("make")
+            .arg("-C")
+            .arg(root)
+            .arg("verify")
+            .args(extra)
+            .arg(format!("VERIFY_URL={url}"))
+            .arg(format!("CARGO={}", dir.join("cargo").display()))
+            .arg(format!("VERIFY_ARGS={}", FAST.join(" ")))
+            .output()
+            .unwrap()
+    };
+    let standin = StandIn::start(World::default(), 0);
+    let output = make_verify(&standin.url(), &[]);
     let out = stdout(&output);
     eprintln!("{out}{}", String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success(), "{out}");
@@ -735,16 +739,7 @@ fn make_verify_runs_the_checker_with_the_makefiles_settings() {
         },
         0,
     );
-    let output = Command::new("make")
-        .arg("-C")
-        .arg(root)
-        .arg("verify")
-        .arg("MESH_MODE=ambient")
-        .arg(format!("VERIFY_URL={}", ambient.url()))
-        .arg(format!("CARGO={}", dir.join("cargo").display()))
-        .arg(format!("VERIFY_ARGS={}", FAST.join(" ")))
-        .output()
-        .unwrap();
+    let output = make_verify(&ambient.url(), &["MESH_MODE=ambient"]);
     let out = stdout(&output);
     assert!(output.status.success(), "{out}");
     assert!(out.contains("ambient mode as asked"), "{out}");
@@ -759,17 +754,7 @@ fn make_verify_runs_the_checker_with_the_makefiles_settings() {
         },
         0,
     );
-    let status = Command::new("make")
-        .arg("-C")
-        .arg(root)
-        .arg("verify")
-        .arg(format!("VERIFY_URL={}", broken.url()))
-        .arg(format!("CARGO={}", dir.join("cargo").display()))
-        .arg(format!("VERIFY_ARGS={}", FAST.join(" ")))
-        .output()
-        .unwrap()
-        .status;
-    assert!(!status.success());
+    assert!(!make_verify(&broken.url(), &[]).status.success());
 }
 
 #[test]
