@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import fake_tools
@@ -475,6 +476,15 @@ def test_an_invalid_namespace_is_refused_before_anything_runs(sandbox):
     assert sandbox.calls() == []
 
 
+def each_step(steps, check) -> None:
+    """Runs check(step) for every step, on as many threads as there are CPUs: each step has a
+    sandbox of its own and spends its time in subprocesses (the script and the stand-in tools),
+    so the steps run side by side. The first failure is raised, naming its step."""
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        for _ in pool.map(check, steps):
+            pass
+
+
 def mutations(sandbox: Sandbox) -> int:
     return json.loads((sandbox.state / "state.json").read_text())["mutations"]
 
@@ -494,7 +504,7 @@ def test_a_run_interrupted_between_any_two_steps_is_completed_by_the_next(tmp_pa
     ok(reference.script(MESH_MODE=mode))
     want, steps = cluster_state(reference), mutations(reference)
     assert steps >= 15, steps
-    for step in range(1, steps + 1):
+    def interrupted_at(step: int) -> None:
         sandbox = Sandbox(tmp_path / f"step-{step}")
         died = sandbox.script(MESH_MODE=mode, FAKE_FAIL_AT=str(step))
         assert died.returncode != 0, f"step {step}: the interruption went unnoticed"
@@ -502,6 +512,8 @@ def test_a_run_interrupted_between_any_two_steps_is_completed_by_the_next(tmp_pa
         # The same cluster as an uninterrupted run, so a further run changes nothing
         # (test_second_run_finishes_and_changes_nothing).
         assert cluster_state(sandbox) == want, f"interrupted at step {step}"
+
+    each_step(range(1, steps + 1), interrupted_at)
 
 
 def test_a_config_changed_after_an_interrupted_grafana_step_is_rolled_out(sandbox, tmp_path):
@@ -671,12 +683,14 @@ def test_a_switch_interrupted_between_any_two_steps_is_completed_by_the_next(tmp
     last = next(i for i, c in enumerate(calls) if c["tool"] == "kubectl" and "annotate" in c["args"]
                 and "namespace" in c["args"])
     assert first(calls, "istioctl", "install") < last
-    for step in range(before + 1, before + last + 2):
+    def interrupted_at(step: int) -> None:
         sandbox = from_base(f"step-{step}")
         died = sandbox.script(MESH_MODE="ambient", FAKE_FAIL_AT=str(step))
         assert died.returncode != 0, f"step {step}: the interruption went unnoticed"
         ok(sandbox.script(MESH_MODE="ambient"))
         assert cluster_state(sandbox) == want, f"interrupted at step {step}"
+
+    each_step(range(before + 1, before + last + 2), interrupted_at)
 
 
 @pytest.mark.parametrize("mode", ["istio", "Ambient"])
