@@ -404,10 +404,8 @@ pub fn jaeger_trace(status: u16, body: &Value, trace_id: &str, names: &Names) ->
         .iter()
         .map(|hop| (*hop, has(hop)))
         .chain([("data_transformation", transformation)])
-        .collect::<Vec<_>>()
-        .iter()
         .filter(|(_, present)| !present)
-        .map(|(name, _)| *name)
+        .map(|(name, _)| name)
         .collect();
     if !missing.is_empty() {
         let missing = missing.join(", ");
@@ -459,9 +457,6 @@ pub fn loki_lines(status: u16, body: &Value, trace_id: &str, names: &Names) -> O
                 .and_then(Value::as_str)
                 .map(str::to_owned)
         };
-        if label("container").as_deref() == Some("istio-proxy") {
-            continue;
-        }
         let service = label("app")
             .or_else(|| label("container"))
             .or_else(|| label("service_name"))
