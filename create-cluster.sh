@@ -416,17 +416,16 @@ install_istio() {
   log "Istio ${ISTIO_VERSION} (MESH_MODE=${MESH_MODE}: istio-add-ons/${ISTIO_OPERATOR_FILES// / + istio-add-ons/}, GATEWAY_API=${GATEWAY_API})"
   local file want have
   local -a files=()
-  # Sidecar mode keeps the record it had before ambient mode existed, so an
-  # existing cluster is not reinstalled for nothing.
+  # The record: version, each file's checksum (ambient mode adds
+  # istio-ambient.yaml's, so a change of mode reinstalls) and the ingress
+  # variant; sidecar mode's is the one it had before ambient mode existed, so
+  # an existing cluster is not reinstalled for nothing.
   want="${ISTIO_VERSION}"
   for file in $ISTIO_OPERATOR_FILES; do
     files+=(-f "${ADDONS_DIR}/${file}")
     want="${want}-$(checksum "${ADDONS_DIR}/${file}")"
   done
   want="${want}-${GATEWAY_API}"
-  if [[ "$MESH_MODE" != sidecar ]]; then
-    want="${want}-${MESH_MODE}"
-  fi
   have="$(kc -n "$ADDONS_NAMESPACE" get configmap demo-istio-install \
     -o jsonpath='{.data.installed}' 2>/dev/null || true)"
   if [[ "$have" == "$want" ]] && kc -n "$ADDONS_NAMESPACE" get deployment istiod >/dev/null 2>&1; then
@@ -479,7 +478,7 @@ label_app_namespace() {
   kc label namespace "$APP_NAMESPACE" $(namespace_labels) --overwrite 2>&1 | sed 's/^/    /'
   local was workload
   was="$(kc get namespace "$APP_NAMESPACE" \
-    -o jsonpath='{.metadata.annotations.demo\.istio-add-ons/mesh-mode}' 2>/dev/null || true)"
+    -o jsonpath="{.metadata.annotations.${NAMESPACE_MODE_ANNOTATION//./\\.}}" 2>/dev/null || true)"
   was="${was:-sidecar}"
   if [[ "$was" != "$MESH_MODE" ]]; then
     # Sidecars are added or removed only when a pod is created.

@@ -439,13 +439,18 @@ def replace_prefix(prefix: str, replacement: str, path: str) -> str:
     return (replacement.rstrip("/") + rest) or "/"
 
 
+def attached_to_a_gateway(route: dict) -> bool:
+    """An ingress route (parentRefs a Gateway), not one of the mesh's (GAMMA: parentRefs a Service)."""
+    return any(p.get("kind", "Gateway") == "Gateway" for p in route.get("spec", {}).get("parentRefs") or [{}])
+
+
 def resolve_route(routes: list[dict], path: str) -> tuple | None:
     """What the gateway does with a request path: ("redirect", path), ("backend", (ns, name,
     port), rewritten path) or None (404). Exact matches win over prefixes, longer prefixes first.
     Routes attached only to Services (the mesh's, GAMMA) are not the gateway's and are left out."""
     candidates = []
     for route in routes:
-        if not any(p.get("kind", "Gateway") == "Gateway" for p in route.get("spec", {}).get("parentRefs") or [{}]):
+        if not attached_to_a_gateway(route):
             continue
         for rule in route.get("spec", {}).get("rules") or []:
             for match in rule.get("matches") or [{"path": {"type": "PathPrefix", "value": "/"}}]:

@@ -106,11 +106,11 @@ class Parser:
 
     def body(self, end: str | None) -> Block:
         block = Block("", None)
+        # The end of the input ends the top level ("" is the eof token's text); inside a block
+        # it is a missing brace.
         while self.peek()[1] != (end or ""):
             if self.peek()[0] == "eof":
-                if end:
-                    raise AlloySyntaxError(f"missing {end!r}")
-                break
+                raise AlloySyntaxError(f"missing {end!r}")
             name = self.dotted()
             if self.peek()[1] == "=":
                 if "." in name:

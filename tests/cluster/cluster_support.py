@@ -127,3 +127,40 @@ def istio_dashboard_urls(version: str | None = None) -> list[str]:
     version = version or script_setting("ISTIO_VERSION")
     return [f"https://raw.githubusercontent.com/istio/istio/{version}/manifests/addons/dashboards/{name}"
             for name in ISTIO_DASHBOARD_FILES]
+
+
+# --- Kubernetes discovery and relabelling, as Prometheus and Alloy do them ----------------------------
+
+def sanitize_label_name(name: str) -> str:
+    """How Kubernetes discovery turns a pod label or annotation into a label name
+    (__meta_kubernetes_pod_label_<name>: Prometheus' strutil.SanitizeLabelName, which Alloy's
+    discovery.kubernetes uses too)."""
+    return re.sub(r"[^a-zA-Z0-9_]", "_", name)
+
+
+def relabel(rules: list[dict], labels: dict[str, str]) -> dict[str, str] | None:
+    """Relabel rules (Prometheus' relabel_configs, Alloy's `rule` blocks: the same fields) applied
+    in order to a target's labels: the source labels' values joined by the separator, matched by
+    the fully anchored regex; `replace` expands the replacement's $1 into the target label (an
+    empty result removes it), `keep`/`drop` end with None when the target is dropped."""
+    out = dict(labels)
+    for rule in rules:
+        action = rule.get("action", "replace")
+        value = rule.get("separator", ";").join(out.get(name, "") for name in rule["source_labels"])
+        regex = rule.get("regex", "(.*)")
+        # A bare `true` in YAML is the string "true" to Prometheus.
+        regex = str(regex).lower() if isinstance(regex, bool) else str(regex)
+        m = re.fullmatch(regex, value)
+        if action in ("keep", "drop"):
+            if (m is not None) != (action == "keep"):
+                return None
+            continue
+        assert action == "replace", action
+        if not m:
+            continue
+        result = re.sub(r"\$\{?(\d+)\}?", lambda g: m.group(int(g.group(1))) or "", rule.get("replacement", "$1"))
+        if result:
+            out[rule["target_label"]] = result
+        else:
+            out.pop(rule["target_label"], None)
+    return out

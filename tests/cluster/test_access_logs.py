@@ -19,7 +19,7 @@ import re
 import pytest
 import yaml
 from alloy_syntax import Block, Ref, parse
-from cluster_support import ADDONS, GRAFANA, addon_objects, find, grafana_datasources
+from cluster_support import ADDONS, GRAFANA, addon_objects, find, grafana_datasources, relabel, sanitize_label_name
 
 PROVIDER = "envoy-json"
 # The keys `make verify` (verify/) and the README's queries read, and their operators. trace_id is
@@ -164,10 +164,7 @@ def test_the_proxies_trace_ids_are_128_bit_like_the_services():
 # --- a line in that format, and Grafana's link to its trace ------------------------------------------------
 
 def test_an_envoy_line_in_that_format_is_json_with_typed_values():
-    line = gateway_line()
-    assert "\n" not in line and ": " not in line and ", " not in line
-    record = json.loads(line)
-    assert list(record) == sorted(record)
+    record = json.loads(gateway_line())
     # What `make verify` and `| json | response_code >= 500` rely on.
     assert record["trace_id"] == TRACE_ID and record["path"] == "/demo-app/slow-page"
     assert record["response_code"] == 200 and isinstance(record["duration"], int)
@@ -182,9 +179,6 @@ def test_the_derived_field_links_an_access_log_line_to_its_trace():
     match = regex.search(gateway_line())
     assert match and match.group(1) == TRACE_ID
     assert grafana_datasources()[field["datasourceUid"]]["type"] == "jaeger"
-    # The same id the front-end returns in its W3C traceresponse header (version-trace-span-flags).
-    traceresponse = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
-    assert traceresponse.split("-")[1] == match.group(1)
 
 
 def test_the_derived_field_links_nothing_on_a_line_without_a_trace():
@@ -206,32 +200,6 @@ def test_the_derived_field_ignores_the_other_ids_in_the_line():
 def alloy_config() -> Block:
     values = yaml.safe_load((ADDONS / "alloy-values.yaml").read_text())
     return parse(values["alloy"]["configMap"]["content"])
-
-
-def sanitize_label_name(name: str) -> str:
-    """How Kubernetes discovery turns a pod label into __meta_kubernetes_pod_label_<name>
-    (Prometheus' strutil.SanitizeLabelName, which Alloy's discovery.kubernetes uses)."""
-    return re.sub(r"[^a-zA-Z0-9_]", "_", name)
-
-
-def relabel(rules: list[Block], labels: dict[str, str]) -> dict[str, str]:
-    """Alloy's rule blocks with the replace action (the only one used): the source labels' values
-    joined by the separator, matched by the fully anchored regex, the replacement's $1 expanded
-    into the target label; an empty result removes it."""
-    out = dict(labels)
-    for rule in rules:
-        attrs = rule.attrs
-        assert attrs.get("action", "replace") == "replace"
-        value = attrs.get("separator", ";").join(out.get(name, "") for name in attrs["source_labels"])
-        m = re.fullmatch(attrs.get("regex", "(.*)"), value)
-        if not m:
-            continue
-        result = re.sub(r"\$\{?(\d+)\}?", lambda g: m.group(int(g.group(1))) or "", attrs.get("replacement", "$1"))
-        if result:
-            out[attrs["target_label"]] = result
-        else:
-            out.pop(attrs["target_label"], None)
-    return {k: v for k, v in out.items() if not k.startswith("__")}
 
 
 def pod_target(namespace: str, pod: str, container: str, pod_labels: dict[str, str]) -> dict[str, str]:
@@ -265,7 +233,8 @@ APP_POD = {"app": "front-end", "version": "v1", "security.istio.io/tlsMode": "is
 ], ids=["gateway-api gateway", "istio-ingressgateway", "waypoint", "sidecar", "app container"])
 def test_alloy_labels_the_streams_of_ingress_gateways_only(namespace, pod_labels, container, gateway):
     rules = alloy_config().child("discovery.relabel", "pods").children("rule")
-    labels = relabel(rules, pod_target(namespace, "pod-0", container, pod_labels))
+    labels = relabel([rule.attrs for rule in rules], pod_target(namespace, "pod-0", container, pod_labels))
+    labels = {k: v for k, v in labels.items() if not k.startswith("__")}
     assert labels.get("gateway") == gateway
     assert {labels["namespace"], labels["container"]} == {namespace, container}
     assert set(labels) <= {"namespace", "pod", "container", "app", "gateway"}
@@ -330,8 +299,6 @@ def test_alloy_sends_every_line_through_the_access_log_stage_to_loki():
     assert source.attrs["forward_to"] == [Ref("loki.process.access_logs.receiver")]
     process = config.child("loki.process", "access_logs")
     assert process.attrs["forward_to"] == [Ref("loki.write.default.receiver")]
-    assert config.child("loki.write", "default").child("endpoint").attrs["url"] == \
-        "http://loki.istio-system:3100/loki/api/v1/push"
     # Labels only from the stage above and the relabel rules: nothing per request (no
     # response_code, path or trace_id label), so the number of streams stays small.
     stages = [b.name for b in process.blocks] + [b.name for b in access_stage().blocks]
@@ -382,5 +349,7 @@ def test_make_verifys_access_log_query_selects_on_labels_alloy_sets_and_reads_ke
     assert {name for name, _, _ in matchers} <= ALLOY_LABELS
     assert ("log_type", "=", "access") in matchers and ("gateway", "!=", "") in matchers
     line = json.loads(gateway_line())
-    for key in re.findall(r'field\(&line, "(\w+)"\)', checks) + ["trace_id"]:
+    keys = re.findall(r'field\(&line, "(\w+)"\)', checks)
+    assert keys, "verify reads its fields with field(&line, \"...\")"
+    for key in keys + ["trace_id"]:
         assert key in line, key

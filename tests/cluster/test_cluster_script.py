@@ -6,6 +6,7 @@ leaves the real tools out, so a real installation (or the network) cannot leak i
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -718,16 +719,6 @@ def test_make_up_in_ambient_mode_installs_ambient_istio_and_the_app_in_ambient_m
     assert "make verify" in result.stdout.splitlines()[-1]
 
 
-def test_the_canary_targets_keep_the_clusters_mode(sandbox):
-    require_chart_targets()
-    ok(sandbox.run(["make", "up", "MESH_MODE=ambient"]))
-    for target in (["canary", "WEIGHT=30"], ["promote"], ["rollback"]):
-        sandbox.clear_log()
-        ok(sandbox.run(["make", *target, "MESH_MODE=ambient"]))
-        installs = [c["args"] for c in sandbox.calls() if c["tool"] == "helm" and "upgrade" in c["args"]]
-        assert installs and all(args[args.index("mesh.mode=ambient") - 1] == "--set" for args in installs), target
-
-
 def test_helm_app_in_the_other_mode_is_refused_with_the_command_that_converts(sandbox):
     require_chart_targets()
     ok(sandbox.run(["make", "up", "MESH_MODE=ambient"]))
@@ -759,3 +750,14 @@ def test_a_bad_mesh_mode_stops_helm_app_before_anything_changes(sandbox):
     result = sandbox.run(["make", "helm-app", "MESH_MODE=ambiant"])
     assert result.returncode == 2 and "MESH_MODE=ambiant is not valid" in result.stderr
     assert sandbox.calls() == []
+
+
+def test_make_helm_app_and_the_script_label_the_namespace_alike():
+    """The two homes of the per-mode namespace labels (helm-app labels the namespace before each
+    install; the script when it makes or converts the cluster) must say the same."""
+    charts_mk = (REPO / "mk" / "charts.mk").read_text()
+    script = SCRIPT.read_text()
+    for mode in ("sidecar", "ambient"):
+        make_labels = re.search(rf"^mesh_labels_{mode} := (.+)$", charts_mk, re.M).group(1).split()
+        script_labels = re.search(rf"^    {mode}\) printf '%s\\n' (.+) ;;$", script, re.M).group(1).split()
+        assert make_labels == script_labels, mode
