@@ -7,7 +7,10 @@ use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use reqwest::blocking::Client;
+
+use crate::checks::Outcome;
 
 /// Whether anything answers HTTP at `url` (any status counts).
 pub fn answers(client: &Client, url: &str) -> bool {
@@ -267,5 +270,127 @@ pub fn port_forward(
             )));
         }
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The gateway's outcome, and the port-forward to keep alive while checking.
+/// `service` is the gateway Service as NAMESPACE/NAME when the user named
+/// it; `wait` how long the forward may take to answer.
+pub fn reach(
+    kubectl: &Kubectl,
+    client: &Client,
+    base: &str,
+    (namespace, service): (&str, Option<&str>),
+    wait: Duration,
+) -> anyhow::Result<(Outcome, Option<PortForward>)> {
+    let root = format!("{base}/");
+    if answers(client, &root) {
+        return Ok((Outcome::pass(format!("answers at {base}")), None));
+    }
+    let url = reqwest::Url::parse(base).with_context(|| format!("VERIFY_URL {base:?}"))?;
+    let local = matches!(
+        url.host_str(),
+        Some("localhost" | "127.0.0.1" | "[::1]" | "::1")
+    );
+    let Some(port) = url.port_or_known_default().filter(|_| local) else {
+        return Ok((
+            Outcome::fail(
+                format!("nothing answers at {base}"),
+                "the gateway URL is not reachable (and not on this machine, so no port-forward)",
+                &[&format!("curl -v {base}/demo-app/")],
+            ),
+            None,
+        ));
+    };
+    // No cluster, no gateway to look for: say that first.
+    if let Err(no_cluster) = kubectl.cluster() {
+        return Ok((no_cluster_outcome(&no_cluster, base), None));
+    }
+    let (namespace, service) = match service.and_then(|s| s.split_once('/')) {
+        Some((ns, name)) => (ns.to_owned(), name.to_owned()),
+        None => kubectl.gateway_service(namespace),
+    };
+    println!("  nothing answers at {base}: starting a port-forward to {namespace}/{service}");
+    let context = kubectl
+        .context
+        .as_deref()
+        .map(|c| format!(" --context {c}"))
+        .unwrap_or_default();
+    match port_forward(kubectl, (&namespace, &service), port, client, &root, wait) {
+        Ok(forward) => Ok((
+            Outcome::pass(format!(
+                "answers at {base} through `{}` (stopped at the end)",
+                forward.description
+            )),
+            Some(forward),
+        )),
+        Err(ForwardError::NoKubectl(program)) => Ok((
+            no_cluster_outcome(&NoCluster::NoKubectl(program), base),
+            None,
+        )),
+        Err(ForwardError::Failed(message)) => Ok((
+            Outcome::fail(
+                format!("nothing answers at {base}; the port-forward failed: {message}"),
+                "the cluster or its gateway is not up (make up), or another process holds the port",
+                &[
+                    &format!("kubectl{context} -n {namespace} get svc,pods"),
+                    "make up",
+                ],
+            ),
+            None,
+        )),
+    }
+}
+
+/// The gateway's outcome when there is no cluster to forward to: what is
+/// missing first, then what to run.
+fn no_cluster_outcome(no_cluster: &NoCluster, base: &str) -> Outcome {
+    let known = |known: &[String]| {
+        if known.is_empty() {
+            "kubectl knows no context at all".to_owned()
+        } else {
+            format!("kubectl knows {}", known.join(", "))
+        }
+    };
+    match no_cluster {
+        NoCluster::NoKubectl(program) => Outcome::fail(
+            format!("nothing answers at {base}, and `{program}` is not installed"),
+            "no gateway to check: nothing forwards to the cluster, and verify cannot start a port-forward without kubectl",
+            &[
+                "make port-forward   # in another terminal, then make verify again",
+                "install kubectl: https://kubernetes.io/docs/tasks/tools/",
+            ],
+        ),
+        NoCluster::NoContext {
+            context,
+            known: names,
+        } => Outcome::fail(
+            format!(
+                "no cluster: kubectl context {context:?} does not exist ({}); nothing answers at {base}",
+                known(names)
+            ),
+            "no cluster has been made on this machine yet: `make up` creates the kind cluster and deploys everything \
+             (another cluster: make verify KUBE_CONTEXT=<its context>)",
+            &["make up", "kubectl config get-contexts"],
+        ),
+        NoCluster::NoCurrentContext { known: names } => Outcome::fail(
+            format!(
+                "no cluster: kubectl has no current context ({}); nothing answers at {base}",
+                known(names)
+            ),
+            "no cluster chosen: `make up` creates the kind cluster and deploys everything, or name one with --context",
+            &["make up", "kubectl config get-contexts"],
+        ),
+        NoCluster::Unreachable { context, error } => Outcome::fail(
+            format!(
+                "no cluster: context {context:?} exists, but its API server does not answer ({error}); nothing answers at {base}"
+            ),
+            "the cluster is stopped or gone (a kind cluster stops with Docker): `make up` starts it again",
+            &[
+                "make up",
+                &format!("kubectl --context {context} cluster-info"),
+                "docker ps",
+            ],
+        ),
     }
 }
