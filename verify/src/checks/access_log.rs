@@ -149,7 +149,7 @@ mod tests {
     use crate::checks::testdata::{TRACE_ID, answer, assert_outcome, names};
 
     #[test]
-    fn each_recorded_answer_is_judged_with_its_hint() {
+    fn the_line_of_the_trace_passes_and_recent_lines_tell_why_it_is_missing() {
         #[rustfmt::skip]
         let cases: [(&str, Option<&str>, bool, &[&str]); 6] = [
             ("access-log.json", None, true, &["gateway istio-ingressgateway: \"GET /demo-app/slow-page?delay_ms=500\" 200 in 512 ms, trace_id 4bf92f3577b34da6a3ce929d0e0e4736"]),

@@ -245,12 +245,7 @@ pub fn judge(answer: &Answer<Graph>, names: &Names, postgres: Postgres) -> Outco
     }
     let mut chain = vec![gateway_seen.unwrap_or("ingress gateway")];
     chain.extend(wanted.iter().map(|(_, t)| *t));
-    let called = super::versions_text(called);
-    let called = if called.is_empty() {
-        String::new()
-    } else {
-        format!(" ({BUSINESS_LOGIC} {called})")
-    };
+    let called = super::versions_note(&format!("{BUSINESS_LOGIC} "), called);
     Outcome::pass(format!(
         "{}, every edge with mTLS{called}",
         chain.join(" → ")

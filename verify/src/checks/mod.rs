@@ -296,13 +296,14 @@ pub fn grafana_datasource_missing<T>(uid: &str, answer: &Answer<T>) -> Option<Ou
     })
 }
 
-/// `v1`, `v1 and v2`: the versions named, or `""` when none is.
-pub fn versions_text<'a>(versions: impl IntoIterator<Item = &'a str>) -> String {
+/// ` (v1)`, ` (business-logic v1 and v2)`: the versions named after
+/// `prefix`, in parentheses, or `""` when none is.
+pub fn versions_note<'a>(prefix: &str, versions: impl IntoIterator<Item = &'a str>) -> String {
     let versions: Vec<&str> = versions.into_iter().filter(|v| !v.is_empty()).collect();
     match versions.as_slice() {
         [] => String::new(),
-        [one] => (*one).to_owned(),
-        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+        [one] => format!(" ({prefix}{one})"),
+        [rest @ .., last] => format!(" ({prefix}{} and {last})", rest.join(", ")),
     }
 }
 
@@ -328,6 +329,19 @@ pub mod testdata {
         let path = format!("{}/testdata/{file}", env!("CARGO_MANIFEST_DIR"));
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
         Answer::parse(status, &text)
+    }
+
+    /// Judges each `(file, status, ok, needles)` with `judge` and asserts
+    /// its outcome with [`assert_outcome`].
+    #[track_caller]
+    pub fn judge_each<T: serde::de::DeserializeOwned>(
+        cases: &[(&str, u16, bool, &[&str])],
+        judge: impl Fn(&Answer<T>) -> Outcome,
+    ) {
+        for (file, status, ok, needles) in cases {
+            let outcome = judge(&answer(*status, file));
+            assert_outcome(&format!("{file} {status}"), &outcome, *ok, needles);
+        }
     }
 
     /// Asserts `outcome` passes or fails as `ok` says and prints every one

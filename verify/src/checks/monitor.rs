@@ -195,21 +195,18 @@ pub fn judge(answer: &Answer<MetricFamily>) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checks::testdata::{answer, assert_outcome};
+    use crate::checks::testdata::judge_each;
 
     #[test]
-    fn each_recorded_answer_is_judged_with_its_hint() {
+    fn call_rates_of_both_services_pass_and_each_gap_names_its_part() {
         #[rustfmt::skip]
         let cases: [(&str, u16, bool, &[&str]); 5] = [
-            ("calls.json", 200, true, &["span metrics in Jaeger's Monitor tab: front-end (2 operations, 0.10 req/s) and business-logic (1 operation, 0.05 req/s)"]),
-            ("calls-empty.json", 200, false, &["no call rates for front-end and business-logic (it has: none)", "spanmetrics connector", "/prometheus/targets"]),
-            ("calls-other-services.json", 200, false, &["no call rates for front-end and business-logic (it has: checkoutservice)", "their service.name differs"]),
-            ("disabled.json", 501, false, &["Jaeger's metrics API: 501 metrics querying is currently disabled", "jaeger_query.storage.metrics", "kubectl -n istio-system get configmap jaeger -o yaml"]),
-            ("disabled.json", 500, false, &["metric_backends' endpoint"]),
+            ("jaeger-metrics/calls.json", 200, true, &["span metrics in Jaeger's Monitor tab: front-end (2 operations, 0.10 req/s) and business-logic (1 operation, 0.05 req/s)"]),
+            ("jaeger-metrics/calls-empty.json", 200, false, &["no call rates for front-end and business-logic (it has: none)", "spanmetrics connector", "/prometheus/targets"]),
+            ("jaeger-metrics/calls-other-services.json", 200, false, &["no call rates for front-end and business-logic (it has: checkoutservice)", "their service.name differs"]),
+            ("jaeger-metrics/disabled.json", 501, false, &["Jaeger's metrics API: 501 metrics querying is currently disabled", "jaeger_query.storage.metrics", "kubectl -n istio-system get configmap jaeger -o yaml"]),
+            ("jaeger-metrics/disabled.json", 500, false, &["metric_backends' endpoint"]),
         ];
-        for (file, status, ok, needles) in cases {
-            let outcome = judge(&answer(status, &format!("jaeger-metrics/{file}")));
-            assert_outcome(file, &outcome, ok, needles);
-        }
+        judge_each(&cases, judge);
     }
 }

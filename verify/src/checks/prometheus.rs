@@ -147,12 +147,7 @@ pub fn judge(app: &Answer<Response>, istio: &Answer<Response>, names: &Names) ->
             ),
         );
     }
-    let versions = super::versions_text(hop);
-    let versions = if versions.is_empty() {
-        String::new()
-    } else {
-        format!(" ({versions})")
-    };
+    let versions = super::versions_note("", hop);
     Outcome::pass(format!(
         "http_requests_total from {FRONT_END} and {BUSINESS_LOGIC}, istio_requests_total {FRONT_END} → {BUSINESS_LOGIC}{versions}"
     ))
