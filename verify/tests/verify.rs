@@ -347,7 +347,9 @@ fn the_promql_it_sends_parses_in_prometheus_own_parser() {
     assert!(promtool.status.success());
     let replay = Replay::start(sidecar(), 0);
     assert_eq!(
-        verify(&["--url", &replay.url()], None).status.code(),
+        verify(&["--url", &replay.url(), "--mesh-mode", "sidecar"], None)
+            .status
+            .code(),
         Some(0)
     );
     let mut expressions = replay.queries(PROMETHEUS);
