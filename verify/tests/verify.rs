@@ -51,39 +51,16 @@ const fn recorded(path: &'static str, query_has: &'static str, file: &'static st
 }
 
 /// A healthy cluster in sidecar mode with Istio's ingress gateway.
+#[rustfmt::skip]
 fn sidecar() -> Vec<Recorded> {
     vec![
-        recorded(
-            "/jaeger/api/traces/4bf92f3577b34da6a3ce929d0e0e4736",
-            "",
-            "jaeger/trace-sidecar.json",
-        ),
-        recorded(
-            LOKI,
-            r#"{namespace="demo-app", container!="istio-proxy"} |= "4bf92f3577b34da6a3ce929d0e0e4736""#,
-            "loki/service-lines.json",
-        ),
-        recorded(
-            LOKI,
-            r#"{log_type="access", gateway!=""} |= "4bf92f3577b34da6a3ce929d0e0e4736""#,
-            "loki/access-log.json",
-        ),
-        recorded(
-            PROMETHEUS,
-            r#"sum by (service) (http_requests_total{namespace="demo-app""#,
-            "prometheus/app-requests.json",
-        ),
-        recorded(
-            PROMETHEUS,
-            r#"istio_requests_total{source_app="front-end", destination_app="business-logic""#,
-            "prometheus/istio-requests-v1.json",
-        ),
+        recorded("/jaeger/api/traces/4bf92f3577b34da6a3ce929d0e0e4736", "", "jaeger/trace-sidecar.json"),
+        recorded(LOKI, r#"{namespace="demo-app", container!="istio-proxy"} |= "4bf92f3577b34da6a3ce929d0e0e4736""#, "loki/service-lines.json"),
+        recorded(LOKI, r#"{log_type="access", gateway!=""} |= "4bf92f3577b34da6a3ce929d0e0e4736""#, "loki/access-log.json"),
+        recorded(PROMETHEUS, r#"sum by (service) (http_requests_total{namespace="demo-app""#, "prometheus/app-requests.json"),
+        recorded(PROMETHEUS, r#"istio_requests_total{source_app="front-end", destination_app="business-logic""#, "prometheus/istio-requests-v1.json"),
         recorded(KIALI, "versionedApp", "kiali/graph-sidecar.json"),
-        recorded(
-            "/jaeger/api/metrics/calls",
-            "server",
-            "jaeger-metrics/calls.json",
-        ),
+        recorded("/jaeger/api/metrics/calls", "server", "jaeger-metrics/calls.json"),
     ]
 }
 
@@ -414,7 +391,7 @@ fn a_broken_link_fails_its_check_alone_names_the_cause_and_exits_1() {
 }
 
 #[test]
-fn an_ambient_cluster_passes_with_the_mode_named_read_from_the_namespace_or_from_the_trace() {
+fn the_mode_is_named_or_read_from_the_namespace_or_else_from_the_trace() {
     let replay = Replay::start(ambient(), 0);
     let output = verify(&["--url", &replay.url(), "--mesh-mode", "ambient"], None);
     let out = stdout(&output);
@@ -424,17 +401,33 @@ fn an_ambient_cluster_passes_with_the_mode_named_read_from_the_namespace_or_from
         "{out}"
     );
 
-    // kubectl answers: the namespace is enrolled in ambient.
-    let dir = temp_dir("ambient-label");
-    standin_kubectl(&dir);
-    std::fs::write(dir.join("dataplane-mode"), "ambient").unwrap();
-    let output = verify(&["--url", &replay.url()], Some(&path_with(&dir)));
-    let out = stdout(&output);
-    assert_eq!(output.status.code(), Some(0), "{out}");
-    assert!(
-        out.contains("ambient mode from the namespace's label"),
-        "{out}"
-    );
+    // kubectl answers: the namespace is enrolled in ambient, or (sidecar)
+    // has no such label. A live URL needs nothing else from kubectl: no
+    // gateway lookup, no port-forward.
+    for (answers, label, says) in [
+        (
+            ambient(),
+            "ambient",
+            "ambient mode from the namespace's label",
+        ),
+        (sidecar(), "", "sidecar mode from the namespace's labels"),
+    ] {
+        let dir = temp_dir("label");
+        standin_kubectl(&dir);
+        std::fs::write(dir.join("dataplane-mode"), label).unwrap();
+        let replay = Replay::start(answers, 0);
+        let output = verify(&["--url", &replay.url()], Some(&path_with(&dir)));
+        let out = stdout(&output);
+        assert_eq!(output.status.code(), Some(0), "{out}");
+        assert!(out.contains(says), "{out}");
+        let calls = std::fs::read_to_string(dir.join("calls")).unwrap();
+        assert!(
+            calls
+                .lines()
+                .all(|c| c.starts_with("get namespace demo-app -o jsonpath=")),
+            "{calls}"
+        );
+    }
 
     // No kubectl: the waypoint's spans say ambient, sidecar spans sidecar.
     let empty = temp_dir("no-kubectl");
@@ -689,27 +682,6 @@ fn a_cluster_that_does_not_answer_is_named_before_any_gateway() {
         &["--context", "kind-demo"],
         r#"context "kind-demo" exists, but its API server does not answer (The connection to the server 127.0.0.1:6443 was refused"#,
         "kubectl --context kind-demo cluster-info",
-    );
-}
-
-#[test]
-fn a_live_url_starts_no_port_forward() {
-    let dir = temp_dir("live");
-    standin_kubectl(&dir);
-    let replay = Replay::start(sidecar(), 0);
-    let output = verify(&["--url", &replay.url()], Some(&path_with(&dir)));
-    assert_eq!(output.status.code(), Some(0));
-    // kubectl is asked for the namespace's mesh mode only: no port-forward,
-    // no gateway lookup.
-    let calls = std::fs::read_to_string(dir.join("calls")).unwrap();
-    assert!(
-        calls
-            .lines()
-            .all(|c| c.starts_with("get namespace demo-app -o jsonpath=")),
-        "{calls}"
-    );
-    assert!(
-        stdout(&output).contains("(namespace demo-app, sidecar mode from the namespace's labels)")
     );
 }
 
