@@ -11,10 +11,12 @@
 //! the trace in Jaeger (one tree, every hop), its log lines in Loki, the
 //! request metrics in Prometheus, Kiali's graph with mTLS, the services'
 //! span metrics in Jaeger's Monitor tab, and the gateway's access log line
-//! for the page in Loki. If nothing
-//! answers at the URL it runs a temporary `kubectl port-forward` to the
-//! gateway and stops it at the end. Exits 0 when every check holds, 1
-//! otherwise, 2 on bad arguments.
+//! for the page in Loki. If nothing answers at the URL it runs a temporary
+//! `kubectl port-forward` to the gateway and stops it at the end (gateway.rs).
+//! Exits 0 when every check holds, 1 otherwise, 2 on bad arguments.
+//!
+//! The checks, in order, are listed once: `checks::CHECKS`; each lives in
+//! its own file under `checks/`, with the typed answer it reads.
 #![allow(clippy::print_stdout)] // a command-line report
 
 mod checks;
