@@ -14,7 +14,6 @@ import subprocess
 import tomllib
 from pathlib import Path
 
-import pytest
 import yaml
 from local_support import REPO, make
 from service_process import Service, service_binaries
@@ -119,6 +118,18 @@ def test_the_readme_starts_with_the_commands_a_newcomer_needs():
     for target in ("run", "test", "preflight", "up", "verify"):
         assert target in targets_named(first), target
 
+
+
+def test_the_readmes_tool_versions_are_the_pinned_ones():
+    """The prerequisites table names kind and istioctl at the versions create-cluster.sh pins (and
+    make preflight checks), so a bump there cannot leave the README behind."""
+    script = (REPO / "create-cluster.sh").read_text()
+    pins = {"kind": re.search(r"^KIND_VERSION=(\S+)", script, re.M)[1],
+            "istioctl": re.search(r'^ISTIO_VERSION="\$\{ISTIO_VERSION:-([^}]+)\}"', script, re.M)[1]}
+    rows = {row[0]: row for row in table_rows((REPO / "README.md").read_text(), "### Prerequisites")}
+    for tool, pin in pins.items():
+        versions = set(re.findall(r"v?\d+\.\d+\.\d+", " ".join(rows[tool][1:])))
+        assert versions == {pin}, (tool, versions)
 
 # --- configuration ---------------------------------------------------------------------------------------
 
