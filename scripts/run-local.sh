@@ -9,7 +9,7 @@
 # service's status. The services run in process groups of their own, so a
 # terminal's Ctrl-C reaches them only through this script, exactly once.
 #
-# Settings come from the environment (see the README's table); the ports and
+# Settings come from the environment (docs/configuration.md); the ports and
 # binaries: FRONT_END_PORT (8080), BUSINESS_LOGIC_PORT (8081), BIN_DIR
 # (target/debug, or $CARGO_TARGET_DIR/debug).
 #
@@ -36,7 +36,7 @@ port_var() { case "$1" in front-end) echo FRONT_END_PORT ;; *) echo BUSINESS_LOG
 answers_on() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # NAME PORT: how to get out of a port held by another program (the port
-# suggested is 1000 away: 8080 -> 9080, 8081 -> 9081, as in the README).
+# suggested is 1000 away: 8080 -> 9080, 8081 -> 9081, as in docs/troubleshooting.md).
 port_hint() {
   local var
   var="$(port_var "$1")"

@@ -364,14 +364,6 @@ def test_make_help_lists_preflight_before_up():
     assert targets.index("preflight") < targets.index("up")
 
 
-def test_the_readme_walkthrough_starts_with_make_preflight():
-    readme = (REPO / "README.md").read_text()
-    walkthrough = readme.split("### Walkthrough", 1)[1]
-    first_block = re.search(r"^```sh\n(.*?)^```$", walkthrough, re.M | re.S)[1]
-    commands = [line.split("#")[0].strip() for line in first_block.splitlines() if line.strip()]
-    assert commands[0] == "make preflight" and "make up" in commands[1:]
-
-
 # --- ambient mode ------------------------------------------------------------------------------------------
 
 def ambient_istio_images() -> list[str]:

@@ -170,10 +170,6 @@ def test_make_jaeger_runs_the_documented_jaeger_v2_container(tmp_path):
     assert args[0] == "run" and "--rm" in args and args[-1] == image
     ports = {args[i + 1] for i, a in enumerate(args) if a == "-p"}
     assert ports == {"16686:16686", "9411:9411", "4318:4318"}
-    # The README documents the same command and image.
-    readme = (REPO / "README.md").read_text()
-    assert f"docker run --rm -p 16686:16686 -p 9411:9411 -p 4318:4318 {image}" in readme
-    assert "make jaeger" in readme
     assert "http://localhost:16686" in result.stdout
     # It publishes the port the services export to by default (OTLP/HTTP), and says so.
     assert f"{otlp_default_port()}:{otlp_default_port()}" in ports
@@ -333,31 +329,7 @@ def test_test_rust_skips_postgresql_visibly_and_refuses_to_in_ci():
     assert ci.returncode != 0 and "TEST_DATABASE_URL is unset" in ci.stderr
 
 
-# --- README --------------------------------------------------------------------------------------------
-
-def readme_sh_blocks() -> list[str]:
-    return re.findall(r"^```sh\n(.*?)^```$", (REPO / "README.md").read_text(), re.M | re.S)
-
-
-def test_the_readme_installs_the_test_prerequisites_in_one_copy_paste_block():
-    """One block with every Debian package CI installs (.ci/run) and cargo-nextest; the durations on two
-    cores; how to include PostgreSQL."""
-    ci_packages = set(re.findall(r"need_apt\+=\(([\w.-]+)\)", (REPO / ".ci" / "run").read_text()))
-    assert {"chromium", "prometheus", "valgrind"} <= ci_packages, ci_packages
-    installs = [b for b in readme_sh_blocks() if "apt-get install" in b]
-    assert len(installs) == 1, installs
-    block = installs[0]
-    assert "apt-get update" in block, block
-    apt = [word for word in re.search(r"apt-get install -y ([^\n]+)", block).group(1).split()
-           if not word.startswith("-")]
-    assert set(apt) == ci_packages, f"README installs {sorted(apt)}, CI {sorted(ci_packages)}"
-    assert "cargo install --locked cargo-nextest" in block
-    readme = (REPO / "README.md").read_text()
-    test_it = readme[readme.index("## Test it"):readme.index("## On a cluster")]
-    assert re.search(r"make test .*about \d+ minutes on two cores", test_it)
-    assert re.search(r"make bench .*about \d+ minutes on two cores", test_it)
-    assert "make test TEST_DATABASE_URL=postgres://" in test_it
-
+# --- README and docs/ -----------------------------------------------------------------------------------
 
 INTERNAL_ISSUE = re.compile(r"\bissues?\s*#?\s*\d+\b|(?<![\w/-])#\d+\b", re.I)
 
@@ -377,7 +349,8 @@ def test_the_readme_and_docs_speak_of_changes_not_internal_issue_numbers():
                  "[#3492](https://github.com/o/r/pull/3492)", "tokio-rs/tracing#1303", "colour #1d2330"):
         assert not internal_issue_refs(fine), fine
     found = [f"{path}: ...{ref}..."
-             for path in ["README.md", *(str(p.relative_to(REPO)) for p in sorted((REPO / "docs").rglob("*.md")))]
+             for path in ["README.md", "helm/app/README.md",
+                          *(str(p.relative_to(REPO)) for p in sorted((REPO / "docs").rglob("*.md")))]
              for ref in internal_issue_refs((REPO / path).read_text())]
     assert not found, "\n".join(found)
 
