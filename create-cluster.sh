@@ -570,6 +570,24 @@ config_checksum() {
     sed 's/^/    /'
 }
 
+# Prometheus' pod joins the mesh in ambient mode only, by its own label
+# istio.io/dataplane-mode=ambient (prometheus.yaml says why it needs to); in
+# sidecar mode it carries none. The label is set here, per mode, on the pod
+# template, so a change of mode recreates the pod, after install_istio: istio-cni
+# redirects a labelled pod's traffic into the node's ztunnel when the pod is
+# created, and a pod left running when leaving ambient mode would keep that
+# redirection to a ztunnel istioctl has removed (no scrape would reach a target).
+# `kubectl apply` of prometheus.yaml leaves a label it never set alone.
+prometheus_mesh_label() {
+  local value=null
+  if [[ "$MESH_MODE" == ambient ]]; then
+    value='"ambient"'
+  fi
+  kc -n "$ADDONS_NAMESPACE" patch deployment/prometheus --type merge \
+    -p "{\"spec\":{\"template\":{\"metadata\":{\"labels\":{\"istio.io/dataplane-mode\":${value}}}}}}" |
+    sed 's/^/    /'
+}
+
 # The Grafana provisioning files are kept as plain files (the tests read them),
 # written for the namespace demo-app; the ConfigMaps are generated from copies
 # whose Loki/Prometheus selectors name APP_NAMESPACE instead.
@@ -618,6 +636,7 @@ install_addons() {
   apply_manifests "${ADDONS_DIR}/jaeger.yaml"
   config_checksum jaeger "${ADDONS_DIR}/jaeger.yaml"
   apply_manifests "${ADDONS_DIR}/prometheus.yaml"
+  prometheus_mesh_label
   config_checksum prometheus "${ADDONS_DIR}/prometheus.yaml"
   grafana_configmaps >"${WORK_DIR}/grafana-configmaps.yaml"
   printf -- '---\n' >>"${WORK_DIR}/grafana-configmaps.yaml"

@@ -362,7 +362,8 @@ def kubectl(args: list[str], state: State) -> int:
             verb = "created" if key not in objects else "unchanged" if objects[key]["digest"] == digest else "configured"
             objects[key] = {"digest": digest, "data": doc.get("data", {}),
                             "annotations": doc["metadata"].get("annotations", {}),
-                            "template_annotations": objects.get(key, {}).get("template_annotations", {})}
+                            **{f: objects[key][f] for f in ("template_annotations", "template_labels")
+                               if f in objects.get(key, {})}}
             print(f"{doc['kind'].lower()}/{doc['metadata']['name']} {verb}")
             applied.append(f"{key} {verb}")
         state.set("objects", objects)
@@ -399,10 +400,13 @@ def kubectl(args: list[str], state: State) -> int:
         if key not in objects:
             return fail(f'Error from server (NotFound): {kind_}s.apps "{name}" not found')
         patch = json.loads(option(rest, "-p"))
-        wanted = patch.get("spec", {}).get("template", {}).get("metadata", {}).get("annotations", {})
-        have = objects[key].setdefault("template_annotations", {})
-        changed = any(have.get(k) != v for k, v in wanted.items())
-        have.update(wanted)
+        changed = False
+        # A merge patch of the pod template's annotations or labels (null removes one).
+        for field, wanted in patch.get("spec", {}).get("template", {}).get("metadata", {}).items():
+            have = objects[key].setdefault(f"template_{field}", {})
+            changed |= any(have.get(k) != v for k, v in wanted.items())
+            have.update(wanted)
+            objects[key][f"template_{field}"] = {k: v for k, v in have.items() if v is not None}
         state.set("objects", objects)
         print(f"{kind_}.apps/{name} patched" + ("" if changed else " (no change)"))
         log("applied", [f"{key} {'configured' if changed else 'unchanged'}"])

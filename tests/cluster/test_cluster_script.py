@@ -661,6 +661,25 @@ def test_ztunnel_left_by_another_istio_version_is_removed_in_sidecar_mode(sandbo
     assert state_of(sandbox)["istio_daemonsets"] == {}
 
 
+def test_leaving_ambient_mode_restarts_prometheus_out_of_the_mesh_once_ztunnel_is_gone(sandbox):
+    """Prometheus' pod joins ambient mode by its own label (it scrapes the app over mTLS); a pod
+    created in ambient mode keeps its redirection into ztunnel, so leaving ambient mode must
+    recreate it without the label, after istioctl has removed ztunnel, and wait for it."""
+    def prometheus_labels() -> dict:
+        return state_of(sandbox)["objects"]["deployment/istio-system/prometheus"].get("template_labels", {})
+
+    ok(sandbox.script(MESH_MODE="ambient"))
+    assert prometheus_labels() == {"istio.io/dataplane-mode": "ambient"}
+    sandbox.clear_log()
+    ok(sandbox.script(MESH_MODE="sidecar"))
+    calls = sandbox.calls()
+    assert state_of(sandbox)["istio_daemonsets"] == {}
+    restart = applied(calls, "deployment/istio-system/prometheus configured")
+    assert first(calls, "istioctl", "install") < restart < \
+        first(calls, "kubectl", "rollout", "status", "deployment/prometheus")
+    assert prometheus_labels() == {}
+
+
 def test_a_switch_interrupted_between_any_two_steps_is_completed_by_the_next(tmp_path):
     """sidecar -> ambient with the app running: each state-changing call of the switch, up to
     the namespace's record of the mode, fails in turn; the next run must leave the cluster as
