@@ -16,9 +16,10 @@
 #      mode: sidecar injection, or enrolled in ambient. On a cluster that ran
 #      the other mode, the app's Deployments and StatefulSets are restarted so
 #      their pods gain or lose their sidecars;
-#   7. Istio's Grafana dashboards (mesh, service, workload, control plane),
-#      downloaded from the pinned Istio release into the ConfigMap
-#      istio-system/istio-dashboards;
+#   7. Istio's Grafana dashboards (mesh, service, workload, control plane,
+#      ztunnel), downloaded from the pinned Istio release into the ConfigMap
+#      istio-system/istio-dashboards, the service and workload ones patched to
+#      read the waypoint's HTTP metrics too (ambient mode);
 #   8. the add-ons in istio-system: Jaeger, Prometheus, Grafana, Kiali (manifests
 #      in istio-add-ons/), Loki and Alloy (Helm charts). Grafana's queries select
 #      the app's logs by APP_NAMESPACE.
@@ -30,7 +31,7 @@
 # Settings (environment): CLUSTER_NAME, REG_NAME, REG_PORT, APP_NAMESPACE,
 # MESH_MODE (sidecar or ambient), GATEWAY_API (gateway or istio),
 # ISTIO_VERSION, GATEWAY_API_VERSION, LOKI_CHART_VERSION, ALLOY_CHART_VERSION,
-# ROLLOUT_TIMEOUT, and the commands DOCKER, KIND, KUBECTL, HELM, ISTIOCTL, CURL.
+# ROLLOUT_TIMEOUT, and the commands DOCKER, KIND, KUBECTL, HELM, ISTIOCTL, CURL, JQ.
 # Written for bash 3.2 or newer (macOS's /bin/bash included).
 set -euo pipefail
 
@@ -65,13 +66,16 @@ ISTIO_VERSION="${ISTIO_VERSION:-1.31.1}"
 GATEWAY_API_VERSION="${GATEWAY_API_VERSION:-v1.6.0}"
 GATEWAY_API_CRDS="https://github.com/kubernetes-sigs/gateway-api/releases/download/${GATEWAY_API_VERSION}/standard-install.yaml"
 # Istio's Grafana dashboards, fetched as published from the Istio release above
-# (raw files of the tag ISTIO_VERSION): the mesh, service, workload and control
-# plane ("pilot") dashboards in manifests/addons/dashboards/, the folder Istio's
-# samples/addons/grafana.yaml provisions them from. File names read on the
-# release-1.31 branch (commit a8d7012191e, 2026-08-20) and at the tag
-# 1.31.0-rc.0: the generated (jsonnet) boards end in .gen.json.
+# (raw files of the tag ISTIO_VERSION): the mesh, service, workload, control
+# plane ("pilot") and ztunnel dashboards in manifests/addons/dashboards/, the
+# folder Istio's samples/addons/grafana.yaml provisions them from. File names
+# read on the release-1.31 branch (commit a8d7012191e, 2026-08-20) and at the
+# tag 1.31.0-rc.0: the generated (jsonnet) boards end in .gen.json. The service
+# and workload boards are patched (ISTIO_DASHBOARDS_PATCHED, with
+# istio-add-ons/istio-dashboards-waypoint.jq: why is written there).
 ISTIO_DASHBOARDS_URL="https://raw.githubusercontent.com/istio/istio/${ISTIO_VERSION}/manifests/addons/dashboards"
-ISTIO_DASHBOARDS="istio-mesh-dashboard.gen.json istio-service-dashboard.json istio-workload-dashboard.json pilot-dashboard.gen.json"
+ISTIO_DASHBOARDS="istio-mesh-dashboard.gen.json istio-service-dashboard.json istio-workload-dashboard.json pilot-dashboard.gen.json ztunnel-dashboard.gen.json"
+ISTIO_DASHBOARDS_PATCHED="istio-service-dashboard.json istio-workload-dashboard.json"
 # kind: v0.32.0, whose default node image (v1.36.1) kind-cluster-config.yaml pins
 # (https://github.com/kubernetes-sigs/kind/releases/tag/v0.32.0).
 KIND_VERSION=v0.32.0
@@ -157,6 +161,7 @@ KUBECTL="${KUBECTL:-kubectl}"
 HELM="${HELM:-helm}"
 ISTIOCTL="${ISTIOCTL:-istioctl}"
 CURL="${CURL:-curl}"
+JQ="${JQ:-jq}"
 KUBE_CONTEXT="kind-${CLUSTER_NAME}"
 
 log() { printf '\n==> %s\n' "$*"; }
@@ -295,6 +300,12 @@ check_prerequisites() {
   if ! command -v "$CURL" >/dev/null 2>&1; then
     printf 'MISSING: curl (downloads Istio'"'"'s Grafana dashboards)\n         install: https://curl.se/download.html (or the system'"'"'s package manager)\n' >&2
     MISSING="${MISSING} curl"
+  fi
+  # jq patches two of Istio's dashboards (istio-dashboards-waypoint.jq; 1.6 or
+  # newer: it uses walk).
+  if ! command -v "$JQ" >/dev/null 2>&1; then
+    printf 'MISSING: jq 1.6 or newer (patches two of Istio'"'"'s Grafana dashboards)\n         install: https://jqlang.org/download/ (macOS 15 and newer have it; Debian/Ubuntu: apt-get install jq)\n' >&2
+    MISSING="${MISSING} jq"
   fi
   if [[ -n "$MISSING" ]]; then
     die "missing prerequisites:${MISSING}. Install them (see above) and run this script again; nothing was created."
@@ -507,12 +518,13 @@ label_app_namespace() {
 # ---------------------------------------------------------------------------
 # Istio's Grafana dashboards
 # ---------------------------------------------------------------------------
-# Where the dashboards come from (release and files), recorded on the ConfigMap
-# as the annotation demo.istio-add-ons/source: they are downloaded and applied
-# again only when it differs.
-ISTIO_DASHBOARDS_SOURCE="${ISTIO_VERSION}:${ISTIO_DASHBOARDS// /,}"
+# Where the dashboards come from (release, files and the patch's checksum),
+# recorded on the ConfigMap as the annotation demo.istio-add-ons/source: they
+# are downloaded, patched and applied again only when it differs.
+ISTIO_DASHBOARDS_PATCH="${ADDONS_DIR}/istio-dashboards-waypoint.jq"
+ISTIO_DASHBOARDS_SOURCE="${ISTIO_VERSION}:${ISTIO_DASHBOARDS// /,}:$(checksum "$ISTIO_DASHBOARDS_PATCH")"
 
-# The four files are about 270 KB: within a ConfigMap's 1 MiB, but over the
+# The five files are about 290 KB: within a ConfigMap's 1 MiB, but over the
 # 256 KiB of annotations client-side apply's last-applied copy would need, so
 # the ConfigMap is applied server-side.
 install_istio_dashboards() {
@@ -535,6 +547,13 @@ install_istio_dashboards() {
       die "${url} did not answer with a dashboard (JSON): a proxy or captive portal in the way? Run this script again once it is reachable."
     fi
     info "downloaded ${file}"
+  done
+  for file in $ISTIO_DASHBOARDS_PATCHED; do
+    if ! error="$("$JQ" -f "$ISTIO_DASHBOARDS_PATCH" "${dir}/${file}" 2>&1 >"${WORK_DIR}/${file}")"; then
+      die "could not patch Istio's dashboard ${file} (${ISTIO_DASHBOARDS_PATCH#"${SCRIPT_DIR}/"}): ${error%%$'\n'*}"
+    fi
+    mv "${WORK_DIR}/${file}" "${dir}/${file}"
+    info "patched ${file}: its HTTP panels read the waypoint's metrics too"
   done
   kc -n "$ADDONS_NAMESPACE" create configmap istio-dashboards --from-file="$dir" --dry-run=client -o yaml |
     kc annotate --local -f - -o yaml "demo.istio-add-ons/source=${ISTIO_DASHBOARDS_SOURCE}" |

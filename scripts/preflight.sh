@@ -2,7 +2,8 @@
 # Checks, before `make up`, what this machine needs for the cluster
 # walkthrough, and says what is missing, with a hint for each:
 #   1. Docker: installed, running, recent enough, with enough memory and CPUs;
-#   2. kind, kubectl, helm and istioctl at the versions create-cluster.sh expects;
+#   2. kind, kubectl, helm and istioctl at the versions create-cluster.sh expects,
+#      and jq;
 #   3. free host ports: the local registry's (REG_PORT) and any port
 #      kind-cluster-config.yaml maps to the host; GATEWAY_PORT (make
 #      port-forward) only warns;
@@ -117,11 +118,17 @@ check_docker() {
 }
 
 check_tools() {
-  log "kind, kubectl, helm, istioctl"
+  log "kind, kubectl, helm, istioctl, jq"
   local tool
   for tool in kind kubectl helm istioctl; do
     check_tool_version "$tool" || true
   done
+  if have_command "$JQ"; then
+    passed "$("$JQ" --version 2>/dev/null || echo jq) (create-cluster.sh patches two of Istio's dashboards with it; 1.6 or newer)"
+  else
+    failed "jq" "jq: not found (create-cluster.sh patches two of Istio's dashboards with it; 1.6 or newer)" \
+      "install it: https://jqlang.org/download/ (macOS 15 and newer have it; Debian/Ubuntu: apt-get install jq)"
+  fi
 }
 
 # ---------------------------------------------------------------------------
@@ -324,7 +331,7 @@ preflight_main() {
     case $arg in
       --skip-pins) SKIP_PINS=1 ;;
       -h | --help)
-        sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+        sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
         return 0
         ;;
       *)

@@ -12,7 +12,8 @@ FAKE_DOCKER_MEM (bytes) and FAKE_DOCKER_CPUS set what it reports.
 What exists on the network is listed, whitespace-separated, in FAKE_IMAGES
 (`docker manifest inspect`), FAKE_CHARTS (`helm show chart NAME --repo URL
 --version V` as `URL/NAME:V`) and FAKE_URLS (`curl`); anything else is not found.
-`curl -o FILE URL` writes a stand-in Grafana dashboard (JSON naming the URL) to FILE.
+`curl -o FILE URL` writes a stand-in Grafana dashboard (JSON naming the URL) to FILE, or for the
+dashboards recorded in fixtures/istio-dashboards/ (Istio's own, as published) that recording.
 FAKE_FAIL_AT=N interrupts the run at its Nth state-changing call (that call
 fails before it changes anything), as a Ctrl-C or a dropped connection would.
 Istio's data plane is modelled as far as the scripts can see it: `istioctl
@@ -630,6 +631,9 @@ def istio_deployments(state: State) -> set[str]:
     return {"istiod", *state.get("istio_gateways", [])} if state.get("istio") else set()
 
 
+RECORDED_DASHBOARDS = Path(__file__).resolve().parent / "fixtures" / "istio-dashboards"
+
+
 # --- curl ----------------------------------------------------------------------------------------------
 
 def curl(args: list[str]) -> int:
@@ -637,7 +641,10 @@ def curl(args: list[str]) -> int:
     if url not in os.environ.get("FAKE_URLS", "").split():
         return fail("curl: (22) The requested URL returned error: 404", 22)
     output = option(args, "-o", "--output")
-    if output:
+    recorded = RECORDED_DASHBOARDS / url.rsplit("/", 1)[1]
+    if output and recorded.is_file():
+        Path(output).write_bytes(recorded.read_bytes())
+    elif output:
         board = {"title": f"stand-in for {url}",
                  "templating": {"list": [{"name": "datasource", "type": "datasource", "query": "prometheus"}]}}
         Path(output).write_text(json.dumps(board, indent=2) + "\n")
