@@ -16,9 +16,10 @@
 #      mode: sidecar injection, or enrolled in ambient. On a cluster that ran
 #      the other mode, the app's Deployments and StatefulSets are restarted so
 #      their pods gain or lose their sidecars;
-#   7. Istio's Grafana dashboards (mesh, service, workload, control plane),
-#      downloaded from the pinned Istio release into the ConfigMap
-#      istio-system/istio-dashboards;
+#   7. Istio's Grafana dashboards (mesh, service, workload, control plane,
+#      ztunnel), downloaded from the pinned Istio release into the ConfigMap
+#      istio-system/istio-dashboards, the service and workload ones patched to
+#      read the waypoint's HTTP metrics too (ambient mode);
 #   8. the add-ons in istio-system: Jaeger, Prometheus, Grafana, Kiali (manifests
 #      in istio-add-ons/), Loki and Alloy (Helm charts). Grafana's queries select
 #      the app's logs by APP_NAMESPACE.
@@ -30,7 +31,7 @@
 # Settings (environment): CLUSTER_NAME, REG_NAME, REG_PORT, APP_NAMESPACE,
 # MESH_MODE (sidecar or ambient), GATEWAY_API (gateway or istio),
 # ISTIO_VERSION, GATEWAY_API_VERSION, LOKI_CHART_VERSION, ALLOY_CHART_VERSION,
-# ROLLOUT_TIMEOUT, and the commands DOCKER, KIND, KUBECTL, HELM, ISTIOCTL, CURL.
+# ROLLOUT_TIMEOUT, and the commands DOCKER, KIND, KUBECTL, HELM, ISTIOCTL, CURL, JQ.
 # Written for bash 3.2 or newer (macOS's /bin/bash included).
 set -euo pipefail
 
@@ -56,21 +57,25 @@ ADDONS_NAMESPACE=istio-system
 # Istio: 1.31.1, the newest 1.31 patch with published release notes
 # (https://istio.io/latest/news/releases/1.31.x/announcing-1.31.1/, 2026-09-21).
 # istioctl installs its own version, so this is the version istioctl must have.
-# From 1.31 on, images are published on Docker Hub only: istio-operator.yaml
-# sets `hub: docker.io/istio`.
+# Its images come from the hub istio-operator.yaml names (`docker.io/istio`;
+# Istio's own registry.istio.io/release, its default since istio/istio#59364,
+# holds the same images).
 ISTIO_VERSION="${ISTIO_VERSION:-1.31.1}"
 # Gateway API: the standard-channel CRDs of the release Istio 1.31 is built
 # against (https://github.com/kubernetes-sigs/gateway-api/releases/tag/v1.6.0).
 GATEWAY_API_VERSION="${GATEWAY_API_VERSION:-v1.6.0}"
 GATEWAY_API_CRDS="https://github.com/kubernetes-sigs/gateway-api/releases/download/${GATEWAY_API_VERSION}/standard-install.yaml"
 # Istio's Grafana dashboards, fetched as published from the Istio release above
-# (raw files of the tag ISTIO_VERSION): the mesh, service, workload and control
-# plane ("pilot") dashboards in manifests/addons/dashboards/, the folder Istio's
-# samples/addons/grafana.yaml provisions them from. File names read on the
-# release-1.31 branch (commit a8d7012191e, 2026-08-20) and at the tag
-# 1.31.0-rc.0: the generated (jsonnet) boards end in .gen.json.
+# (raw files of the tag ISTIO_VERSION): the mesh, service, workload, control
+# plane ("pilot") and ztunnel dashboards in manifests/addons/dashboards/, the
+# folder Istio's samples/addons/grafana.yaml provisions them from. File names
+# read on the release-1.31 branch (commit a8d7012191e, 2026-08-20) and at the
+# tag 1.31.0-rc.0: the generated (jsonnet) boards end in .gen.json. The service
+# and workload boards are patched (ISTIO_DASHBOARDS_PATCHED, with
+# istio-add-ons/istio-dashboards-waypoint.jq: why is written there).
 ISTIO_DASHBOARDS_URL="https://raw.githubusercontent.com/istio/istio/${ISTIO_VERSION}/manifests/addons/dashboards"
-ISTIO_DASHBOARDS="istio-mesh-dashboard.gen.json istio-service-dashboard.json istio-workload-dashboard.json pilot-dashboard.gen.json"
+ISTIO_DASHBOARDS="istio-mesh-dashboard.gen.json istio-service-dashboard.json istio-workload-dashboard.json pilot-dashboard.gen.json ztunnel-dashboard.gen.json"
+ISTIO_DASHBOARDS_PATCHED="istio-service-dashboard.json istio-workload-dashboard.json"
 # kind: v0.32.0, whose default node image (v1.36.1) kind-cluster-config.yaml pins
 # (https://github.com/kubernetes-sigs/kind/releases/tag/v0.32.0).
 KIND_VERSION=v0.32.0
@@ -111,9 +116,18 @@ HELM_MIN_VERSION=3.18.0
 # `make up` builds the Rust images in the same Docker (fat LTO: ~2 GiB at
 # link time). The CPU requests of every pod fit in one CPU per node, but with
 # one CPU the build and a dozen pods starting at once compete for it and the
-# rollouts risk ROLLOUT_TIMEOUT. 8 GiB and 4 CPUs are comfortable (README).
+# rollouts risk ROLLOUT_TIMEOUT. 8 GB and 4 CPUs are comfortable (README).
 DOCKER_MIN_MEMORY_GIB=6
 DOCKER_MIN_CPUS=2
+
+# docker_memory_short BYTES: true when `docker info`'s MemTotal (BYTES) is that of
+# a Docker set to less than DOCKER_MIN_MEMORY_GIB. MemTotal is what the VM's
+# kernel leaves, below the setting: Docker Desktop set to 8 GB reports about
+# 7.65 GiB (4 % less). So 90 % of the setting passes: a Docker set to 6 GB
+# (about 5.7 GiB reported) does, one set to 5 GB (about 4.8 GiB) does not.
+docker_memory_short() {
+  (($1 * 10 < DOCKER_MIN_MEMORY_GIB * 1024 * 1024 * 1024 * 9))
+}
 
 # Grafana's queries and the chart's log links select the app's logs by namespace:
 # it must be a DNS label (it is also substituted into Grafana's provisioning).
@@ -147,6 +161,7 @@ KUBECTL="${KUBECTL:-kubectl}"
 HELM="${HELM:-helm}"
 ISTIOCTL="${ISTIOCTL:-istioctl}"
 CURL="${CURL:-curl}"
+JQ="${JQ:-jq}"
 KUBE_CONTEXT="kind-${CLUSTER_NAME}"
 
 log() { printf '\n==> %s\n' "$*"; }
@@ -286,6 +301,12 @@ check_prerequisites() {
     printf 'MISSING: curl (downloads Istio'"'"'s Grafana dashboards)\n         install: https://curl.se/download.html (or the system'"'"'s package manager)\n' >&2
     MISSING="${MISSING} curl"
   fi
+  # jq patches two of Istio's dashboards (istio-dashboards-waypoint.jq; 1.6 or
+  # newer: it uses walk).
+  if ! command -v "$JQ" >/dev/null 2>&1; then
+    printf 'MISSING: jq 1.6 or newer (patches two of Istio'"'"'s Grafana dashboards)\n         install: https://jqlang.org/download/ (macOS 15 and newer have it; Debian/Ubuntu: apt-get install jq)\n' >&2
+    MISSING="${MISSING} jq"
+  fi
   if [[ -n "$MISSING" ]]; then
     die "missing prerequisites:${MISSING}. Install them (see above) and run this script again; nothing was created."
   fi
@@ -296,8 +317,8 @@ check_prerequisites() {
   # (DOCKER_MIN_MEMORY_GIB above).
   local mem
   mem="$("$DOCKER" info --format '{{.MemTotal}}' 2>/dev/null || true)"
-  if [[ "$mem" =~ ^[0-9]+$ ]] && ((mem < DOCKER_MIN_MEMORY_GIB * 1024 * 1024 * 1024)); then
-    warn "Docker has $((mem / 1024 / 1024)) MiB of memory; give it ${DOCKER_MIN_MEMORY_GIB} GiB or more (Docker Desktop: Settings > Resources), or pods will be evicted or stay Pending."
+  if [[ "$mem" =~ ^[0-9]+$ ]] && docker_memory_short "$mem"; then
+    warn "Docker has $((mem / 1024 / 1024)) MiB of memory; set it to ${DOCKER_MIN_MEMORY_GIB} GB or more (Docker Desktop: Settings > Resources), or pods will be evicted or stay Pending."
   fi
   local cpus
   cpus="$("$DOCKER" info --format '{{.NCPU}}' 2>/dev/null || true)"
@@ -497,12 +518,13 @@ label_app_namespace() {
 # ---------------------------------------------------------------------------
 # Istio's Grafana dashboards
 # ---------------------------------------------------------------------------
-# Where the dashboards come from (release and files), recorded on the ConfigMap
-# as the annotation demo.istio-add-ons/source: they are downloaded and applied
-# again only when it differs.
-ISTIO_DASHBOARDS_SOURCE="${ISTIO_VERSION}:${ISTIO_DASHBOARDS// /,}"
+# Where the dashboards come from (release, files and the patch's checksum),
+# recorded on the ConfigMap as the annotation demo.istio-add-ons/source: they
+# are downloaded, patched and applied again only when it differs.
+ISTIO_DASHBOARDS_PATCH="${ADDONS_DIR}/istio-dashboards-waypoint.jq"
+ISTIO_DASHBOARDS_SOURCE="${ISTIO_VERSION}:${ISTIO_DASHBOARDS// /,}:$(checksum "$ISTIO_DASHBOARDS_PATCH")"
 
-# The four files are about 270 KB: within a ConfigMap's 1 MiB, but over the
+# The five files are about 290 KB: within a ConfigMap's 1 MiB, but over the
 # 256 KiB of annotations client-side apply's last-applied copy would need, so
 # the ConfigMap is applied server-side.
 install_istio_dashboards() {
@@ -525,6 +547,13 @@ install_istio_dashboards() {
       die "${url} did not answer with a dashboard (JSON): a proxy or captive portal in the way? Run this script again once it is reachable."
     fi
     info "downloaded ${file}"
+  done
+  for file in $ISTIO_DASHBOARDS_PATCHED; do
+    if ! error="$("$JQ" -f "$ISTIO_DASHBOARDS_PATCH" "${dir}/${file}" 2>&1 >"${WORK_DIR}/${file}")"; then
+      die "could not patch Istio's dashboard ${file} (${ISTIO_DASHBOARDS_PATCH#"${SCRIPT_DIR}/"}): ${error%%$'\n'*}"
+    fi
+    mv "${WORK_DIR}/${file}" "${dir}/${file}"
+    info "patched ${file}: its HTTP panels read the waypoint's metrics too"
   done
   kc -n "$ADDONS_NAMESPACE" create configmap istio-dashboards --from-file="$dir" --dry-run=client -o yaml |
     kc annotate --local -f - -o yaml "demo.istio-add-ons/source=${ISTIO_DASHBOARDS_SOURCE}" |
@@ -557,6 +586,24 @@ config_checksum() {
   sum="$(cat "$@" | checksum /dev/stdin)"
   kc -n "$ADDONS_NAMESPACE" patch "deployment/${deployment}" --type merge \
     -p "{\"spec\":{\"template\":{\"metadata\":{\"annotations\":{\"demo.istio-add-ons/config-checksum\":\"${sum}\"}}}}}" |
+    sed 's/^/    /'
+}
+
+# Prometheus' pod joins the mesh in ambient mode only, by its own label
+# istio.io/dataplane-mode=ambient (prometheus.yaml says why it needs to); in
+# sidecar mode it carries none. The label is set here, per mode, on the pod
+# template, so a change of mode recreates the pod, after install_istio: istio-cni
+# redirects a labelled pod's traffic into the node's ztunnel when the pod is
+# created, and a pod left running when leaving ambient mode would keep that
+# redirection to a ztunnel istioctl has removed (no scrape would reach a target).
+# `kubectl apply` of prometheus.yaml leaves a label it never set alone.
+prometheus_mesh_label() {
+  local value=null
+  if [[ "$MESH_MODE" == ambient ]]; then
+    value='"ambient"'
+  fi
+  kc -n "$ADDONS_NAMESPACE" patch deployment/prometheus --type merge \
+    -p "{\"spec\":{\"template\":{\"metadata\":{\"labels\":{\"istio.io/dataplane-mode\":${value}}}}}}" |
     sed 's/^/    /'
 }
 
@@ -608,6 +655,7 @@ install_addons() {
   apply_manifests "${ADDONS_DIR}/jaeger.yaml"
   config_checksum jaeger "${ADDONS_DIR}/jaeger.yaml"
   apply_manifests "${ADDONS_DIR}/prometheus.yaml"
+  prometheus_mesh_label
   config_checksum prometheus "${ADDONS_DIR}/prometheus.yaml"
   grafana_configmaps >"${WORK_DIR}/grafana-configmaps.yaml"
   printf -- '---\n' >>"${WORK_DIR}/grafana-configmaps.yaml"

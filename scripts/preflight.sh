@@ -2,7 +2,8 @@
 # Checks, before `make up`, what this machine needs for the cluster
 # walkthrough, and says what is missing, with a hint for each:
 #   1. Docker: installed, running, recent enough, with enough memory and CPUs;
-#   2. kind, kubectl, helm and istioctl at the versions create-cluster.sh expects;
+#   2. kind, kubectl, helm and istioctl at the versions create-cluster.sh expects,
+#      and jq;
 #   3. free host ports: the local registry's (REG_PORT) and any port
 #      kind-cluster-config.yaml maps to the host; GATEWAY_PORT (make
 #      port-forward) only warns;
@@ -96,13 +97,13 @@ check_docker() {
   mem="$("$DOCKER" info --format '{{.MemTotal}}' 2>/dev/null || true)"
   if [[ ! "$mem" =~ ^[0-9]+$ ]]; then
     warned "Docker's memory is unknown ('${DOCKER} info' gave '${mem}')" \
-      "the stack needs ${DOCKER_MIN_MEMORY_GIB} GiB or more"
-  elif ((mem < DOCKER_MIN_MEMORY_GIB * 1024 * 1024 * 1024)); then
+      "the stack needs Docker set to ${DOCKER_MIN_MEMORY_GIB} GB or more"
+  elif docker_memory_short "$mem"; then
     failed "Docker memory" \
-      "Docker has $((mem / 1024 / 1024)) MiB of memory; kind, Istio, the add-ons and the image build need ${DOCKER_MIN_MEMORY_GIB} GiB or more (8 GiB is comfortable)" \
-      "$settings"
+      "Docker has $((mem / 1024 / 1024)) MiB of memory; kind, Istio, the add-ons and the image build need Docker set to ${DOCKER_MIN_MEMORY_GIB} GB or more (8 GB is comfortable)" \
+      "set Docker's memory to ${DOCKER_MIN_MEMORY_GIB} GB or more (${settings})"
   else
-    passed "Docker memory: $((mem / 1024 / 1024)) MiB (${DOCKER_MIN_MEMORY_GIB} GiB or more needed)"
+    passed "Docker memory: $((mem / 1024 / 1024)) MiB (Docker set to ${DOCKER_MIN_MEMORY_GIB} GB or more needed; it reports a little less)"
   fi
   cpus="$("$DOCKER" info --format '{{.NCPU}}' 2>/dev/null || true)"
   if [[ ! "$cpus" =~ ^[0-9]+$ ]]; then
@@ -117,11 +118,17 @@ check_docker() {
 }
 
 check_tools() {
-  log "kind, kubectl, helm, istioctl"
+  log "kind, kubectl, helm, istioctl, jq"
   local tool
   for tool in kind kubectl helm istioctl; do
     check_tool_version "$tool" || true
   done
+  if have_command "$JQ"; then
+    passed "$("$JQ" --version 2>/dev/null || echo jq) (create-cluster.sh patches two of Istio's dashboards with it; 1.6 or newer)"
+  else
+    failed "jq" "jq: not found (create-cluster.sh patches two of Istio's dashboards with it; 1.6 or newer)" \
+      "install it: https://jqlang.org/download/ (macOS 15 and newer have it; Debian/Ubuntu: apt-get install jq)"
+  fi
 }
 
 # ---------------------------------------------------------------------------
@@ -258,13 +265,16 @@ check_images() {
     failed "images not checked" "the pinned images: not checked (docker is missing)" "install Docker, then run this again"
     return 0
   fi
-  local image file error
+  local image file error hint
   while IFS=$'\t' read -r image file; do
     if error="$("$DOCKER" manifest inspect "$image" 2>&1 >/dev/null)"; then
       passed "${image} (${file})"
     else
-      failed "image ${image}" "${image} (${file}) does not resolve: ${error%%$'\n'*}" \
-        "check the tag against the source named in the comment next to it in ${file%% *}; if it is right, check the network, or 'docker login' (Docker Hub limits anonymous pulls)"
+      hint="check the tag against the source named in the comment next to it in ${file%% *}; if it is right, check the network, or 'docker login' (Docker Hub limits anonymous pulls)"
+      if [[ "$file" == *"(hub)"* ]]; then
+        hint+="; Istio's own registry holds the same images (registry.istio.io/release, its default hub since istio/istio#59364): set hub: to it in istio-add-ons/istio-operator.yaml"
+      fi
+      failed "image ${image}" "${image} (${file}) does not resolve: ${error%%$'\n'*}" "$hint"
     fi
   done < <(pinned_images | awk -F '\t' '!seen[$1]++')
 }
@@ -321,7 +331,7 @@ preflight_main() {
     case $arg in
       --skip-pins) SKIP_PINS=1 ;;
       -h | --help)
-        sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+        sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
         return 0
         ;;
       *)

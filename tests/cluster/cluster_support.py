@@ -116,10 +116,10 @@ def unescape_provisioning(value: str) -> str:
     return value.replace("$$", "$")
 
 
-# Istio's Grafana dashboards create-cluster.sh downloads: mesh, service, workload and
-# control plane, as named in manifests/addons/dashboards/ of istio/istio's release-1.31.
+# Istio's Grafana dashboards create-cluster.sh downloads: mesh, service, workload, control
+# plane and ztunnel, as named in manifests/addons/dashboards/ of istio/istio's release-1.31.
 ISTIO_DASHBOARD_FILES = ("istio-mesh-dashboard.gen.json", "istio-service-dashboard.json",
-                         "istio-workload-dashboard.json", "pilot-dashboard.gen.json")
+                         "istio-workload-dashboard.json", "pilot-dashboard.gen.json", "ztunnel-dashboard.gen.json")
 
 
 def istio_dashboard_urls(version: str | None = None) -> list[str]:

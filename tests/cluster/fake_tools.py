@@ -12,7 +12,8 @@ FAKE_DOCKER_MEM (bytes) and FAKE_DOCKER_CPUS set what it reports.
 What exists on the network is listed, whitespace-separated, in FAKE_IMAGES
 (`docker manifest inspect`), FAKE_CHARTS (`helm show chart NAME --repo URL
 --version V` as `URL/NAME:V`) and FAKE_URLS (`curl`); anything else is not found.
-`curl -o FILE URL` writes a stand-in Grafana dashboard (JSON naming the URL) to FILE.
+`curl -o FILE URL` writes a stand-in Grafana dashboard (JSON naming the URL) to FILE, or for the
+dashboards recorded in fixtures/istio-dashboards/ (Istio's own, as published) that recording.
 FAKE_FAIL_AT=N interrupts the run at its Nth state-changing call (that call
 fails before it changes anything), as a Ctrl-C or a dropped connection would.
 Istio's data plane is modelled as far as the scripts can see it: `istioctl
@@ -362,7 +363,8 @@ def kubectl(args: list[str], state: State) -> int:
             verb = "created" if key not in objects else "unchanged" if objects[key]["digest"] == digest else "configured"
             objects[key] = {"digest": digest, "data": doc.get("data", {}),
                             "annotations": doc["metadata"].get("annotations", {}),
-                            "template_annotations": objects.get(key, {}).get("template_annotations", {})}
+                            **{f: objects[key][f] for f in ("template_annotations", "template_labels")
+                               if f in objects.get(key, {})}}
             print(f"{doc['kind'].lower()}/{doc['metadata']['name']} {verb}")
             applied.append(f"{key} {verb}")
         state.set("objects", objects)
@@ -399,10 +401,13 @@ def kubectl(args: list[str], state: State) -> int:
         if key not in objects:
             return fail(f'Error from server (NotFound): {kind_}s.apps "{name}" not found')
         patch = json.loads(option(rest, "-p"))
-        wanted = patch.get("spec", {}).get("template", {}).get("metadata", {}).get("annotations", {})
-        have = objects[key].setdefault("template_annotations", {})
-        changed = any(have.get(k) != v for k, v in wanted.items())
-        have.update(wanted)
+        changed = False
+        # A merge patch of the pod template's annotations or labels (null removes one).
+        for field, wanted in patch.get("spec", {}).get("template", {}).get("metadata", {}).items():
+            have = objects[key].setdefault(f"template_{field}", {})
+            changed |= any(have.get(k) != v for k, v in wanted.items())
+            have.update(wanted)
+            objects[key][f"template_{field}"] = {k: v for k, v in have.items() if v is not None}
         state.set("objects", objects)
         print(f"{kind_}.apps/{name} patched" + ("" if changed else " (no change)"))
         log("applied", [f"{key} {'configured' if changed else 'unchanged'}"])
@@ -626,6 +631,9 @@ def istio_deployments(state: State) -> set[str]:
     return {"istiod", *state.get("istio_gateways", [])} if state.get("istio") else set()
 
 
+RECORDED_DASHBOARDS = Path(__file__).resolve().parent / "fixtures" / "istio-dashboards"
+
+
 # --- curl ----------------------------------------------------------------------------------------------
 
 def curl(args: list[str]) -> int:
@@ -633,7 +641,10 @@ def curl(args: list[str]) -> int:
     if url not in os.environ.get("FAKE_URLS", "").split():
         return fail("curl: (22) The requested URL returned error: 404", 22)
     output = option(args, "-o", "--output")
-    if output:
+    recorded = RECORDED_DASHBOARDS / url.rsplit("/", 1)[1]
+    if output and recorded.is_file():
+        Path(output).write_bytes(recorded.read_bytes())
+    elif output:
         board = {"title": f"stand-in for {url}",
                  "templating": {"list": [{"name": "datasource", "type": "datasource", "query": "prometheus"}]}}
         Path(output).write_text(json.dumps(board, indent=2) + "\n")

@@ -652,7 +652,7 @@ def test_the_log_query_selects_on_labels_alloy_sets():
 # --- Istio's dashboards in Grafana, linked from Kiali ----------------------------------------------
 
 ISTIO_DASHBOARD_TITLES = {"Istio Mesh Dashboard", "Istio Service Dashboard", "Istio Workload Dashboard",
-                          "Istio Control Plane Dashboard"}
+                          "Istio Control Plane Dashboard", "Istio Ztunnel Dashboard"}
 
 
 def grafana_pod() -> dict:

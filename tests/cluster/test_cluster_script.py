@@ -301,13 +301,66 @@ def test_istio_dashboards_are_downloaded_from_the_pinned_release_into_their_conf
     configmap = state["configmap/istio-system/istio-dashboards"]
     assert sorted(configmap["data"]) == sorted(fake_tools_file_names())
     for name, board in configmap["data"].items():
-        assert json.loads(board)["title"].endswith(f"/manifests/addons/dashboards/{name}"), "as downloaded"
+        recorded = fake_tools.RECORDED_DASHBOARDS / name
+        title = json.loads(recorded.read_text())["title"] if recorded.is_file() else f"/manifests/addons/dashboards/{name}"
+        assert json.loads(board)["title"].endswith(title), "as downloaded"
     assert configmap["annotations"]["demo.istio-add-ons/source"].startswith(script_setting("ISTIO_VERSION") + ":")
     # Server-side (the files outgrow client-side apply's annotation), before Grafana mounts it.
     apply = first(calls, "kubectl", "apply", "--server-side", "-f", "-")
     assert apply < applied(calls, "configmap/istio-system/istio-dashboards created") < \
         applied(calls, "deployment/istio-system/grafana")
     assert max(calls.index(c) for c in calls if c["tool"] == "curl") < apply
+
+
+# Selectors of Istio's HTTP metrics (a sidecar or gateway reports them as source or destination, in
+# ambient mode the waypoint as waypoint) and its TCP ones (ztunnel reports those).
+HTTP_SELECTOR = re.compile(r"istio_(?:requests_total|request_duration_\w+|request_bytes_\w+|response_bytes_\w+)\{[^}]*\}")
+TCP_SELECTOR = re.compile(r"istio_tcp_\w+\{[^}]*\}")
+WITH_WAYPOINT = re.compile(r'reporter=~"(source|destination)\|waypoint"')
+
+
+def strings(node) -> list[str]:
+    if isinstance(node, dict):
+        return [s for value in node.values() for s in strings(value)]
+    if isinstance(node, list):
+        return [s for value in node for s in strings(value)]
+    return [node] if isinstance(node, str) else []
+
+
+def undo_waypoint(node):
+    """A dashboard with every reporter=~"X|waypoint" put back to reporter="X"."""
+    if isinstance(node, dict):
+        return {key: undo_waypoint(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [undo_waypoint(value) for value in node]
+    return WITH_WAYPOINT.sub(r'reporter="\1"', node) if isinstance(node, str) else node
+
+
+def test_the_service_and_workload_dashboards_read_the_waypoints_http_metrics_too(sandbox):
+    """Istio 1.31's Service and Workload dashboards (recorded in fixtures/istio-dashboards/, served
+    by the stand-in curl) as the script provisions them: every HTTP panel and variable also reads
+    reporter="waypoint", the Reporter variable offers it and starts on destination and waypoint,
+    and nothing else differs from upstream."""
+    ok(sandbox.script())
+    data = state_of(sandbox)["objects"]["configmap/istio-system/istio-dashboards"]["data"]
+    for name in ("istio-service-dashboard.json", "istio-workload-dashboard.json"):
+        upstream = json.loads((fake_tools.RECORDED_DASHBOARDS / name).read_text())
+        board = json.loads(data[name])
+        texts = strings(board)
+        reporters = [re.search(r'reporter=~?"[^"]*"', sel).group(0) for text in texts
+                     for sel in HTTP_SELECTOR.findall(text) if "reporter" in sel]
+        assert len(reporters) > 40 and set(reporters) == {
+            'reporter=~"$qrep"', f'reporter=~"{"destination" if "service" in name else "source"}|waypoint"'}, name
+        assert not [sel for text in texts for sel in TCP_SELECTOR.findall(text) if "waypoint" in sel], \
+            "ztunnel reports TCP as source and destination"
+        [qrep] = [v for v in board["templating"]["list"] if v["name"] == "qrep"]
+        assert [o["value"] for o in qrep["options"]] == ["source", "destination", "waypoint"]
+        assert qrep["multi"] and qrep["current"]["value"] == ["destination", "waypoint"]
+        # Nothing else differs from upstream.
+        undone = undo_waypoint(board)
+        undone["templating"]["list"] = [next(u for u in upstream["templating"]["list"] if u["name"] == "qrep")
+                                        if v["name"] == "qrep" else v for v in undone["templating"]["list"]]
+        assert undone == upstream, name
 
 
 def fake_tools_file_names() -> list[str]:
@@ -659,6 +712,25 @@ def test_ztunnel_left_by_another_istio_version_is_removed_in_sidecar_mode(sandbo
     delete = first(calls, "kubectl", "delete", "daemonset", "ztunnel")
     assert first(calls, "istioctl", "install") < delete < first(calls, "kubectl", "label", "namespace", "demo-app")
     assert state_of(sandbox)["istio_daemonsets"] == {}
+
+
+def test_leaving_ambient_mode_restarts_prometheus_out_of_the_mesh_once_ztunnel_is_gone(sandbox):
+    """Prometheus' pod joins ambient mode by its own label (it scrapes the app over mTLS); a pod
+    created in ambient mode keeps its redirection into ztunnel, so leaving ambient mode must
+    recreate it without the label, after istioctl has removed ztunnel, and wait for it."""
+    def prometheus_labels() -> dict:
+        return state_of(sandbox)["objects"]["deployment/istio-system/prometheus"].get("template_labels", {})
+
+    ok(sandbox.script(MESH_MODE="ambient"))
+    assert prometheus_labels() == {"istio.io/dataplane-mode": "ambient"}
+    sandbox.clear_log()
+    ok(sandbox.script(MESH_MODE="sidecar"))
+    calls = sandbox.calls()
+    assert state_of(sandbox)["istio_daemonsets"] == {}
+    restart = applied(calls, "deployment/istio-system/prometheus configured")
+    assert first(calls, "istioctl", "install") < restart < \
+        first(calls, "kubectl", "rollout", "status", "deployment/prometheus")
+    assert prometheus_labels() == {}
 
 
 def test_a_switch_interrupted_between_any_two_steps_is_completed_by_the_next(tmp_path):

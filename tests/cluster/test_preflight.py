@@ -226,20 +226,29 @@ def test_versions_within_the_expected_range_pass(sandbox, tool, version):
 
 # --- Docker's resources --------------------------------------------------------------------------------
 
-def test_too_little_memory_fails_and_says_how_much_is_needed(sandbox):
+def reported_memory(gb: int) -> int:
+    """What `docker info` reports as MemTotal for a Docker set to `gb` GB: the VM's kernel keeps
+    some, so Docker Desktop set to 8 GB reports about 7.65 GiB."""
+    return int(gb * GIB * 7.65 / 8)
+
+
+def test_too_little_memory_fails_and_says_what_to_set(sandbox):
     minimum = int(script_setting("DOCKER_MIN_MEMORY_GIB"))
-    result = failed_run(preflight(sandbox, FAKE_DOCKER_MEM=str((minimum - 2) * GIB)))
+    mem = reported_memory(minimum - 1)
+    result = failed_run(preflight(sandbox, FAKE_DOCKER_MEM=str(mem)))
     assert failures(result) == [
-        f"Docker has {(minimum - 2) * 1024} MiB of memory; kind, Istio, the add-ons and the image build need "
-        f"{minimum} GiB or more (8 GiB is comfortable)"]
-    assert "Settings > Resources" in result.stdout
+        f"Docker has {mem // 1024**2} MiB of memory; kind, Istio, the add-ons and the image build need "
+        f"Docker set to {minimum} GB or more (8 GB is comfortable)"]
+    assert f"set Docker's memory to {minimum} GB or more (Docker Desktop: Settings > Resources" in result.stdout
     assert "Docker memory" in summary(result)
 
 
-def test_exactly_the_minimum_memory_passes(sandbox):
+def test_a_docker_set_to_the_minimum_passes_though_it_reports_less(sandbox):
     minimum = int(script_setting("DOCKER_MIN_MEMORY_GIB"))
-    result = preflight(sandbox, FAKE_DOCKER_MEM=str(minimum * GIB))
+    result = preflight(sandbox, FAKE_DOCKER_MEM=str(reported_memory(minimum)))
     assert result.returncode == 0, output(result)
+    # create-cluster.sh warns on the same threshold.
+    assert "Docker has" not in sandbox.script(FAKE_DOCKER_MEM=str(reported_memory(minimum))).stderr
 
 
 def test_too_few_cpus_fail(sandbox):
@@ -263,6 +272,16 @@ def test_an_image_that_does_not_resolve_is_named(sandbox, image):
     [failure] = failures(result)
     assert failure.startswith(f"{image} (") and f"does not resolve: no such manifest: {image}" in failure
     assert f"image {image}" in summary(result)
+
+
+def test_an_istio_image_that_does_not_resolve_points_at_istios_own_registry(sandbox):
+    """Istio publishes its images on registry.istio.io/release, its default hub since
+    istio/istio#59364, as well as on Docker Hub: the other hub is the way round a Docker Hub limit."""
+    image = "docker.io/istio/pilot:" + script_setting("ISTIO_VERSION")
+    result = failed_run(preflight(sandbox, **network(images=[i for i in pinned_images() if i != image])))
+    [failure] = failures(result)
+    hint = result.stdout.split(failure, 1)[1].splitlines()[1]
+    assert "registry.istio.io/release" in hint and "istio/istio#59364" in hint and "istio-operator.yaml" in hint
 
 
 @pytest.mark.parametrize("chart", ["loki", "alloy"])
