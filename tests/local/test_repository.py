@@ -61,15 +61,6 @@ def test_nothing_in_the_makefiles_tests_or_ci_needs_a_folder_outside_the_reposit
         assert "../shared" not in text and "shared/tools" not in text, path
 
 
-def test_the_standalone_check_is_wired_into_ci():
-    run = (REPO / ".ci" / "run").read_text()
-    assert ".ci/standalone" in run and "make lint" in run and "make test" in run
-    standalone = (REPO / ".ci" / "standalone").read_text()
-    assert "git clone" in standalone and "CARGO_TARGET_DIR" in standalone
-    for step in ("make lint", "make test-deploy"):
-        assert step in standalone
-
-
 # --- shell scripts, help, clean -----------------------------------------------------------------------
 
 def shell_scripts() -> list[str]:
