@@ -11,8 +11,8 @@ import subprocess
 import pytest
 import yaml
 from chart_wiring import loose_schema_objects, undocumented_values
-from chart_render import (CHART, KUBE_VERSION, MODES, REFUSED, REPO, SCENARIOS, SUBCHARTS, case_args, mode_args,
-                          render, render_ok, require_tool, scenario_values)
+from chart_render import (CASES, CHART, KUBE_VERSION, MODES, REFUSED, REPO, SCENARIOS, SUBCHARTS, case_args,
+                          mode_args, render, render_ok, require_tool, scenario_values)
 
 
 def validate(manifests: str) -> subprocess.CompletedProcess:
@@ -21,8 +21,14 @@ def validate(manifests: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
-def test_umbrella_chart_renders_and_validates(scenario):
-    values, extra = case_args(scenario)
+# `make lint` (lint-charts) lints, renders and schema-checks helm/app under every scenario in
+# the chart's default mode, sidecar, and each subchart alone; these cover the other mode.
+AMBIENT_CASES = [case for case in CASES if case.endswith("/ambient")]
+
+
+@pytest.mark.parametrize("case", AMBIENT_CASES)
+def test_umbrella_chart_renders_and_validates(case):
+    values, extra = case_args(case)
     result = validate(render_ok(CHART, values, *extra))
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -42,14 +48,9 @@ def test_the_refused_combinations_fail_with_a_message_that_says_why(scenario, mo
     assert "Alpha" in result.stderr  # the reason (Istio's support on waypoints), not only the rule
 
 
-@pytest.mark.parametrize("subchart", SUBCHARTS, ids=lambda p: p.name)
-def test_each_subchart_renders_alone_and_validates(subchart):
-    result = validate(render_ok(subchart))
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_helm_lint_strict_passes(scenario):
-    values, extra = case_args(scenario)
+@pytest.mark.parametrize("case", AMBIENT_CASES)
+def test_helm_lint_strict_passes(case):
+    values, extra = case_args(case)
     args = [str(require_tool("helm-render")), "--lint", str(CHART), "--strict", *extra]
     if values:
         args += ["-f", str(values)]

@@ -303,8 +303,14 @@ def test_the_mesh_queries_are_valid_promql(prometheus):
 
 
 def test_the_service_variable_lists_both_services(prometheus):
-    status, body = http_get(f"{prometheus}/api/v1/label/service/values?" +
-                            urllib.parse.urlencode({"match[]": "http_requests_total"}))
+    """The dashboard's variable query, label_values(metric, label), asked the way Grafana's
+    Prometheus data source asks it: the label's values API matching the metric."""
+    board = json.loads((GRAFANA / "dashboards" / "demo-app.json").read_text())
+    (variable,) = board["templating"]["list"]
+    assert variable["datasource"]["uid"] == "prometheus"
+    metric, label = re.fullmatch(r"label_values\((\w+),\s*(\w+)\)", variable["query"]["query"]).groups()
+    status, body = http_get(f"{prometheus}/api/v1/label/{label}/values?" +
+                            urllib.parse.urlencode({"match[]": metric}))
     assert status == 200
     assert {"front-end", "business-logic"} <= set(json.loads(body)["data"])
 
