@@ -4,7 +4,7 @@
 use actix_web::{App, web};
 use service_kit::{Running, Stack, redact};
 
-use crate::db::Database;
+use crate::db::{self, Database};
 use crate::problem::{self, ApiError};
 use crate::routes::{self, AppState};
 use crate::settings::Settings;
@@ -12,7 +12,9 @@ use crate::settings::Settings;
 /// Creates the (lazy) database pool, starts migrating in the background,
 /// binds the listener and builds the server.
 pub async fn build(settings: Settings) -> anyhow::Result<Running> {
-    let db = Database::connect_lazy(&settings.database_url, settings.database_max_connections)?;
+    let middleware = Stack::<ApiError>::new(&settings.telemetry)?;
+    let db = Database::connect_lazy(&settings.database_url, settings.database_max_connections)?
+        .with_query_durations(middleware.histogram(&db::QUERY_DURATION)?);
     tracing::info!(
         database = %redact(&settings.database_url),
         db.system.name = db.system(),
@@ -30,7 +32,6 @@ pub async fn build(settings: Settings) -> anyhow::Result<Running> {
         regression: settings.regression(),
         openapi: routes::openapi_json(settings.telemetry.metrics_enabled),
     });
-    let middleware = Stack::<ApiError>::new(&settings.telemetry)?;
     let running = service_kit::server::start("business-logic", &settings.server, move || {
         let app = App::new()
             .app_data(state.clone())

@@ -2,6 +2,7 @@
 //! of the wire format is an edit here, and the compiler finds every user.
 //!
 //! - [`routes`]: the services' names, default ports and paths;
+//! - [`metrics`]: the names of the metrics they serve at `/metrics`;
 //! - `query`: the query parameters of every route, their limits and the one
 //!   rule for unknown ones ([`FastQuery`], [`SlowQuery`], [`NoQuery`]);
 //! - the answers ([`FastAnswer`], [`SlowAnswer`]) and the error body
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 mod duration;
 mod elapsed;
+pub mod metrics;
 #[cfg(feature = "openapi")]
 pub mod openapi;
 mod problem;

@@ -10,7 +10,8 @@
 //!   in, in one order: the request's root span and log line
 //!   ([`middleware::root_span`]), the `traceresponse` header
 //!   ([`middleware::traceresponse`]), request metrics with exemplars
-//!   ([`middleware::metrics`]), the service's response headers, its error
+//!   ([`middleware::metrics`]; a service adds its own histograms with
+//!   [`Stack::histogram`]), the service's response headers, its error
 //!   mapping, and 431 for a header block over 60 KiB
 //!   ([`middleware::header_limit`]);
 //! - [`run`]: `main`'s flow, settings → telemetry → build → serve → flush.
@@ -26,6 +27,7 @@ use std::future::Future;
 use std::process::ExitCode;
 
 pub use middleware::header_limit::{HeadersTooLarge, MAX_HEADER_BYTES};
+pub use middleware::metrics::{Histogram, HistogramSpec};
 pub use middleware::{ServiceError, Stack};
 pub use server::{KEEP_ALIVE, Running};
 pub use settings::{ServerSettings, read_env, read_env_with_text, redact};

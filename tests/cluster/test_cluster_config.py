@@ -498,10 +498,14 @@ def test_dashboard_shows_rate_errors_percentiles_slow_versus_fast_and_logs():
     assert f'namespace="{APP_NAMESPACE}"' in logs["targets"][0]["expr"]
 
 
+# The services' histograms whose buckets carry exemplars (service-kit's metrics middleware).
+EXEMPLAR_BUCKETS = ("http_requests_duration_seconds_bucket", "db_query_duration_seconds_bucket")
+
+
 def test_the_latency_panels_show_exemplars():
     latency = [p for p in dashboard_panels() if p["type"] == "timeseries"
-               and any("http_requests_duration_seconds_bucket" in t["expr"] for t in p["targets"])]
-    assert len(latency) >= 2
+               and any(h in t["expr"] for h in EXEMPLAR_BUCKETS for t in p["targets"])]
+    assert len(latency) >= 3
     for panel in latency:
         with_exemplars = [t for t in panel["targets"] if t.get("exemplar") is True]
         # One query per panel: its siblings share the selector, so more would draw every dot twice.

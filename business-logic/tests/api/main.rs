@@ -7,6 +7,7 @@ mod canary;
 mod endpoints;
 mod helpers;
 mod logs;
+mod metrics;
 mod openapi;
 mod telemetry;
 mod workers;

@@ -12,7 +12,13 @@
 //! - answers a `/metrics` scrape that asks for `application/openmetrics-text`
 //!   with OpenMetrics 1.0: `actix-web-prom`'s own counts (its registry stays
 //!   the only source of numbers), plus those exemplars. Any other `Accept`
-//!   gets `actix-web-prom`'s plain text, byte for byte as before.
+//!   gets `actix-web-prom`'s plain text, byte for byte as before: the
+//!   Prometheus text format has no exemplars.
+//!
+//! A service's own histogram ([`Histogram`], made by
+//! [`crate::Stack::histogram`]) goes in the same registry, with the same
+//! constant labels, and gets exemplars the same way: the store keeps them
+//! for every histogram registered with it, per series and bucket.
 //!
 //! The OpenMetrics text is written here, not by `prometheus-client`: its
 //! encoder needs `Exemplar` values, and `Exemplar` has no public constructor
@@ -26,6 +32,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::future::{Ready, ready};
+use std::hash::{DefaultHasher, Hash as _, Hasher as _};
 use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -38,6 +45,7 @@ use opentelemetry::trace::{SpanId, TraceContextExt, TraceId};
 use prometheus::proto::{MetricFamily, MetricType};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
+use contract::metrics::{HTTP_REQUESTS_DURATION_SECONDS, HTTP_REQUESTS_TOTAL};
 use telemetry::TelemetrySettings;
 
 /// Where metrics are served.
@@ -48,9 +56,8 @@ const UNMATCHED: &str = "UNKNOWN";
 const BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
-/// The histogram whose buckets carry exemplars, and the counter.
-const DURATION_HISTOGRAM: &str = "http_requests_duration_seconds";
-const REQUEST_COUNTER: &str = "http_requests_total";
+/// The labels of `actix-web-prom`'s request series, in its order.
+const REQUEST_LABELS: [&str; 3] = ["endpoint", "method", "status"];
 /// The OpenMetrics content type this module writes.
 const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -58,6 +65,8 @@ const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.
 #[derive(Clone)]
 pub struct RequestMetrics {
     prometheus: actix_web_prom::PrometheusMetrics,
+    /// `service` and `version`, on every series of the registry.
+    const_labels: HashMap<String, String>,
     exemplars: Option<Arc<Exemplars>>,
 }
 
@@ -83,21 +92,109 @@ pub fn metrics_middleware(settings: &TelemetrySettings) -> anyhow::Result<Reques
     }
     let prometheus = actix_web_prom::PrometheusMetricsBuilder::new("")
         .endpoint(METRICS_PATH)
-        .const_labels(const_labels)
+        .const_labels(const_labels.clone())
         .mask_unmatched_patterns(UNMATCHED)
         .buckets(&BUCKETS)
         .build()
         .map_err(|e| anyhow::anyhow!("building the Prometheus metrics middleware: {e}"))?;
     let exemplars = settings.metrics_exemplars.then(|| {
+        let store = ExemplarStore::default();
+        let requests = store.register(
+            HTTP_REQUESTS_DURATION_SECONDS,
+            &REQUEST_LABELS,
+            &BUCKETS,
+            Some(HTTP_REQUESTS_TOTAL),
+        );
         Arc::new(Exemplars {
             registry: prometheus.registry.clone(),
-            store: ExemplarStore::default(),
+            store,
+            requests,
         })
     });
     Ok(RequestMetrics {
         prometheus,
+        const_labels,
         exemplars,
     })
+}
+
+impl RequestMetrics {
+    /// Registers `spec` in the registry `/metrics` serves, with the request
+    /// metrics' constant labels and, while exemplars are on, in the store.
+    pub(super) fn histogram(&self, spec: &HistogramSpec) -> anyhow::Result<Histogram> {
+        let opts = prometheus::HistogramOpts::new(spec.name, spec.help)
+            .const_labels(self.const_labels.clone())
+            .buckets(spec.buckets.to_vec());
+        let histogram = prometheus::HistogramVec::new(opts, spec.labels)
+            .and_then(|h| {
+                self.prometheus.registry.register(Box::new(h.clone()))?;
+                Ok(h)
+            })
+            .map_err(|e| anyhow::anyhow!("registering the histogram {}: {e}", spec.name))?;
+        let exemplars = self
+            .exemplars
+            .as_ref()
+            .map(|e| e.store.register(spec.name, spec.labels, spec.buckets, None));
+        Ok(Histogram {
+            inner: Some(HistogramInner {
+                histogram,
+                exemplars,
+            }),
+        })
+    }
+}
+
+/// A histogram of a service's own: its name, help, variable labels (each
+/// with a bounded set of values) and bucket upper bounds, increasing.
+#[derive(Debug, Clone, Copy)]
+pub struct HistogramSpec {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub labels: &'static [&'static str],
+    pub buckets: &'static [f64],
+}
+
+/// A service's own histogram, served at `/metrics` beside the request
+/// metrics, with their constant labels. An observation made inside a sampled
+/// span leaves that span's trace and span id as the exemplar of its bucket.
+/// The default one (metrics off) records nothing.
+#[derive(Debug, Clone, Default)]
+pub struct Histogram {
+    inner: Option<HistogramInner>,
+}
+
+#[derive(Debug, Clone)]
+struct HistogramInner {
+    histogram: prometheus::HistogramVec,
+    exemplars: Option<Arc<HistogramExemplars>>,
+}
+
+impl Histogram {
+    /// Records `value` in the series of these label values (in the spec's
+    /// order), with the current span as its exemplar if it is sampled.
+    pub fn observe(&self, label_values: &[&str], value: f64) {
+        let Some(inner) = &self.inner else {
+            return;
+        };
+        match inner.histogram.get_metric_with_label_values(label_values) {
+            Ok(series) => series.observe(value),
+            Err(error) => {
+                tracing::warn!(%error, ?label_values, "histogram observation dropped");
+                return;
+            }
+        }
+        if let (Some(exemplars), Some((trace_id, span_id))) = (&inner.exemplars, sampled_trace()) {
+            exemplars.record(
+                label_values,
+                Exemplar {
+                    trace_id,
+                    span_id,
+                    value,
+                    timestamp: SystemTime::now(),
+                },
+            );
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -105,6 +202,8 @@ struct Exemplars {
     /// `actix-web-prom`'s registry: the counts.
     registry: prometheus::Registry,
     store: ExemplarStore,
+    /// The request histogram's exemplars, in `store`.
+    requests: Arc<HistogramExemplars>,
 }
 
 /// One request's trace, as an exemplar.
@@ -117,32 +216,79 @@ struct Exemplar {
     timestamp: SystemTime,
 }
 
-/// The request series `actix-web-prom` labels a request with.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct SeriesKey {
-    endpoint: String,
-    method: Method,
-    status: StatusCode,
-}
-
 /// Latest exemplar per histogram bucket (the last slot is `+Inf`), and the
-/// latest of the series for its counter.
-#[derive(Debug, Default)]
+/// latest of the series, for the counter of the same series.
+#[derive(Debug, Clone)]
 struct SeriesExemplars {
-    buckets: [Option<Exemplar>; BUCKETS.len() + 1],
+    buckets: Box<[Option<Exemplar>]>,
     latest: Option<Exemplar>,
 }
 
-/// The exemplars of every series. The map is read-locked on each request
-/// (written only the first time a series is seen; series are bounded like
-/// `actix-web-prom`'s labels); each series has its own short mutex.
+/// The exemplars of every histogram registered with it: the request
+/// histogram and the service's own. Registered at start-up, read by scrapes.
 #[derive(Debug, Default)]
 struct ExemplarStore {
-    series: RwLock<HashMap<SeriesKey, Arc<Mutex<SeriesExemplars>>>>,
+    histograms: RwLock<Vec<Arc<HistogramExemplars>>>,
 }
 
 impl ExemplarStore {
-    fn record(&self, key: SeriesKey, exemplar: Exemplar) {
+    /// Keeps exemplars for histogram `name`, whose series are told apart by
+    /// the values of `labels` and whose buckets have these upper bounds;
+    /// `counter`, a counter family with the same series, gets each series'
+    /// latest exemplar.
+    fn register(
+        &self,
+        name: &str,
+        labels: &[&str],
+        bounds: &[f64],
+        counter: Option<&str>,
+    ) -> Arc<HistogramExemplars> {
+        let histogram = Arc::new(HistogramExemplars {
+            name: name.to_owned(),
+            counter: counter.map(str::to_owned),
+            labels: labels.iter().map(|&l| l.to_owned()).collect(),
+            bounds: bounds.to_vec(),
+            series: RwLock::default(),
+        });
+        self.histograms
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(histogram.clone());
+        histogram
+    }
+
+    /// The histogram registered as metric family `family`, or whose
+    /// counter it is.
+    fn family(&self, family: &str) -> Option<Arc<HistogramExemplars>> {
+        self.histograms
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|h| h.name == family || h.counter.as_deref() == Some(family))
+            .cloned()
+    }
+}
+
+/// One histogram's exemplars, per series. The map is read-locked on each
+/// observation (written only the first time a series is seen; series are
+/// bounded like the histogram's labels); each series has its own short
+/// mutex.
+#[derive(Debug)]
+struct HistogramExemplars {
+    name: String,
+    counter: Option<String>,
+    /// The labels that tell its series apart, in the order `record` takes
+    /// their values.
+    labels: Vec<String>,
+    bounds: Vec<f64>,
+    /// Keyed by [`series_hash`] of the label values, as the `prometheus`
+    /// crate keys a vector's children: no allocation per observation.
+    series: RwLock<HashMap<u64, Arc<Mutex<SeriesExemplars>>>>,
+}
+
+impl HistogramExemplars {
+    fn record(&self, label_values: &[&str], exemplar: Exemplar) {
+        let key = series_hash(label_values.iter().copied());
         let known = self
             .series
             .read()
@@ -156,31 +302,53 @@ impl ExemplarStore {
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
                 .entry(key)
-                .or_default()
+                .or_insert_with(|| {
+                    Arc::new(Mutex::new(SeriesExemplars {
+                        buckets: vec![None; self.bounds.len() + 1].into(),
+                        latest: None,
+                    }))
+                })
                 .clone(),
         };
-        let bucket = BUCKETS
+        let bucket = self
+            .bounds
             .iter()
             .position(|&bound| exemplar.value <= bound)
-            .unwrap_or(BUCKETS.len());
+            .unwrap_or(self.bounds.len());
         let mut series = series.lock().unwrap_or_else(|e| e.into_inner());
         series.buckets[bucket] = Some(exemplar);
         series.latest = Some(exemplar);
     }
 
-    fn get(&self, key: &SeriesKey) -> Option<SeriesExemplars> {
+    /// The exemplars of the series with these labels (all of a gathered
+    /// sample's labels, constant ones included).
+    fn get(&self, labels: &[(&str, &str)]) -> Option<SeriesExemplars> {
+        let value = |name: &String| {
+            labels
+                .iter()
+                .find(|(n, _)| *n == name.as_str())
+                .map(|(_, v)| *v)
+        };
+        let values: Vec<&str> = self.labels.iter().map(value).collect::<Option<_>>()?;
         let series = self
             .series
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .get(key)
+            .get(&series_hash(values.into_iter()))
             .cloned()?;
         let series = series.lock().unwrap_or_else(|e| e.into_inner());
-        Some(SeriesExemplars {
-            buckets: series.buckets,
-            latest: series.latest,
-        })
+        Some(series.clone())
     }
+}
+
+/// A series' key: the hash of its label values, in the registered order.
+fn series_hash<'a>(label_values: impl Iterator<Item = &'a str>) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    for value in label_values {
+        // `str`'s hash ends each value, so ("a", "bc") is not ("ab", "c").
+        value.hash(&mut hasher);
+    }
+    hasher.finish()
 }
 
 impl<S, B> Transform<S, ServiceRequest> for RequestMetrics
@@ -261,13 +429,13 @@ where
                         .match_pattern()
                         .unwrap_or_else(|| UNMATCHED.to_owned())
                 };
-                let key = SeriesKey {
-                    endpoint,
-                    method: request.method().clone(),
-                    status: res.status(),
-                };
-                exemplars.store.record(
-                    key,
+                let status = res.status();
+                exemplars.requests.record(
+                    &[
+                        endpoint.as_str(),
+                        request.method().as_str(),
+                        status.as_str(),
+                    ],
                     Exemplar {
                         trace_id,
                         span_id,
@@ -324,7 +492,8 @@ fn wants_openmetrics(req: &ServiceRequest) -> bool {
 }
 
 /// Writes gathered metric families as OpenMetrics 1.0 text, with the stored
-/// exemplars on the request-duration buckets and the request counter.
+/// exemplars on the buckets of the histograms registered in `store` and on
+/// the request counter.
 fn encode_openmetrics(families: &[MetricFamily], store: &ExemplarStore) -> String {
     let mut out = String::with_capacity(8192);
     for family in families {
@@ -354,6 +523,7 @@ fn encode_family(
         // Untyped metrics: none are registered; skipped rather than guessed.
         _ => return Ok(()),
     };
+    let registered = store.family(name);
     writeln!(out, "# TYPE {om_name} {om_type}")?;
     if !family.help().is_empty() {
         // HELP text escapes the same three characters as label values.
@@ -369,11 +539,7 @@ fn encode_family(
             .iter()
             .map(|l| (l.name(), l.value()))
             .collect();
-        let exemplars = if name == DURATION_HISTOGRAM || name == REQUEST_COUNTER {
-            series_key(&labels).and_then(|key| store.get(&key))
-        } else {
-            None
-        };
+        let exemplars = registered.as_ref().and_then(|h| h.get(&labels));
         match family.get_field_type() {
             MetricType::COUNTER => {
                 let value = metric.get_counter().get_value();
@@ -403,15 +569,14 @@ fn encode_family(
                         Some(("le", &le)),
                         bucket.cumulative_count() as f64,
                     )?;
-                    let slot = if bound == f64::INFINITY {
-                        BUCKETS.len()
-                    } else {
-                        i
-                    };
-                    if let Some(e) = exemplars
-                        .as_ref()
-                        .and_then(|e| e.buckets.get(slot)?.as_ref())
-                    {
+                    if let Some(e) = exemplars.as_ref().and_then(|e| {
+                        let slot = if bound == f64::INFINITY {
+                            e.buckets.len() - 1
+                        } else {
+                            i
+                        };
+                        e.buckets.get(slot)?.as_ref()
+                    }) {
                         write_exemplar(out, e)?;
                     }
                     out.push('\n');
@@ -424,8 +589,8 @@ fn encode_family(
                         Some(("le", "+Inf")),
                         h.get_sample_count() as f64,
                     )?;
-                    if let Some(e) = exemplars.as_ref().and_then(|e| e.buckets[BUCKETS.len()]) {
-                        write_exemplar(out, &e)?;
+                    if let Some(e) = exemplars.as_ref().and_then(|e| e.buckets.last()?.as_ref()) {
+                        write_exemplar(out, e)?;
                     }
                     out.push('\n');
                 }
@@ -468,16 +633,6 @@ fn encode_family(
         }
     }
     Ok(())
-}
-
-/// The series key of a request metric's labels.
-fn series_key(labels: &[(&str, &str)]) -> Option<SeriesKey> {
-    let label = |name: &str| labels.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
-    Some(SeriesKey {
-        endpoint: label("endpoint")?.to_owned(),
-        method: Method::from_bytes(label("method")?.as_bytes()).ok()?,
-        status: StatusCode::from_bytes(label("status")?.as_bytes()).ok()?,
-    })
 }
 
 /// `name{labels,extra} value`, without the line end.
@@ -540,12 +695,23 @@ fn number(value: f64) -> String {
     }
 }
 
-/// `le` and `quantile` values in OpenMetrics' canonical form (`1.0`, `0.25`, `+Inf`).
+/// `le` and `quantile` values in OpenMetrics' canonical form (`1.0`, `0.25`,
+/// `5e-06` as Go writes it, `+Inf`).
 fn canonical(value: f64) -> String {
     if value.is_infinite() {
-        if value > 0.0 { "+Inf" } else { "-Inf" }.to_owned()
-    } else {
-        format!("{value:?}")
+        return if value > 0.0 { "+Inf" } else { "-Inf" }.to_owned();
+    }
+    let debug = format!("{value:?}");
+    match debug.split_once('e') {
+        // Rust writes `5e-6`; Go and the Prometheus clients, `5e-06`.
+        Some((mantissa, exponent)) => {
+            let (sign, digits) = match exponent.strip_prefix('-') {
+                Some(digits) => ('-', digits),
+                None => ('+', exponent),
+            };
+            format!("{mantissa}e{sign}{digits:0>2}")
+        }
+        None => debug,
     }
 }
 
@@ -600,14 +766,14 @@ mod tests {
         let labels = ["endpoint", "method", "status"];
         let const_labels = HashMap::from([("service".to_owned(), "front-end".to_owned())]);
         let histogram = prometheus::HistogramVec::new(
-            prometheus::HistogramOpts::new(DURATION_HISTOGRAM, "HTTP request duration")
+            prometheus::HistogramOpts::new(HTTP_REQUESTS_DURATION_SECONDS, "HTTP request duration")
                 .const_labels(const_labels.clone())
                 .buckets(BUCKETS.to_vec()),
             &labels,
         )
         .unwrap();
         let counter = prometheus::IntCounterVec::new(
-            prometheus::Opts::new(REQUEST_COUNTER, "Total number of HTTP requests")
+            prometheus::Opts::new(HTTP_REQUESTS_TOTAL, "Total number of HTTP requests")
                 .const_labels(const_labels),
             &labels,
         )
@@ -623,6 +789,21 @@ mod tests {
         (registry, histogram)
     }
 
+    /// A store with the request histogram registered as the middleware
+    /// registers it.
+    fn request_store() -> (ExemplarStore, Arc<HistogramExemplars>) {
+        let store = ExemplarStore::default();
+        let requests = store.register(
+            HTTP_REQUESTS_DURATION_SECONDS,
+            &REQUEST_LABELS,
+            &BUCKETS,
+            Some(HTTP_REQUESTS_TOTAL),
+        );
+        (store, requests)
+    }
+
+    const SLOW_PAGE: [&str; 3] = ["/slow-page", "GET", "200"];
+
     fn exemplar(trace: u128, value: f64) -> Exemplar {
         Exemplar {
             trace_id: TraceId::from(trace),
@@ -635,15 +816,10 @@ mod tests {
     #[test]
     fn openmetrics_carries_the_latest_exemplar_of_each_bucket() {
         let (registry, _) = request_metrics();
-        let store = ExemplarStore::default();
-        let key = SeriesKey {
-            endpoint: "/slow-page".into(),
-            method: Method::GET,
-            status: StatusCode::OK,
-        };
-        store.record(key.clone(), exemplar(1, 0.7));
-        store.record(key.clone(), exemplar(2, 0.71)); // same bucket: replaces 1
-        store.record(key, exemplar(3, 0.002));
+        let (store, requests) = request_store();
+        requests.record(&SLOW_PAGE, exemplar(1, 0.7));
+        requests.record(&SLOW_PAGE, exemplar(2, 0.71)); // same bucket: replaces 1
+        requests.record(&SLOW_PAGE, exemplar(3, 0.002));
         let text = encode_openmetrics(&registry.gather(), &store);
 
         let series = r#"endpoint="/slow-page",method="GET",service="front-end",status="200""#;
@@ -684,19 +860,65 @@ mod tests {
         histogram
             .with_label_values(&["/slow-page", "GET", "200"])
             .observe(45.0);
-        let store = ExemplarStore::default();
-        let key = SeriesKey {
-            endpoint: "/slow-page".into(),
-            method: Method::GET,
-            status: StatusCode::OK,
-        };
-        store.record(key, exemplar(9, 45.0));
+        let (store, requests) = request_store();
+        requests.record(&SLOW_PAGE, exemplar(9, 45.0));
         let text = encode_openmetrics(&registry.gather(), &store);
         let line = text
             .lines()
             .find(|l| l.contains(r#"endpoint="/slow-page""#) && l.contains(r#"le="+Inf""#))
             .unwrap();
         assert!(line.ends_with(" 3 # {trace_id=\"00000000000000000000000000000009\",span_id=\"00f067aa0ba902b7\"} 45 1764000000.250"), "{line}");
+    }
+
+    #[test]
+    fn each_registered_histogram_keeps_its_own_exemplars_on_its_own_buckets() {
+        let (registry, _) = request_metrics();
+        let (store, requests) = request_store();
+        let const_labels = HashMap::from([("service".to_owned(), "front-end".to_owned())]);
+        let queries = prometheus::HistogramVec::new(
+            prometheus::HistogramOpts::new("db_query_duration_seconds", "Query duration")
+                .const_labels(const_labels)
+                .buckets(vec![0.00001, 0.0001, 0.001]),
+            &["query"],
+        )
+        .unwrap();
+        registry.register(Box::new(queries.clone())).unwrap();
+        for (query, seconds) in [("by_sku", 0.00004), ("by_sku", 0.000003), ("scan", 0.002)] {
+            queries.with_label_values(&[query]).observe(seconds);
+        }
+        let query_exemplars = store.register(
+            "db_query_duration_seconds",
+            &["query"],
+            &[0.00001, 0.0001, 0.001],
+            None,
+        );
+        query_exemplars.record(&["by_sku"], exemplar(4, 0.00004));
+        query_exemplars.record(&["scan"], exemplar(5, 0.002));
+        requests.record(&SLOW_PAGE, exemplar(6, 0.7));
+        let text = encode_openmetrics(&registry.gather(), &store);
+
+        let with_trace = |trace: u128| -> Vec<&str> {
+            let id = format!("trace_id=\"{:032x}\"", trace);
+            text.lines().filter(|l| l.contains(&id)).collect()
+        };
+        let by_sku = r#"query="by_sku",service="front-end""#;
+        assert_eq!(
+            with_trace(4),
+            [format!(
+                "db_query_duration_seconds_bucket{{{by_sku},le=\"0.0001\"}} 2 # {{trace_id=\"00000000000000000000000000000004\",span_id=\"00f067aa0ba902b7\"}} 0.00004 1764000000.250"
+            )],
+            "{text}"
+        );
+        // Slower than every bound of its own histogram (not of the request one).
+        let scan = with_trace(5);
+        assert!(
+            scan.len() == 1 && scan[0].starts_with(r#"db_query_duration_seconds_bucket{query="scan",service="front-end",le="+Inf"} 1 # "#),
+            "{text}"
+        );
+        // The request series keep theirs; no counter exemplar for a
+        // histogram registered without one; bounds below 1e-4 written as Go does.
+        assert_eq!(with_trace(6).len(), 2, "{text}");
+        assert!(text.contains(r#"le="1e-05"} 1"#), "{text}");
     }
 
     #[test]
@@ -710,6 +932,8 @@ d"#
         );
         assert_eq!(canonical(1.0), "1.0");
         assert_eq!(canonical(0.0025), "0.0025");
+        assert_eq!(canonical(0.000005), "5e-06");
+        assert_eq!(canonical(2.5e-5), "2.5e-05");
         assert_eq!(canonical(f64::INFINITY), "+Inf");
         assert_eq!(number(3.0), "3");
         assert_eq!(number(0.125), "0.125");

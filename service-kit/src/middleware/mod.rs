@@ -15,7 +15,8 @@
 //! 3. **request metrics** ([`metrics`], with `METRICS_ENABLED`): inside the
 //!    span, so an exemplar is the request's own trace; outside what answers,
 //!    so every status is counted as the client got it (431 included). It
-//!    answers `/metrics` itself.
+//!    answers `/metrics` itself, with the service's own histograms
+//!    ([`Stack::histogram`]).
 //! 4. **the service's response headers** (the front-end's security
 //!    headers; none for business-logic): on every answer of the service,
 //!    error pages and 431 included.
@@ -39,7 +40,7 @@ use actix_web::{App, Error, HttpRequest, HttpResponse, ResponseError};
 use telemetry::TelemetrySettings;
 
 use header_limit::HeadersTooLarge;
-use metrics::RequestMetrics;
+use metrics::{Histogram, HistogramSpec, RequestMetrics};
 
 /// A service's error type as the stack needs it: a 431 of its own
 /// ([`HeadersTooLarge`]) and, optionally, a response that needs the request.
@@ -93,6 +94,17 @@ impl<E: ServiceError> Stack<E> {
             response_headers: &[],
             errors: PhantomData,
         })
+    }
+
+    /// A histogram of the service's own, served at `/metrics` with the
+    /// request metrics and, like them, with exemplars; with metrics off, one
+    /// that records nothing. Fails if the name is taken or the spec invalid.
+    pub fn histogram(&self, spec: &HistogramSpec) -> anyhow::Result<Histogram> {
+        if self.metrics_enabled {
+            self.metrics.histogram(spec)
+        } else {
+            Ok(Histogram::default())
+        }
     }
 
     /// Headers added to every answer of the service that does not set them
