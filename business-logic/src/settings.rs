@@ -275,6 +275,12 @@ mod tests {
 
         let e = load(&[("OTEL_EXPORTER_ZIPKIN_ENDPOINT", "zipkin:9411")]).unwrap_err();
         assert!(e.contains("OTEL_EXPORTER_ZIPKIN_ENDPOINT"), "{e}");
+
+        // The batch processor alone would ignore these and use its defaults.
+        let e = load(&[("OTEL_BSP_MAX_QUEUE_SIZE", "lots")]).unwrap_err();
+        assert!(e.contains("OTEL_BSP_MAX_QUEUE_SIZE"), "{e}");
+        let e = load(&[("SPAN_EVENTS_LEVEL", "loud")]).unwrap_err();
+        assert!(e.contains("SPAN_EVENTS_LEVEL"), "{e}");
     }
 
     #[test]

@@ -3,17 +3,38 @@
 //! context (B3 and W3C headers, through the global propagator) plus the
 //! caller's `x-request-id`.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use contract::routes::business_logic::{FAST_ENDPOINT, SLOW_ENDPOINT};
 use contract::{FastAnswer, Problem, SlowAnswer, SlowQuery};
 use reqwest::{IntoUrl, Url};
-use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Extension};
+use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Extension, Next};
 use reqwest_tracing::{OtelPathNames, TracingMiddleware};
 use serde::de::DeserializeOwned;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::settings::Settings;
+
+/// Writes the current span's context (reqwest-tracing's CLIENT span: this
+/// runs inside it) into the request's headers through the global
+/// propagator. reqwest-tracing does this itself with an OpenTelemetry
+/// feature, which it has only up to 0.32 (see Cargo.toml): drop this for
+/// its `opentelemetry_0_33` feature once published.
+fn inject_context<'a>(
+    mut request: reqwest::Request,
+    extensions: &'a mut http::Extensions,
+    next: Next<'a>,
+) -> Pin<Box<dyn Future<Output = reqwest_middleware::Result<reqwest::Response>> + Send + 'a>> {
+    let cx = tracing::Span::current().context();
+    opentelemetry::global::get_text_map_propagator(|propagator| {
+        let mut headers = opentelemetry_http::HeaderInjector(request.headers_mut());
+        propagator.inject_context(&cx, &mut headers);
+    });
+    Box::pin(next.run(request, extensions))
+}
 
 /// Why a call to business-logic gave no answer.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +78,7 @@ impl Backend {
         let client = ClientBuilder::new(client)
             .with_init(Extension(span_names))
             .with(TracingMiddleware::default())
+            .with(inject_context)
             .build();
         let base_url = settings.business_logic_url.trim_end_matches('/').to_owned();
         let fast_url = Url::parse(&format!("{base_url}{FAST_ENDPOINT}"))

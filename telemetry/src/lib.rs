@@ -7,12 +7,14 @@
 //!
 //! Layout:
 //! - [`settings`](TelemetrySettings): the `OTEL_*` variables, `RUST_LOG`,
-//!   `LOG_FORMAT`, `METRICS_ENABLED`, `METRICS_EXEMPLARS`;
-//! - `filter`: which events are logged and which spans are exported;
+//!   `SPAN_EVENTS_LEVEL`, `LOG_FORMAT`, `METRICS_ENABLED`, `METRICS_EXEMPLARS`;
+//! - `filter`: which events are logged, which spans are exported, and which
+//!   log lines are also span events (warnings and errors by default);
 //! - `logs`: the text and JSON line formats (service name, trace and span ids);
 //! - [`BufferedStdout`]: log lines written off the request path;
-//! - `traces`: the span exporters (OTLP, Zipkin), the resource every span
-//!   carries and the [`propagator`];
+//! - `traces`: the span exporters (opentelemetry-otlp's OTLP/HTTP, or
+//!   opentelemetry-zipkin's), the SDK's batch span processor, the resource
+//!   every span carries and the [`propagator`];
 //! - [`ids`]: trace and span ids as hex text;
 //! - here: [`init`]/[`init_stdout`], which install all of it, and the
 //!   [`TelemetryGuard`] that flushes it at shutdown.
@@ -52,7 +54,7 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// Log targets whose events are noise or would report every failed export
 /// batch; the exporter wrapper reports export failures instead.
-const QUIET_TARGETS: &str = "opentelemetry_sdk=off,opentelemetry_zipkin=off,opentelemetry_http=off,opentelemetry=off,hyper=warn,hyper_util=warn,reqwest=warn,h2=warn,sqlx::query=warn";
+const QUIET_TARGETS: &str = "opentelemetry_sdk=off,opentelemetry_otlp=off,opentelemetry_zipkin=off,opentelemetry_http=off,opentelemetry=off,hyper=warn,hyper_util=warn,reqwest=warn,h2=warn,sqlx::query=warn";
 
 /// What the services call: [`init`] with log lines going to stdout through
 /// a [`BufferedStdout`] (written by a background thread; flushed by the
@@ -90,16 +92,17 @@ where
             directives.push_str(quiet);
         }
     }
-    let filter = filter::LogFilter::new(&directives)?;
+    let filter = filter::log_filter(&directives)?;
     // Span export gets its own filter: the spans it exports (info and up,
-    // libraries' internals excluded) and the events that are logged (they
-    // become span events), so library debug/trace spans and events are not
-    // built at all; with no exporter, no events (see `filter::ExportFilter`).
-    let exported = settings.otel_traces_exporter != TracesExporter::None;
-    let export_events = exported
-        .then(|| filter::LogFilter::new(&directives))
-        .transpose()?;
-    let export_filter = filter::ExportFilter::new(export_events)?;
+    // libraries' internals excluded) and the logged events down to
+    // SPAN_EVENTS_LEVEL (they become span events; INFO lines by default do
+    // not), so library debug/trace spans and events are not built at all;
+    // with no exporter, no events (see `filter::export_filter`).
+    let span_events = match settings.otel_traces_exporter {
+        TracesExporter::None => LevelFilter::OFF,
+        _ => settings.span_events().map_err(anyhow::Error::msg)?,
+    };
+    let export_filter = filter::export_filter(&directives, span_events)?;
 
     let slot = logs::DispatchSlot::default();
     let fmt = tracing_subscriber::fmt::layer()
@@ -119,14 +122,20 @@ where
         .with(
             tracing_opentelemetry::layer()
                 .with_tracer(tracer)
-                // Not on every span: the thread a span was created on (an
-                // async span runs on whichever worker polls it) and the
-                // busy/idle split (one clock read per poll). Together a
-                // measurable share of the instrumented page (docs/
-                // instrumentation-cost.md, "Figures behind code comments").
-                // Code location stays.
+                // None of the layer's own attributes on every span: no view
+                // reads them (Jaeger lists them as tags; its search, the
+                // Monitor tab and Grafana's trace-to-logs links use the
+                // service, the span name and kind, and the trace id), and
+                // each costs the exporter on every span (docs/
+                // instrumentation-cost.md, "Figures behind code comments"):
+                // the thread a span was created on (an async span runs on
+                // whichever worker polls it), the busy/idle split (a clock
+                // read per poll), the code location and the target (the
+                // span's name says where it is).
                 .with_threads(false)
                 .with_tracked_inactivity(false)
+                .with_location(false)
+                .with_target(false)
                 .with_filter(export_filter),
         )
         .with(fmt)

@@ -1,10 +1,13 @@
 //! The telemetry part of each service's settings, read from the standard
-//! OpenTelemetry variables (`OTEL_*`) plus `RUST_LOG`, `LOG_FORMAT`,
-//! `METRICS_ENABLED` and `METRICS_EXEMPLARS`.
+//! OpenTelemetry variables (`OTEL_*`) plus `RUST_LOG`, `SPAN_EVENTS_LEVEL`,
+//! `LOG_FORMAT`, `METRICS_ENABLED` and `METRICS_EXEMPLARS`.
+
+use std::collections::HashMap;
 
 use figment::Figment;
 use figment::providers::{Env, Serialized};
 use serde::{Deserialize, Serialize};
+use tracing_subscriber::filter::LevelFilter;
 
 /// Where spans go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,8 +60,22 @@ pub struct TelemetrySettings {
     /// `OTEL_EXPORTER_ZIPKIN_ENDPOINT`: full http:// URL of the Zipkin v2
     /// spans endpoint, used with `OTEL_TRACES_EXPORTER=zipkin`.
     pub otel_exporter_zipkin_endpoint: String,
+    /// `OTEL_BSP_SCHEDULE_DELAY`: milliseconds between two exports of the
+    /// batch span processor (sooner when a full batch is waiting).
+    pub otel_bsp_schedule_delay: u64,
+    /// `OTEL_BSP_MAX_QUEUE_SIZE`: spans waiting for export; past this, new
+    /// spans are dropped, so an unreachable collector costs bounded memory.
+    pub otel_bsp_max_queue_size: usize,
+    /// `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`: spans in one export request.
+    pub otel_bsp_max_export_batch_size: usize,
     /// `RUST_LOG`: an `EnvFilter` directive list.
     pub rust_log: String,
+    /// `SPAN_EVENTS_LEVEL`: the least severe log line that is also recorded
+    /// on its span as a span event (`warn` by default: warnings and errors,
+    /// so a failing span shows why in Jaeger). Every log line reaches stdout
+    /// whatever this says (`RUST_LOG` decides); `trace` copies every logged
+    /// line into its span as well, `off` none.
+    pub span_events_level: String,
     /// `LOG_FORMAT`: `text` or `json`.
     pub log_format: LogFormat,
     /// `METRICS_ENABLED`: serve `/metrics` and count requests.
@@ -93,7 +110,14 @@ impl TelemetrySettings {
             otel_exporter_otlp_headers: None,
             otel_exporter_otlp_traces_headers: None,
             otel_exporter_zipkin_endpoint: "http://localhost:9411/api/v2/spans".to_owned(),
+            // Exports every half second, in requests of up to 1,024 spans,
+            // queueing at most 2,048 (the SDK's default queue; about 0.7 MiB
+            // when full): docs/instrumentation-cost.md, "Batch settings".
+            otel_bsp_schedule_delay: 500,
+            otel_bsp_max_queue_size: 2048,
+            otel_bsp_max_export_batch_size: 1024,
             rust_log: "info".to_owned(),
+            span_events_level: "warn".to_owned(),
             log_format: LogFormat::Text,
             metrics_enabled: true,
             service_version: None,
@@ -122,7 +146,11 @@ impl TelemetrySettings {
         "OTEL_EXPORTER_OTLP_HEADERS",
         "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
         "OTEL_EXPORTER_ZIPKIN_ENDPOINT",
+        "OTEL_BSP_SCHEDULE_DELAY",
+        "OTEL_BSP_MAX_QUEUE_SIZE",
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
         "RUST_LOG",
+        "SPAN_EVENTS_LEVEL",
         "LOG_FORMAT",
         "METRICS_ENABLED",
         "METRICS_EXEMPLARS",
@@ -142,17 +170,27 @@ impl TelemetrySettings {
 
     /// The headers OTLP export requests carry: `OTEL_EXPORTER_OTLP_TRACES_HEADERS`
     /// if set, else `OTEL_EXPORTER_OTLP_HEADERS` (the error names the variable).
-    pub fn otlp_headers(&self) -> Result<Vec<(String, String)>, String> {
+    pub fn otlp_headers(&self) -> Result<HashMap<String, String>, String> {
         let (var, value) = match &self.otel_exporter_otlp_traces_headers {
             Some(value) => ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", value),
             None => match &self.otel_exporter_otlp_headers {
                 Some(value) => ("OTEL_EXPORTER_OTLP_HEADERS", value),
-                None => return Ok(Vec::new()),
+                None => return Ok(HashMap::new()),
             },
         };
         // The value may hold a secret: the error names the variable, not it.
-        crate::traces::parse_headers(value).map_err(|e| {
+        parse_headers(value).map_err(|e| {
             format!("{var} is not valid ({e}); allowed: key=value pairs separated by commas, percent-encoded")
+        })
+    }
+
+    /// `SPAN_EVENTS_LEVEL` as a level filter.
+    pub fn span_events(&self) -> Result<LevelFilter, String> {
+        self.span_events_level.parse().map_err(|_| {
+            format!(
+                "SPAN_EVENTS_LEVEL={:?} is not valid; allowed: off, error, warn, info, debug, trace",
+                self.span_events_level
+            )
         })
     }
 
@@ -194,6 +232,12 @@ impl TelemetrySettings {
             }
         }
         self.otlp_headers()?;
+        self.span_events()?;
+        if self.otel_bsp_max_queue_size == 0 || self.otel_bsp_max_export_batch_size == 0 {
+            return Err(
+                "OTEL_BSP_MAX_QUEUE_SIZE and OTEL_BSP_MAX_EXPORT_BATCH_SIZE must be above 0".into(),
+            );
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.rust_log) {
             return Err(format!(
                 "RUST_LOG={:?} is not valid ({e}); allowed: EnvFilter directives such as `info` or `info,business_logic=debug`",
@@ -202,6 +246,36 @@ impl TelemetrySettings {
         }
         Ok(())
     }
+}
+
+/// `OTEL_EXPORTER_OTLP_HEADERS`: `key=value` pairs separated by commas,
+/// each part percent-decoded and trimmed (the specification's format, W3C
+/// Baggage without properties). opentelemetry-otlp reads it too, but skips
+/// a malformed pair without a word; here it stops start-up. The error names
+/// a pair by its place and a header by its key, never a value: a value is
+/// often a secret.
+fn parse_headers(text: &str) -> Result<HashMap<String, String>, String> {
+    let decode = |part: &str| {
+        percent_encoding::percent_decode_str(part.trim())
+            .decode_utf8()
+            .map(|s| s.into_owned())
+            .map_err(|_| "a part is not percent-encoded UTF-8".to_owned())
+    };
+    text.split(',')
+        .filter(|pair| !pair.trim().is_empty())
+        .enumerate()
+        .map(|(i, pair)| {
+            let (key, value) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("pair {} is not key=value", i + 1))?;
+            let (key, value) = (decode(key)?, decode(value)?);
+            reqwest::header::HeaderName::try_from(key.as_str())
+                .map_err(|_| format!("{key:?} is not a header name"))?;
+            reqwest::header::HeaderValue::try_from(value.as_str())
+                .map_err(|_| format!("the value of {key:?} is not a header value"))?;
+            Ok((key, value))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -239,5 +313,24 @@ mod tests {
             e.starts_with("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=\"jaeger:4318\""),
             "{e}"
         );
+    }
+
+    #[test]
+    fn headers_are_key_value_pairs_percent_decoded() {
+        assert_eq!(
+            parse_headers("api-key=secret%20value, x-tenant = demo ,").unwrap(),
+            HashMap::from([
+                ("api-key".to_owned(), "secret value".to_owned()),
+                ("x-tenant".to_owned(), "demo".to_owned())
+            ])
+        );
+        assert!(parse_headers("").unwrap().is_empty());
+        assert!(parse_headers("novalue").unwrap_err().contains("key=value"));
+        assert!(
+            parse_headers("bad header=1")
+                .unwrap_err()
+                .contains("header name")
+        );
+        assert!(parse_headers("k=%0A").unwrap_err().contains("header value"));
     }
 }

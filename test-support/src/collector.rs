@@ -47,6 +47,10 @@ pub struct Span {
     /// OTLP: the resource's attributes, `service.name` included, values as
     /// text. Zipkin spans have no resource: empty.
     pub resource: BTreeMap<String, String>,
+    /// The span's events: OTLP as `<level attribute> <name>` (a log line
+    /// recorded on its span by tracing-opentelemetry: `WARN request failed`),
+    /// Zipkin as its annotations' values.
+    pub events: Vec<String>,
     /// `zipkin` or `otlp`.
     pub protocol: &'static str,
 }
@@ -322,6 +326,12 @@ fn zipkin_span(value: &Value) -> Result<Span, String> {
         duration_us,
         tags,
         resource: BTreeMap::new(),
+        events: field("annotations")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a.get("value").and_then(Value::as_str).map(str::to_owned))
+            .collect(),
         protocol: "zipkin",
     })
 }
@@ -489,6 +499,17 @@ fn otlp_spans(request: ExportTraceServiceRequest) -> Result<Vec<Span>, String> {
                 .map(|(key, value)| (key.clone(), Value::String(value.clone())))
                 .collect();
             tags.extend(attributes(&span.attributes).map(|(k, v)| (k, Value::String(v))));
+            let events = span
+                .events
+                .iter()
+                .map(|event| {
+                    let level = attributes(&event.attributes)
+                        .find(|(key, _)| key == "level")
+                        .map(|(_, level)| level)
+                        .unwrap_or_default();
+                    format!("{level} {}", event.name)
+                })
+                .collect();
             out.push(Span {
                 trace_id: hex(&span.trace_id),
                 id: hex(&span.span_id),
@@ -500,6 +521,7 @@ fn otlp_spans(request: ExportTraceServiceRequest) -> Result<Vec<Span>, String> {
                 duration_us: (end - start) / 1000,
                 tags,
                 resource: resource.clone(),
+                events,
                 protocol: "otlp",
             });
         }

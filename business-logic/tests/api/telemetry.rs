@@ -119,6 +119,9 @@ async fn a_b3_request_continues_the_callers_trace_down_to_data_transformation(ba
         .collect();
     assert!(span_ids.contains(&transformation.id.as_str()), "{lines:#?}");
     assert!(span_ids.contains(&server.id.as_str()), "{lines:#?}");
+    // Those INFO lines stay log lines: no exported span carries one as an event.
+    let events: Vec<&String> = spans.iter().flat_map(|s| &s.events).collect();
+    assert!(events.is_empty(), "{events:?}");
 }
 
 /// The fast endpoint, asked with a W3C `traceparent` naming the caller's span.

@@ -87,6 +87,28 @@ async fn a_stopped_backend_gives_a_502_page_and_the_front_end_recovers() {
         "the 502 is logged with its trace id:\n{}",
         stack.front.logs().join("\n")
     );
+    // The error line is on the SERVER span too (Jaeger shows why it
+    // failed); INFO lines stay on stdout only.
+    let spans = stack
+        .collector
+        .wait_for_trace(&trace_id, Duration::from_secs(15), |spans| {
+            spans.iter().any(|s| s.kind.as_deref() == Some("SERVER"))
+        });
+    let server = spans
+        .iter()
+        .find(|s| s.kind.as_deref() == Some("SERVER"))
+        .unwrap();
+    assert!(
+        server.events.iter().any(|e| e == "ERROR request failed"),
+        "{:?}",
+        server.events
+    );
+    let info: Vec<&String> = spans
+        .iter()
+        .flat_map(|s| &s.events)
+        .filter(|e| !e.starts_with("ERROR") && !e.starts_with("WARN"))
+        .collect();
+    assert!(info.is_empty(), "{info:?}");
     stack.restart_backend().await;
     let (status, page) = stack.page("/fast-page").await;
     assert_eq!(status, 200, "front-end did not recover: {page}");

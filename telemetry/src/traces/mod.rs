@@ -1,5 +1,5 @@
 //! Span export (OTLP/HTTP by default, Zipkin v2 or none) and context
-//! propagation (B3 multi-header + W3C trace-context).
+//! propagation (B3 + W3C trace-context).
 //!
 //! OTLP is what Jaeger v2 and every OpenTelemetry collector take natively.
 //! Istio's proxies still report to Jaeger's Zipkin receiver and propagate B3
@@ -7,11 +7,10 @@
 //! only), so the services read and write B3 as well as `traceparent` whatever
 //! they export: the proxies' spans and the services' spans join one trace.
 //!
-//! Beside it: [`otlp`] (the default exporter), [`resource`] (who made a
-//! span), [`zipkin`] (the Zipkin choice and its workarounds, on that path
-//! alone), [`reporting`] (export failures said in the log).
+//! Beside it: [`resource`] (who made a span), [`zipkin`] (the Zipkin choice
+//! and its workarounds, on that path alone), [`reporting`] (export failures
+//! said in the log).
 
-mod otlp;
 mod reporting;
 mod resource;
 mod zipkin;
@@ -20,33 +19,26 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use opentelemetry::propagation::TextMapCompositePropagator;
+use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _};
+use opentelemetry_propagator_b3::{B3Encoding, Propagator as B3Propagator};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider, SpanExporter,
 };
-// Deprecated with the whole crate at 0.32 (its exporter is the reason); the
-// B3 propagator moves to `opentelemetry-propagator-b3` from 0.33, which
-// this workspace's OpenTelemetry line cannot take yet (see Cargo.toml).
-#[allow(deprecated)]
-use opentelemetry_zipkin::{B3Encoding, Propagator as B3Propagator};
 
 use self::reporting::Reporting;
 use crate::settings::{TelemetrySettings, TracesExporter};
 
-pub(crate) use self::otlp::parse_headers;
 pub use self::resource::SERVICE_NAMESPACE;
 
 /// How long one export may take before it is abandoned (the batch is dropped).
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Spans waiting for export; past this, new spans are dropped, so an
-/// unreachable collector costs bounded memory.
-const MAX_QUEUE_SIZE: usize = 2048;
 
-/// The propagator both services use: B3 multi-header (what Istio's Zipkin
-/// provider reads and writes) composed with W3C trace-context. Both header
-/// families are injected; on extraction B3 is read last, so it wins when both
-/// are present and disagree.
-#[allow(deprecated)] // see the `use` above
+/// The propagator both services use: B3 (what Istio's Zipkin provider reads
+/// and writes; injected as multiple `x-b3-*` headers, extracted from the
+/// single `b3` header or the multiple ones) composed with W3C trace-context.
+/// Both header families are injected; on extraction B3 is read last, so it
+/// wins when both are present and disagree.
 pub fn propagator() -> TextMapCompositePropagator {
     TextMapCompositePropagator::new(vec![
         Box::new(TraceContextPropagator::new()),
@@ -60,40 +52,51 @@ pub(crate) fn tracer_provider(settings: &TelemetrySettings) -> anyhow::Result<Sd
     let builder = SdkTracerProvider::builder()
         .with_resource(resource::resource(settings))
         .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)));
-    let client = || {
-        reqwest::blocking::Client::builder()
-            .timeout(EXPORT_TIMEOUT)
-            .connect_timeout(Duration::from_secs(2))
-            .build()
-            .context("building the span export HTTP client")
-    };
+    // Blocking: the batch processor exports from its own thread.
+    let client = reqwest::blocking::Client::builder()
+        .timeout(EXPORT_TIMEOUT)
+        .connect_timeout(Duration::from_secs(2))
+        .build()
+        .context("building the span export HTTP client")?;
     let provider = match settings.otel_traces_exporter {
         TracesExporter::None => builder.build(),
         TracesExporter::Otlp => {
             let endpoint = settings.otlp_traces_url();
-            let headers = settings.otlp_headers().map_err(anyhow::Error::msg)?;
-            let exporter = otlp::OtlpHttp::new(client()?, &endpoint, &headers)
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_http_client(client)
+                .with_endpoint(endpoint.as_str())
+                .with_timeout(EXPORT_TIMEOUT)
+                .with_headers(settings.otlp_headers().map_err(anyhow::Error::msg)?)
+                .build()
                 .context("building the OTLP exporter")?;
+            let exporter = Reporting::new(exporter, "otlp", &endpoint);
             builder
-                .with_span_processor(batch(Reporting::new(exporter, "otlp", &endpoint)))
+                .with_span_processor(batch(exporter, settings))
                 .build()
         }
         TracesExporter::Zipkin => {
             let endpoint = &settings.otel_exporter_zipkin_endpoint;
-            let exporter = zipkin::exporter(endpoint, &settings.otel_service_name, client()?)?;
+            let exporter = zipkin::exporter(endpoint, &settings.otel_service_name, client)?;
+            let exporter = Reporting::new(exporter, "zipkin", endpoint);
             builder
-                .with_span_processor(batch(Reporting::new(exporter, "zipkin", endpoint)))
+                .with_span_processor(batch(exporter, settings))
                 .build()
         }
     };
     Ok(provider)
 }
 
-fn batch<E: SpanExporter + 'static>(exporter: E) -> BatchSpanProcessor {
-    // Starts from the OTEL_BSP_* environment (the SDK reads it), bounding the queue.
+/// The SDK's batch span processor, on its own thread, with the
+/// `OTEL_BSP_*` settings (our defaults where a variable is unset).
+fn batch<E: SpanExporter + 'static>(
+    exporter: E,
+    settings: &TelemetrySettings,
+) -> BatchSpanProcessor {
     let config = BatchConfigBuilder::default()
-        .with_max_queue_size(MAX_QUEUE_SIZE)
-        .with_scheduled_delay(Duration::from_millis(500))
+        .with_max_queue_size(settings.otel_bsp_max_queue_size)
+        .with_max_export_batch_size(settings.otel_bsp_max_export_batch_size)
+        .with_scheduled_delay(Duration::from_millis(settings.otel_bsp_schedule_delay))
         .build();
     BatchSpanProcessor::builder(exporter)
         .with_batch_config(config)

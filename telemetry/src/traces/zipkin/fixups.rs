@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use memchr::memmem::Finder;
 
 /// Sits between `opentelemetry-zipkin` and the HTTP client and mends two
-/// defects of its 0.32 JSON (the same in 0.33): `localEndpoint` carries no
+/// defects of its JSON (0.32 and 0.33.0 alike): `localEndpoint` carries no
 /// `serviceName` (Jaeger would file every span under an unknown service), and
 /// root spans carry `"parentId": "0000000000000000"` where Zipkin v2 wants
 /// the field absent. The exporter cannot be told either: its builder sets

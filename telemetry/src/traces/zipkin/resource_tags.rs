@@ -1,5 +1,6 @@
 //! Zipkin v2 spans have no resource, only `localEndpoint.serviceName`, so
-//! opentelemetry-zipkin drops every other resource attribute (0.32). This
+//! opentelemetry-zipkin drops every other resource attribute (0.32 and
+//! 0.33.0; open-telemetry/opentelemetry-rust#1261, #1843). This
 //! exporter wrapper copies the few that tell deployments apart onto each span
 //! as tags, as the OpenTelemetry Collector's Zipkin exporter does; the
 //! Collector's Zipkin receiver, which Jaeger v2 runs, moves these tags back
