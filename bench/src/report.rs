@@ -122,6 +122,65 @@ fn verdict(checks: &[(Goal, f64)]) -> String {
     )
 }
 
+/// What a load row of the table shows: a figure, or a throughput ratio
+/// (the first figure's over the second's) and its target.
+#[derive(Debug, Clone, Copy)]
+enum Shows {
+    Figure(&'static str),
+    Ratio(&'static str, &'static str, Option<Goal>),
+}
+
+const SQLITE_ROWS: [(&str, Shows); 8] = [
+    (
+        "1. fast page, full instrumentation (front-end → business-logic → SQLite)",
+        Shows::Figure(FAST),
+    ),
+    (
+        "2. ceiling: bare actix-web front → back, pooled client, no instrumentation, no database",
+        Shows::Figure(CEILING),
+    ),
+    (
+        "   fast page / ceiling, throughput",
+        Shows::Ratio(FAST, CEILING, Some(FAST_OVER_CEILING)),
+    ),
+    (
+        "3. database ceiling: the ceiling plus business-logic's query on SQLite",
+        Shows::Figure(DB_CEILING),
+    ),
+    (
+        "   fast page / database ceiling, throughput",
+        Shows::Ratio(FAST, DB_CEILING, Some(FAST_OVER_DB_CEILING)),
+    ),
+    ("4. fast page, tracing and metrics off", Shows::Figure(OFF)),
+    (
+        "   instrumented / uninstrumented, throughput",
+        Shows::Ratio(FAST, OFF, Some(INSTRUMENTED_OVER_UNINSTRUMENTED)),
+    ),
+    (
+        "5. fast page, tracing and metrics off, RUST_LOG=warn (no per-request log lines)",
+        Shows::Figure(OFF_WARN),
+    ),
+];
+
+const POSTGRES_ROWS: [(&str, Shows); 4] = [
+    (
+        "6. PostgreSQL: fast page, full instrumentation",
+        Shows::Figure(PG_FAST),
+    ),
+    (
+        "   PostgreSQL: database ceiling",
+        Shows::Figure(PG_DB_CEILING),
+    ),
+    (
+        "   PostgreSQL: fast page / database ceiling, throughput",
+        Shows::Ratio(PG_FAST, PG_DB_CEILING, Some(FAST_OVER_DB_CEILING)),
+    ),
+    (
+        "   PostgreSQL: fast page, tracing and metrics off",
+        Shows::Figure(PG_OFF),
+    ),
+];
+
 /// Everything the benchmark measured (`results.json`).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Results {
@@ -159,92 +218,70 @@ impl Results {
         self.figure(label).map_or(f64::NAN, |f| f.requests_per_s)
     }
 
-    fn cell(&self, label: &str) -> String {
-        self.figure(label).map_or_else(String::new, Figure::cell)
-    }
-
     /// Instructions per page of the setting labelled `label`, front + back.
     fn instructions(&self, label: &str) -> f64 {
         let count = self.instructions.iter().find(|c| c.setting == label);
         count.map_or(f64::NAN, |c| c.front + c.back)
     }
 
+    /// A load row's result and target.
+    fn shown(&self, shows: Shows) -> [String; 2] {
+        match shows {
+            Shows::Figure(label) => [
+                self.figure(label).map_or_else(String::new, Figure::cell),
+                String::new(),
+            ],
+            Shows::Ratio(a, b, goal) => {
+                let ratio = self.rps(a) / self.rps(b);
+                [
+                    two(ratio),
+                    goal.map_or_else(String::new, |goal| verdict(&[(goal, ratio)])),
+                ]
+            }
+        }
+    }
+
     /// The table, Markdown.
     pub fn table(&self) -> String {
         let mut rows: Vec<[String; 3]> = Vec::new();
-        let mut row = |figure: &str, result: String, target: String| {
-            rows.push([figure.to_owned(), result, target]);
+        let mut add = |title: &str, [result, target]: [String; 2]| {
+            rows.push([title.to_owned(), result, target]);
         };
-        let ratio = |value: f64, goal: Goal| (two(value), verdict(&[(goal, value)]));
-        let over = |a: &str, b: &str, goal| ratio(self.rps(a) / self.rps(b), goal);
-        let (r, v) = (self.cell(FAST), String::new());
-        row(
-            "1. fast page, full instrumentation (front-end → business-logic → SQLite)",
-            r,
-            v,
+        for (title, shows) in SQLITE_ROWS {
+            add(title, self.shown(shows));
+        }
+        add(
+            "   log lines: RUST_LOG=info / warn, throughput",
+            self.log_lines(),
         );
-        let title = "2. ceiling: bare actix-web front → back, pooled client, no instrumentation, no database";
-        row(title, self.cell(CEILING), String::new());
-        let (r, v) = over(FAST, CEILING, FAST_OVER_CEILING);
-        row("   fast page / ceiling, throughput", r, v);
-        let title = "3. database ceiling: the ceiling plus business-logic's query on SQLite";
-        row(title, self.cell(DB_CEILING), String::new());
-        let (r, v) = over(FAST, DB_CEILING, FAST_OVER_DB_CEILING);
-        row("   fast page / database ceiling, throughput", r, v);
-        row(
-            "4. fast page, tracing and metrics off",
-            self.cell(OFF),
-            String::new(),
-        );
-        let (r, v) = over(FAST, OFF, INSTRUMENTED_OVER_UNINSTRUMENTED);
-        row("   instrumented / uninstrumented, throughput", r, v);
-        let title =
-            "5. fast page, tracing and metrics off, RUST_LOG=warn (no per-request log lines)";
-        row(title, self.cell(OFF_WARN), String::new());
-        let (r, v) = self.log_lines();
-        row("   log lines: RUST_LOG=info / warn, throughput", r, v);
         if self.figure(PG_FAST).is_some() {
-            let pg = |a: &str, b: &str| two(self.rps(a) / self.rps(b));
-            row(
-                "6. PostgreSQL: fast page, full instrumentation",
-                self.cell(PG_FAST),
-                String::new(),
+            for (title, shows) in POSTGRES_ROWS {
+                add(title, self.shown(shows));
+            }
+            let [[off, _], [ceiling, _]] = [(PG_FAST, PG_OFF), (PG_FAST, CEILING)]
+                .map(|(a, b)| self.shown(Shows::Ratio(a, b, None)));
+            add(
+                "   PostgreSQL: instrumented / uninstrumented · fast page / ceiling",
+                [format!("{off} · {ceiling}"), String::new()],
             );
-            row(
-                "   PostgreSQL: database ceiling",
-                self.cell(PG_DB_CEILING),
-                String::new(),
-            );
-            let (r, v) = over(PG_FAST, PG_DB_CEILING, FAST_OVER_DB_CEILING);
-            row(
-                "   PostgreSQL: fast page / database ceiling, throughput",
-                r,
-                v,
-            );
-            let title = "   PostgreSQL: fast page, tracing and metrics off";
-            row(title, self.cell(PG_OFF), String::new());
-            let r = format!("{} · {}", pg(PG_FAST, PG_OFF), pg(PG_FAST, CEILING));
-            let title = "   PostgreSQL: instrumented / uninstrumented · fast page / ceiling";
-            row(title, r, String::new());
         } else {
             let why = self
                 .postgres_skipped
                 .as_deref()
                 .unwrap_or("no PostgreSQL server");
-            row(
+            add(
                 "6. PostgreSQL",
-                format!("not measured: {why}"),
-                String::new(),
+                [format!("not measured: {why}"), String::new()],
             );
         }
         let title = format!("7. fast page with {} slow pages in flight", self.slow_pages);
-        row(&title, self.cell(WITH_SLOW), String::new());
+        add(&title, self.shown(Shows::Figure(WITH_SLOW)));
         let p99 = |label| self.figure(label).map_or(f64::NAN, |f| f.p99_ms);
-        let (r, v) = ratio(p99(WITH_SLOW) / p99(FAST), SLOW_PATH_ISOLATION);
-        row(
+        let isolation = p99(WITH_SLOW) / p99(FAST);
+        let judged = [two(isolation), verdict(&[(SLOW_PATH_ISOLATION, isolation)])];
+        add(
             "   slow-path isolation: fast-page p99 with / without them",
-            r,
-            v,
+            judged,
         );
         for (service, m) in &self.memory {
             let mib = |kib: u64| kib as f64 / 1024.0;
@@ -256,36 +293,33 @@ impl Results {
                 m.after_kib,
             ]
             .map(mib);
-            row(
+            add(
                 &format!(
                     "8. {service} resident memory: idle (anonymous) · under load (max) · peak · after"
                 ),
-                format!("{idle:.1} ({anon:.1}) · {load:.1} · {peak:.1} · {after:.1} MiB"),
-                verdict(&[(IDLE_MEMORY_MIB, idle), (PEAK_MEMORY_MIB, peak)]),
+                [
+                    format!("{idle:.1} ({anon:.1}) · {load:.1} · {peak:.1} · {after:.1} MiB"),
+                    verdict(&[(IDLE_MEMORY_MIB, idle), (PEAK_MEMORY_MIB, peak)]),
+                ],
             );
         }
-        let by_service = |values: Vec<String>| values.join(" · ");
+        let by_service = |values: Vec<String>| [values.join(" · "), String::new()];
         let startup = self
             .startup_ms
             .iter()
             .map(|(k, ms)| format!("{k} {}", format_ms(*ms)));
-        row(
+        add(
             "9. start-up: spawn to first 200 on /readyz",
             by_service(startup.collect()),
-            String::new(),
         );
         let mib = |bytes: u64| bytes as f64 / 1024.0 / 1024.0;
         let sizes = self
             .binary_size_bytes
             .iter()
             .map(|(k, b)| format!("{k} {:.1} MiB", mib(*b)));
-        row(
-            "10. release binary size",
-            by_service(sizes.collect()),
-            String::new(),
-        );
-        for [figure, result, target] in self.instruction_rows() {
-            row(&figure, result, target);
+        add("10. release binary size", by_service(sizes.collect()));
+        for [title, result, target] in self.instruction_rows() {
+            add(&title, [result, target]);
         }
         let mut out = String::from("| figure | result | target |\n|---|---|---|\n");
         for [figure, result, target] in rows {
@@ -299,7 +333,7 @@ impl Results {
     /// time and in instructions. A difference of two runs: within their
     /// noise it can come out at zero or below, which no line costs; the
     /// table then says it was too small to measure.
-    fn log_lines(&self) -> (String, String) {
+    fn log_lines(&self) -> [String; 2] {
         let lines = self.log_lines_per_page;
         let cpu = |label| self.figure(label).and_then(|f| f.server_cpu_us);
         let mut per_line = Vec::new();
@@ -322,7 +356,7 @@ impl Results {
         };
         let ratio = self.rps(OFF) / self.rps(OFF_WARN);
         let result = format!("{} ({lines:.1} lines per page{per_line})", two(ratio));
-        (result, verdict(&[(LOG_INFO_OVER_WARN, ratio)]))
+        [result, verdict(&[(LOG_INFO_OVER_WARN, ratio)])]
     }
 
     /// Figure 11: instructions per page by setting, and what follows from them.
