@@ -1,24 +1,20 @@
 //! The database ceiling reads the database it is given, with business-logic's
 //! own query: on SQLite and (when `TEST_DATABASE_URL` is set) PostgreSQL, its
 //! answers equal what `business_logic::db::Database::item_by_sku` reads, and
-//! they follow a change made to the rows behind its back.
+//! its pages follow a change made to the rows behind its back.
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
 use std::time::Duration;
 
 use business_logic::db::Database;
-use business_logic::settings::Settings;
 use contract::FastAnswer;
-use sqlx::Connection;
 use test_support::database::{Backend, TestDatabase};
 use test_support::service::{Launch, Service};
 
 async fn start(args: &[&str]) -> Service {
-    let mut service = Launch::program("ceiling", Path::new(env!("CARGO_BIN_EXE_ceiling")))
-        .args(args)
-        .start(Duration::from_secs(30))
-        .unwrap();
+    let ceiling = Launch::program("ceiling", Path::new(env!("CARGO_BIN_EXE_ceiling")));
+    let mut service = ceiling.args(args).start(Duration::from_secs(30)).unwrap();
     service.wait_ready(Duration::from_secs(60)).await.unwrap();
     service
 }
@@ -29,50 +25,36 @@ async fn reads_the_database(backend: Backend) {
     };
     let back = start(&["back-database", "--database-url", &db.url]).await;
     let front = start(&["front", "--backend-url", &back.url("")]).await;
-    let reference =
-        Database::connect_lazy(&db.url, Settings::default().database_max_connections).unwrap();
+    let reference = Database::connect_lazy(&db.url, 1).unwrap();
     let client = reqwest::Client::new();
     for _ in 0..20 {
-        let answer: FastAnswer = client
-            .get(back.url("/fast-endpoint"))
-            .send()
-            .await
-            .unwrap()
-            .error_for_status()
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let answer = client.get(back.url("/fast-endpoint")).send().await.unwrap();
+        let answer: FastAnswer = answer.error_for_status().unwrap().json().await.unwrap();
         let stored = reference.item_by_sku(&answer.item.sku).await.unwrap();
         assert_eq!(Some(answer.item), stored);
     }
-
     // Rename every item behind the ceiling's back: it must show the new names.
-    const RENAME: &str = "UPDATE catalog_items SET name = 'renamed ' || sku";
+    let rename = "UPDATE catalog_items SET name = 'renamed ' || sku";
+    let (sqlite, postgres) = (sqlx::SqlitePool::connect_lazy, sqlx::PgPool::connect_lazy);
     match backend {
-        Backend::Sqlite => {
-            let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
-            sqlx::query(RENAME).execute(&mut conn).await.unwrap();
-            conn.close().await.unwrap();
-        }
-        Backend::Postgres => {
-            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
-            sqlx::query(RENAME).execute(&mut conn).await.unwrap();
-            conn.close().await.unwrap();
-        }
+        Backend::Sqlite => drop(
+            sqlx::query(rename)
+                .execute(&sqlite(&db.url).unwrap())
+                .await
+                .unwrap(),
+        ),
+        Backend::Postgres => drop(
+            sqlx::query(rename)
+                .execute(&postgres(&db.url).unwrap())
+                .await
+                .unwrap(),
+        ),
     }
     for _ in 0..5 {
-        let page = client
-            .get(front.url("/fast-page"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let page = client.get(front.url("/fast-page")).send().await.unwrap();
+        let page = page.text().await.unwrap();
         assert!(page.contains("<h1>renamed SKU-"), "{page}");
     }
-    drop((front, back, reference));
 }
 
 #[tokio::test]

@@ -1,11 +1,11 @@
 //! The benchmark's ceilings: the least a front -> back hop costs on this
 //! machine with the services' own building blocks (actix-web, one pooled
-//! reqwest client) and nothing else: no tracing, no metrics, no logs, no
-//! templates. `back` answers without a database (the bare ceiling);
-//! `back-database` runs business-logic's own indexed read
+//! reqwest client) and nothing else: no tracing, metrics, logs or templates.
+//! `back` answers without a database (the bare ceiling); `back-database`
+//! first runs business-logic's own indexed read
 //! (`business_logic::db::Database::item_by_sku`, same SQL, same pool
-//! settings) against `--database-url` first (the database ceiling). No
-//! tracing subscriber is installed, so the query's span is a no-op.
+//! settings) on `--database-url` (the database ceiling). No tracing
+//! subscriber is installed, so the query's span is a no-op.
 //!
 //! ```sh
 //! PORT=9001 ceiling back        # or: ceiling back-database --database-url sqlite://c.db
@@ -27,8 +27,8 @@ use contract::{FastAnswer, Item};
 enum Mode {
     /// `GET /fast-endpoint`: a small JSON item, like business-logic's.
     Back,
-    /// `GET /fast-endpoint`: the same item read by business-logic's own
-    /// query from `--database-url` (migrated and seeded at start).
+    /// `GET /fast-endpoint`: the item read by business-logic's own query
+    /// from `--database-url` (migrated and seeded at start).
     BackDatabase,
     /// `GET /fast-page`: calls the back and renders a small HTML page.
     Front,
@@ -38,7 +38,7 @@ enum Mode {
 #[derive(Debug, Parser)]
 struct Args {
     mode: Mode,
-    /// The back's base URL (front mode); default: business-logic's port.
+    /// The back's base URL (front mode).
     #[arg(long, default_value_t = format!("http://127.0.0.1:{}", back::DEFAULT_PORT))]
     backend_url: String,
     /// The database (back-database mode): `sqlite://FILE` or `postgres://…`.
@@ -50,65 +50,63 @@ struct Args {
     port: u16,
 }
 
-#[derive(Debug)]
-struct Front {
-    client: reqwest::Client,
-    fast_url: String,
-}
-
-async fn fast_endpoint() -> HttpResponse {
-    let n = fastrand::u32(1..=5000);
+fn answer(item: Item) -> HttpResponse {
+    let (endpoint, elapsed_ms) = ("fast".to_owned(), 0.0);
     HttpResponse::Ok().json(FastAnswer {
-        endpoint: "fast".into(),
+        endpoint,
         version: None,
-        item: Item {
-            sku: format!("SKU-{n:05}"),
-            name: format!("Item {n}"),
-            category: "tools".into(),
-            price_cents: i64::from(n) * 7,
-            stock: i64::from(n % 100),
-        },
-        elapsed_ms: 0.0,
+        item,
+        elapsed_ms,
         trace_id: None,
     })
 }
 
-/// The same random SKU business-logic picks, read the way it reads it.
+/// A random SKU, as business-logic picks one.
+fn sku() -> (u32, String) {
+    let n = fastrand::u32(1..=5000);
+    (n, format!("SKU-{n:05}"))
+}
+
+async fn fast_endpoint() -> HttpResponse {
+    let (n, sku) = sku();
+    let (name, category) = (format!("Item {n}"), "tools".to_owned());
+    let (price_cents, stock) = (i64::from(n) * 7, i64::from(n % 100));
+    answer(Item {
+        sku,
+        name,
+        category,
+        price_cents,
+        stock,
+    })
+}
+
 async fn fast_endpoint_database(db: web::Data<Database>) -> HttpResponse {
-    let sku = format!("SKU-{:05}", fastrand::u32(1..=5000));
+    let (_, sku) = sku();
     match db.item_by_sku(&sku).await {
-        Ok(Some(item)) => HttpResponse::Ok().json(FastAnswer {
-            endpoint: "fast".into(),
-            item,
-            elapsed_ms: 0.0,
-            trace_id: None,
-            version: None,
-        }),
+        Ok(Some(item)) => answer(item),
         Ok(None) => HttpResponse::NotFound().body(format!("item {sku:?} not found")),
         Err(error) => HttpResponse::ServiceUnavailable().body(error.to_string()),
     }
 }
 
-async fn fast_page(front: web::Data<Front>) -> HttpResponse {
-    let answer = match front.client.get(&front.fast_url).send().await {
-        Ok(response) if response.status().is_success() => response.json::<FastAnswer>().await,
+async fn fast_page(client: web::Data<reqwest::Client>, url: web::Data<String>) -> HttpResponse {
+    let response = match client.get(url.as_str()).send().await {
+        Ok(response) if response.status().is_success() => response,
         Ok(response) => {
             return HttpResponse::BadGateway().body(format!("back answered {}", response.status()));
         }
-        Err(error) => Err(error),
+        Err(error) => return HttpResponse::BadGateway().body(error.to_string()),
     };
-    match answer {
-        Ok(FastAnswer { item, .. }) => HttpResponse::Ok()
-            .content_type("text/html; charset=utf-8")
-            .body(format!(
-                "<!doctype html><title>Fast page</title><h1>{}</h1><p>{} · {} · {}.{:02} · {} in stock</p>",
-                item.name,
-                item.sku,
-                item.category,
-                item.price_cents / 100,
-                item.price_cents % 100,
-                item.stock
-            )),
+    match response.json::<FastAnswer>().await {
+        Ok(FastAnswer { item: i, .. }) => HttpResponse::Ok().content_type("text/html; charset=utf-8").body(format!(
+            "<!doctype html><title>Fast page</title><h1>{}</h1><p>{} · {} · {}.{:02} · {} in stock</p>",
+            i.name,
+            i.sku,
+            i.category,
+            i.price_cents / 100,
+            i.price_cents % 100,
+            i.stock
+        )),
         Err(error) => HttpResponse::BadGateway().body(error.to_string()),
     }
 }
@@ -122,58 +120,43 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let listener = std::net::TcpListener::bind((args.host.as_str(), args.port))?;
     let port = listener.local_addr()?.port();
-    let server = match args.mode {
-        Mode::Back => HttpServer::new(|| {
-            App::new()
-                .route(back::FAST_ENDPOINT, web::get().to(fast_endpoint))
-                .route(back::READYZ, web::get().to(ready))
-        })
-        .listen(listener)?
-        .run(),
+    // business-logic's pool, sized as business-logic sizes it, migrated as
+    // it starts: retried until the database answers.
+    let db = match args.mode {
         Mode::BackDatabase => {
-            // business-logic's pool, sized as business-logic sizes it by default.
-            let db = Database::connect_lazy(
-                &args.database_url,
-                Settings::default().database_max_connections,
-            )?;
-            // As business-logic starts: retried until the database answers
-            // (under callgrind on a busy machine the first connection can
-            // miss the pool's acquire timeout).
+            let size = Settings::default().database_max_connections;
+            let db = Database::connect_lazy(&args.database_url, size)?;
             db.migrate_with_retry().await;
-            let db = web::Data::new(db);
-            HttpServer::new(move || {
-                App::new()
-                    .app_data(db.clone())
-                    .route(back::FAST_ENDPOINT, web::get().to(fast_endpoint_database))
-                    .route(back::READYZ, web::get().to(ready))
-            })
-            .listen(listener)?
-            .run()
+            Some(web::Data::new(db))
         }
-        Mode::Front => {
-            let front = web::Data::new(Front {
-                client: reqwest::Client::builder()
-                    .connect_timeout(Duration::from_secs(1))
-                    .pool_idle_timeout(Duration::from_secs(30))
-                    .tcp_nodelay(true)
-                    .build()?,
-                fast_url: format!(
-                    "{}{}",
-                    args.backend_url.trim_end_matches('/'),
-                    back::FAST_ENDPOINT
-                ),
-            });
-            HttpServer::new(move || {
-                App::new()
-                    .app_data(front.clone())
-                    .route(front_end::FAST_PAGE, web::get().to(fast_page))
-                    .route(front_end::READYZ, web::get().to(ready))
-            })
-            .listen(listener)?
-            .run()
-        }
+        _ => None,
     };
-    println!("ceiling {:?} listening port={port}", args.mode);
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(1))
+        .pool_idle_timeout(Duration::from_secs(30))
+        .tcp_nodelay(true)
+        .build()?;
+    let (client, backend) = (
+        web::Data::new(client),
+        args.backend_url.trim_end_matches('/'),
+    );
+    let url = web::Data::new(format!("{backend}{}", back::FAST_ENDPOINT));
+    let mode = args.mode;
+    let server = HttpServer::new(move || {
+        let app = App::new().route(back::READYZ, web::get().to(ready));
+        match (mode, &db) {
+            (Mode::Back, _) => app.route(back::FAST_ENDPOINT, web::get().to(fast_endpoint)),
+            (Mode::BackDatabase, Some(db)) => app
+                .app_data(db.clone())
+                .route(back::FAST_ENDPOINT, web::get().to(fast_endpoint_database)),
+            _ => app
+                .app_data(client.clone())
+                .app_data(url.clone())
+                .route(front_end::FAST_PAGE, web::get().to(fast_page)),
+        }
+    });
+    let server = server.listen(listener)?.run();
+    println!("ceiling {mode:?} listening port={port}");
     server.await?;
     Ok(())
 }

@@ -1,0 +1,148 @@
+//! The report writer on recorded load-generator output: oha's JSON and wrk's
+//! report with the bench's `done` hook are read into the same figures, and
+//! the table states every figure, ratio and target from them.
+//!
+//! Fixtures, recorded on loopback against `ceiling front` (debug build)
+//! whose back was stopped half-way, so they hold 200s, 502s and deadline
+//! aborts: `fixtures/oha-1.16.0.json` (oha 1.16.0 from crates.io, `oha
+//! --no-tui --output-format json -z 3s -c 4 -t 30s URL`) and
+//! `fixtures/wrk-4.1.0-hook.txt` (Debian's wrk 4.1.0-3+b2, `wrk -t 1 -c 4 -d
+//! 3s --timeout 30s -s <the hook in bench/src/load.rs> URL`).
+#![allow(clippy::unwrap_used)]
+
+use bench::instructions::Count;
+use bench::load::{RunStats, read_oha_json};
+use bench::report::*;
+
+#[test]
+fn oha_json_is_read_without_the_deadline_aborts() {
+    let stats = read_oha_json(include_str!("fixtures/oha-1.16.0.json")).unwrap();
+    // 2004 answered 200 and 4007 502 (the back stopped); 4 "aborted due to
+    // deadline" are the end of the run, not the server's doing.
+    assert_eq!((stats.requests, stats.errors), (2004 + 4007, 4007));
+    assert_eq!((stats.p50_ms, stats.p99_ms), (0.856, 17.009));
+    assert!((stats.requests_per_s - 6011.0 / 3.00902372).abs() < 1e-9);
+}
+
+#[test]
+fn wrk_with_the_hook_reads_like_oha() {
+    let stats = read_oha_json(include_str!("fixtures/wrk-4.1.0-hook.txt")).unwrap();
+    assert_eq!((stats.requests, stats.errors), (3496, 1765));
+    assert_eq!((stats.p50_ms, stats.p99_ms), (2.307, 44.599));
+    assert!((stats.requests_per_s - 3496.0 / 3.107122).abs() < 1e-9);
+}
+
+/// A run of `rps` pages a second, p99 `p99_ms`, `cpu_us` of the servers' CPU a page.
+fn figure(rps: f64, p99_ms: f64, cpu_us: f64) -> Figure {
+    let stats = RunStats {
+        requests: 10 * rps as u64,
+        requests_per_s: rps,
+        p50_ms: p99_ms / 2.0,
+        p99_ms,
+        errors: 0,
+    };
+    Figure::from_runs(vec![Run {
+        stats,
+        server_cpu_pct: Some(90.0),
+        load_cpu_pct: Some(30.0),
+        server_cpu_us: Some(cpu_us),
+    }])
+}
+
+fn count(setting: &str, front: f64, back: f64, spans: f64) -> Count {
+    Count {
+        setting: setting.to_owned(),
+        front,
+        back,
+        spans,
+    }
+}
+
+#[test]
+fn the_table_states_every_ratio_against_its_target() {
+    let results = Results {
+        figures: [
+            (FAST, figure(1_000.0, 10.0, 250.0)),
+            (CEILING, figure(4_000.0, 2.0, 50.0)),
+            (DB_CEILING, figure(1_500.0, 4.0, 70.0)),
+            (OFF, figure(1_250.0, 8.0, 190.0)),
+            (OFF_WARN, figure(1_300.0, 7.0, 180.0)),
+            (WITH_SLOW, figure(900.0, 12.0, 260.0)),
+        ]
+        .into(),
+        postgres_skipped: Some("left out (--no-postgres)".to_owned()),
+        log_lines_per_page: 4.0,
+        slow_pages: 300,
+        memory: [
+            (
+                "business-logic".to_owned(),
+                Memory {
+                    idle_kib: 10_752,
+                    idle_anon_kib: 2_048,
+                    load_max_kib: 30_000,
+                    peak_kib: 30_720,
+                    after_kib: 29_000,
+                },
+            ),
+            (
+                "front-end".to_owned(),
+                Memory {
+                    idle_kib: 7_475,
+                    idle_anon_kib: 1_638,
+                    load_max_kib: 35_000,
+                    peak_kib: 35_430,
+                    after_kib: 35_000,
+                },
+            ),
+        ]
+        .into(),
+        startup_ms: [
+            ("business-logic".to_owned(), 21.6),
+            ("front-end".to_owned(), 12.62),
+        ]
+        .into(),
+        binary_size_bytes: [
+            ("business-logic".to_owned(), 7_444_889),
+            ("front-end".to_owned(), 5_242_880),
+        ]
+        .into(),
+        instructions: vec![
+            count("instrumented", 294_510.0, 209_208.0, 4.0),
+            count("instrumented, Zipkin", 308_844.0, 222_701.0, 4.0),
+            count(
+                "instrumented, spans not exported",
+                213_802.0,
+                134_344.0,
+                0.0,
+            ),
+            count("uninstrumented", 207_468.0, 130_007.0, 0.0),
+            count("uninstrumented, RUST_LOG=warn", 192_786.0, 119_126.0, 0.0),
+            count("database ceiling", 89_249.0, 55_882.0, 0.0),
+        ],
+        ..Results::default()
+    };
+    let table = results.table();
+    for row in [
+        "| 1. fast page, full instrumentation (front-end → business-logic → SQLite) | 1,000 req/s · p50 5.00 ms · p99 10.0 ms · 0 errors · 250 µs CPU |  |",
+        "| fast page / ceiling, throughput | 0.25 | >= 0.50: **missed** |",
+        "| fast page / database ceiling, throughput | 0.67 | >= 0.60: met |",
+        "| instrumented / uninstrumented, throughput | 0.80 | >= 0.85: **missed** |",
+        // (190 − 180) µs ÷ 4 lines; (337,475 − 311,912) instructions ÷ 4 lines.
+        "| log lines: RUST_LOG=info / warn, throughput | 0.96 (4.0 lines per page; per line ≈ 2.5 µs CPU, 6,391 instructions) | >= 0.95 (≤ 3 µs per line): met |",
+        "| 6. PostgreSQL | not measured: left out (--no-postgres) |  |",
+        "| 7. fast page with 300 slow pages in flight | 900 req/s",
+        "| slow-path isolation: fast-page p99 with / without them | 1.20 | <= 1.5: met |",
+        "| 8. business-logic resident memory: idle (anonymous) · under load (max) · peak · after | 10.5 (2.0) · 29.3 · 30.0 · 28.3 MiB | idle <= 10 MiB, under load <= 40 MiB: **missed** |",
+        "| 8. front-end resident memory: idle (anonymous) · under load (max) · peak · after | 7.3 (1.6) · 34.2 · 34.6 · 34.2 MiB | idle <= 10 MiB, under load <= 40 MiB: met |",
+        "| 9. start-up: spawn to first 200 on /readyz | business-logic 21.6 ms · front-end 12.6 ms |  |",
+        "| 10. release binary size | business-logic 7.1 MiB · front-end 5.0 MiB |  |",
+        "| 11. CPU work per fast page, instrumented: instructions, front + back = total | 294,510 + 209,208 = 503,718 |  |",
+        "| CPU work per fast page, database ceiling: instructions, front + back = total | 89,249 + 55,882 = 145,131 |  |",
+        "| instructions: uninstrumented / instrumented · database ceiling / fast page | 0.67 · 0.29 | >= 0.85: **missed** |",
+        "| instructions per page: OTLP (the default) / Zipkin | 0.95 | <= 1.00: met |",
+        // (503,718 − 348,146) ÷ 4 spans; (531,545 − 348,146) ÷ 4.
+        "| instructions per exported span (page over spans not exported, ÷ spans): OTLP · Zipkin · none | 38,893 (4.0 spans per page) · 45,850 (4.0 spans per page) · 0 (nothing sent) |  |",
+    ] {
+        assert!(table.contains(row), "{row:?} missing from:\n{table}");
+    }
+}
