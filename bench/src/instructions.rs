@@ -37,9 +37,15 @@ const fn services(name: &'static str, label: &'static str, changes: Changes) -> 
 }
 
 /// Every setting that can be counted.
-pub const SETTINGS: [Setting; 9] = [
+pub const SETTINGS: [Setting; 10] = [
     // The cluster's: spans over OTLP (the default), metrics, info logs.
     services("instrumented", "instrumented", &[]),
+    // Every log line also a span event, as before issue 31.
+    services(
+        "instrumented-all-events",
+        "instrumented, all log lines as span events",
+        &[("SPAN_EVENTS_LEVEL", "trace")],
+    ),
     services(
         "instrumented-warn",
         "instrumented, RUST_LOG=warn",

@@ -115,10 +115,7 @@ where
             slot.clone(),
         ))
         .with_filter(filter);
-    tracing_subscriber::registry()
-        // Filtered to nothing: it only needs `on_register_dispatch`, and an
-        // unfiltered layer would make every callsite of every level enabled.
-        .with(logs::CaptureDispatch(slot).with_filter(LevelFilter::OFF))
+    let subscriber = tracing_subscriber::registry()
         .with(
             tracing_opentelemetry::layer()
                 .with_tracer(tracer)
@@ -138,8 +135,14 @@ where
                 .with_target(false)
                 .with_filter(export_filter),
         )
-        .with(fmt)
-        .try_init()?;
+        .with(fmt);
+    // The formatter finds spans' OpenTelemetry contexts through the
+    // dispatch; a layer that only captured it would cost a filter check on
+    // every span enter and exit (docs/instrumentation-cost.md, "Where the
+    // instructions go, by crate").
+    let dispatch = tracing::Dispatch::new(subscriber);
+    slot.fill(&dispatch);
+    dispatch.try_init()?;
     Ok(TelemetryGuard {
         provider,
         output: None,

@@ -18,24 +18,20 @@ use tracing::{Event, Subscriber, dispatcher::WeakDispatch};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
-use tracing_subscriber::layer::Layer;
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::ids::{span_hex, trace_hex};
 use crate::settings::LogFormat;
 
-/// The dispatch the formatter asks for OpenTelemetry contexts, captured when
-/// the subscriber is registered (the formatter itself is not told).
+/// The dispatch the formatter asks for OpenTelemetry contexts, filled once
+/// the subscriber is built (the formatter itself is not told). Weak: the
+/// formatter lives inside that dispatch.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct DispatchSlot(Arc<OnceLock<WeakDispatch>>);
 
-/// A layer that does nothing but fill the [`DispatchSlot`].
-#[derive(Debug)]
-pub(crate) struct CaptureDispatch(pub(crate) DispatchSlot);
-
-impl<S: Subscriber> Layer<S> for CaptureDispatch {
-    fn on_register_dispatch(&self, subscriber: &tracing::Dispatch) {
-        let _ = self.0.0.set(subscriber.downgrade());
+impl DispatchSlot {
+    pub(crate) fn fill(&self, dispatch: &tracing::Dispatch) {
+        let _ = self.0.set(dispatch.downgrade());
     }
 }
 

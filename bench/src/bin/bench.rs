@@ -79,8 +79,9 @@ struct Args {
     #[arg(long, value_parser = clap::value_parser!(u32).range(0..=10_000))]
     instruction_warmup: Option<u32>,
     /// Count only instructions, no load, for these settings: instrumented,
-    /// instrumented-warn, instrumented-no-exemplars, instrumented-zipkin,
-    /// uninstrumented, traces-only, metrics-only, uninstrumented-warn, database-ceiling.
+    /// instrumented-all-events, instrumented-warn, instrumented-no-exemplars,
+    /// instrumented-zipkin, uninstrumented, traces-only, metrics-only,
+    /// uninstrumented-warn, database-ceiling.
     #[arg(long, num_args = 1.., value_parser = Setting::named)]
     settings: Vec<&'static Setting>,
     /// business-logic's database with --settings (default: a fresh SQLite file per setting).
