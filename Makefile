@@ -103,12 +103,13 @@ test-reliability: ## Fault, bad-input and sustained-load suite alone (the databa
 	  $(if $(TEST_DATABASE_URL),,--status-level skip -E 'not $(NEEDS_POSTGRES)')
 
 # Extra pytest arguments for test-deploy, e.g. PYTEST_ARGS='-k chart -rs'
-# (the tests run on every core; PYTEST_ARGS='-n 0' runs them in one process).
+# (the test files run side by side on every core, each file's tests in order in one
+# process; PYTEST_ARGS='-n 0' runs everything in one process).
 PYTEST_ARGS ?=
 
 .PHONY: test-deploy
 test-deploy: $(VENV)/.installed ## Charts, manifests, cluster script (stand-in tools), make run and targets, Grafana links and dashboard queries against the real services (pytest)
-	$(VENV)/bin/pytest -q -n auto tests $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q -n auto --dist loadfile tests $(PYTEST_ARGS)
 
 $(VENV)/.installed: tests/requirements.txt tools/pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -104,6 +104,18 @@ class Stack:
     def lines(self) -> list[str]:
         return [line for s in self.services for line in s.lines]
 
+    def wait_for_export(self) -> None:
+        """Spans leave in batches, each service on its own schedule: waits until every
+        service has exported the trace of every request it logged (other tests' too)."""
+        regex = re.compile(loki_derived_field()["matcherRegex"])
+
+        def all_exported() -> bool:
+            return all(self.collector.exported_by(s.name) >= {m.group(1) for line in s.lines
+                                                              if (m := regex.search(line))}
+                       for s in self.services)
+
+        wait_until(all_exported, 20, "the logged traces at the collector", step=0.2)
+
     def close(self) -> None:
         for service in self.services:
             service.stop()
@@ -115,16 +127,7 @@ def stack(tmp_path_factory):
     stack = Stack(tmp_path_factory.mktemp("services"))
     try:
         stack.traffic(rounds=3)
-        # Spans leave in batches, each service on its own schedule: wait until every
-        # service has exported the trace of every request it logged.
-        regex = re.compile(loki_derived_field()["matcherRegex"])
-
-        def all_exported() -> bool:
-            return all(stack.collector.exported_by(s.name) >= {m.group(1) for line in s.lines
-                                                               if (m := regex.search(line))}
-                       for s in stack.services)
-
-        wait_until(all_exported, 20, "the logged traces at the collector", step=0.2)
+        stack.wait_for_export()
         yield stack
     finally:
         stack.close()
@@ -143,6 +146,7 @@ def traces_to_logs() -> dict:
 
 def test_the_derived_field_captures_exported_trace_ids_from_both_log_formats(stack):
     regex = re.compile(loki_derived_field()["matcherRegex"])  # Grafana runs it as Go RE2; this one is RE2-safe
+    stack.wait_for_export()  # a test before this one may have sent pages whose batch has not left yet
     exported = stack.collector.trace_ids()
     for service, form in ((stack.frontend, "text"), (stack.backend, "json")):
         request_lines = [line for line in service.lines if "request completed" in line]
