@@ -102,14 +102,12 @@ test-reliability: ## Fault, bad-input and sustained-load suite alone (the databa
 	$(CARGO) nextest run -p test-support --test reliability --no-fail-fast --success-output final \
 	  $(if $(TEST_DATABASE_URL),,--status-level skip -E 'not $(NEEDS_POSTGRES)')
 
-# Extra pytest arguments for test-deploy, e.g. PYTEST_ARGS='-k chart -rs'
-# (the test files run side by side on every core, each file's tests in order in one
-# process; PYTEST_ARGS='-n 0' runs everything in one process).
+# Extra pytest arguments for test-deploy, e.g. PYTEST_ARGS='-k chart -rs'.
 PYTEST_ARGS ?=
 
 .PHONY: test-deploy
 test-deploy: $(VENV)/.installed ## Charts, manifests, cluster script (stand-in tools), make run and targets, Grafana links and dashboard queries against the real services (pytest)
-	$(VENV)/bin/pytest -q -n auto --dist loadfile tests $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q tests $(PYTEST_ARGS)
 
 $(VENV)/.installed: tests/requirements.txt tools/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
