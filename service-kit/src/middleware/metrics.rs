@@ -98,13 +98,7 @@ pub fn metrics_middleware(settings: &TelemetrySettings) -> anyhow::Result<Reques
         .build()
         .map_err(|e| anyhow::anyhow!("building the Prometheus metrics middleware: {e}"))?;
     let exemplars = settings.metrics_exemplars.then(|| {
-        let store = ExemplarStore::default();
-        let requests = store.register(
-            HTTP_REQUESTS_DURATION_SECONDS,
-            &REQUEST_LABELS,
-            &BUCKETS,
-            Some(HTTP_REQUESTS_TOTAL),
-        );
+        let (store, requests) = request_store();
         Arc::new(Exemplars {
             registry: prometheus.registry.clone(),
             store,
@@ -229,6 +223,19 @@ struct SeriesExemplars {
 #[derive(Debug, Default)]
 struct ExemplarStore {
     histograms: RwLock<Vec<Arc<HistogramExemplars>>>,
+}
+
+/// A store with the request histogram registered (its counter carries
+/// exemplars too).
+fn request_store() -> (ExemplarStore, Arc<HistogramExemplars>) {
+    let store = ExemplarStore::default();
+    let requests = store.register(
+        HTTP_REQUESTS_DURATION_SECONDS,
+        &REQUEST_LABELS,
+        &BUCKETS,
+        Some(HTTP_REQUESTS_TOTAL),
+    );
+    (store, requests)
 }
 
 impl ExemplarStore {
@@ -787,19 +794,6 @@ mod tests {
             counter.with_label_values(&[endpoint, "GET", "200"]).inc();
         }
         (registry, histogram)
-    }
-
-    /// A store with the request histogram registered as the middleware
-    /// registers it.
-    fn request_store() -> (ExemplarStore, Arc<HistogramExemplars>) {
-        let store = ExemplarStore::default();
-        let requests = store.register(
-            HTTP_REQUESTS_DURATION_SECONDS,
-            &REQUEST_LABELS,
-            &BUCKETS,
-            Some(HTTP_REQUESTS_TOTAL),
-        );
-        (store, requests)
     }
 
     const SLOW_PAGE: [&str; 3] = ["/slow-page", "GET", "200"];
