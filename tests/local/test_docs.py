@@ -2,8 +2,8 @@
 they name are checked against the code. Every `make` target a page names exists; the
 configuration tables list exactly the variables the code reads; the chart's values table covers
 every value with its default; every repository path a page names exists; the architecture map's
-crate layers are the ones Cargo.toml has; every relative link and anchor resolves; and the command blocks of the walkthrough
-that run without a cluster are run."""
+crate layers are the ones Cargo.toml has; every relative link and anchor resolves; and the command
+blocks of the walkthrough that run without a cluster are run."""
 
 from __future__ import annotations
 
