@@ -15,95 +15,7 @@ use serde::Serialize;
 use test_support::collector::Collector;
 use test_support::service::{Service, Signal};
 
-use crate::{Changes, Starter, UNINSTRUMENTED, UNINSTRUMENTED_WARN};
-
-/// A setting whose CPU work per fast page can be counted: the services with
-/// the cluster's settings and `changes`, or (`None`) the database ceiling.
-#[derive(Debug, Clone, Copy)]
-pub struct Setting {
-    /// Its name on the command line (`instructions --settings NAME`).
-    pub name: &'static str,
-    /// Its label in `make bench`'s table.
-    pub label: &'static str,
-    pub changes: Option<Changes>,
-}
-
-const fn services(name: &'static str, label: &'static str, changes: Changes) -> Setting {
-    Setting {
-        name,
-        label,
-        changes: Some(changes),
-    }
-}
-
-/// Every setting that can be counted.
-pub const SETTINGS: [Setting; 10] = [
-    // The cluster's: spans over OTLP (the default), metrics, info logs.
-    services("instrumented", "instrumented", &[]),
-    // Every log line also a span event, as before issue 31.
-    services(
-        "instrumented-all-events",
-        "instrumented, all log lines as span events",
-        &[("SPAN_EVENTS_LEVEL", "trace")],
-    ),
-    services(
-        "instrumented-warn",
-        "instrumented, RUST_LOG=warn",
-        &[("RUST_LOG", "warn")],
-    ),
-    services(
-        "instrumented-no-exemplars",
-        "instrumented, no exemplars",
-        &[("METRICS_EXEMPLARS", "false")],
-    ),
-    services(
-        "instrumented-zipkin",
-        "instrumented, Zipkin",
-        &[("OTEL_TRACES_EXPORTER", "zipkin")],
-    ),
-    services("uninstrumented", "uninstrumented", UNINSTRUMENTED),
-    services(
-        "traces-only",
-        "traces only",
-        &[("METRICS_ENABLED", "false")],
-    ),
-    // Spans still made (their ids are on pages and log lines), not exported.
-    services(
-        "metrics-only",
-        "instrumented, spans not exported",
-        &[("OTEL_TRACES_EXPORTER", "none")],
-    ),
-    services(
-        "uninstrumented-warn",
-        "uninstrumented, RUST_LOG=warn",
-        UNINSTRUMENTED_WARN,
-    ),
-    Setting {
-        name: "database-ceiling",
-        label: "database ceiling",
-        changes: None,
-    },
-];
-
-/// The settings `make bench` counts, in its table's order.
-pub const BENCH_SETTINGS: [&str; 6] = [
-    "instrumented",
-    "instrumented-zipkin",
-    "metrics-only",
-    "uninstrumented",
-    "uninstrumented-warn",
-    "database-ceiling",
-];
-
-impl Setting {
-    /// The setting called `name`; the error lists the names there are.
-    pub fn named(name: &str) -> Result<&'static Self, String> {
-        SETTINGS.iter().find(|s| s.name == name).ok_or_else(|| {
-            let names: Vec<&str> = SETTINGS.iter().map(|s| s.name).collect();
-            format!("no setting {name:?}; there are: {}", names.join(", "))
-        })
-    }
-}
+use crate::{Setting, Starter};
 
 /// Instructions per fast page of one setting, by process.
 #[derive(Debug, Clone, Serialize)]
@@ -118,22 +30,18 @@ pub struct Count {
 }
 
 /// Instructions per fast page of `setting`, on a fresh pair started by
-/// `starter` (under callgrind) on `database_url` (default: a fresh SQLite
-/// file): `warmup` pages, then `pages` counted.
+/// `starter` (under callgrind) on a fresh SQLite file: `warmup` pages, then
+/// `counted` pages counted.
 pub async fn count(
     starter: &Starter<'_>,
     collector: &Collector,
     setting: &Setting,
-    database_url: Option<&str>,
     [warmup, counted]: [u32; 2],
 ) -> anyhow::Result<Count> {
     let spans_before = collector.span_count();
     let tag = format!("instructions-{}", setting.name);
     let sqlite = starter.sqlite(&tag)?;
-    let database_url = database_url.unwrap_or(&sqlite);
-    let (pair, ..) = starter
-        .start(&tag, setting.changes, Some(database_url))
-        .await?;
+    let (pair, ..) = starter.start(&tag, setting.changes, Some(&sqlite)).await?;
     let url = pair.front.url(contract::routes::front_end::FAST_PAGE);
     pages(&url, warmup).await?;
     // The warm-up's last span batch leaves within 500 ms (longer under callgrind).
@@ -199,7 +107,7 @@ pub async fn pages(url: &str, n: u32) -> anyhow::Result<()> {
 
 /// A count in progress for one process under callgrind.
 #[derive(Debug)]
-pub struct Counting {
+struct Counting {
     pid: u32,
     /// The dump `--dump` will write: callgrind numbers a process's dumps 1, 2, ...
     dump: PathBuf,
@@ -207,7 +115,7 @@ pub struct Counting {
 
 impl Counting {
     /// Zeroes `service`'s counts: counting starts now.
-    pub fn start(service: &Service, dumps: &Path) -> anyhow::Result<Self> {
+    fn start(service: &Service, dumps: &Path) -> anyhow::Result<Self> {
         callgrind_control("-z", service.pid())?;
         let prefix = format!("{}.callgrind.{}.", service.name(), service.pid());
         let dumped = std::fs::read_dir(dumps)?.flatten();
@@ -223,7 +131,7 @@ impl Counting {
 
     /// The instructions counted since [`Counting::start`]: the `totals:` line
     /// of the dump, which the process writes a moment after being asked.
-    pub async fn finish(self) -> anyhow::Result<u64> {
+    async fn finish(self) -> anyhow::Result<u64> {
         callgrind_control("--dump", self.pid)?;
         for _ in 0..600 {
             let text = std::fs::read_to_string(&self.dump).unwrap_or_default();

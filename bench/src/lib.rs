@@ -1,84 +1,85 @@
-//! The benchmark behind `make bench` (binary `bench`), the ceiling it
-//! compares against (binary `ceiling`) and the per-setting instruction
-//! counter (binary `instructions`). Load, latency percentiles and errors come
-//! from `oha`'s JSON ([`load`]), instructions from callgrind
+//! The benchmark behind `make bench` (binary `bench`) and the ceiling it
+//! compares against (binary `ceiling`). Load, latency percentiles and errors
+//! come from `oha`'s JSON ([`load`]), instructions from callgrind
 //! ([`instructions`]), processes, memory and the stand-in collector from the
 //! shared harness `test-support`; what is left here is which pairs run with
-//! which settings ([`Starter`]), and the table ([`report`]).
+//! which settings ([`SETTINGS`], [`Starter`]), and the table ([`report`]).
 
 pub mod instructions;
 pub mod load;
 pub mod report;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use test_support::service::{Launch, Service};
 
-/// Changes to the cluster's settings of both services: variables and values.
-pub type Changes = &'static [(&'static str, &'static str)];
+/// A pair whose instructions can be counted: the services with the
+/// cluster's settings and `changes` (`VAR=value`, space-separated), or
+/// (`None`) the database ceiling.
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    /// Its name on the command line (`bench --settings NAME`).
+    pub name: &'static str,
+    /// Its label in the table.
+    pub label: &'static str,
+    pub changes: Option<&'static str>,
+}
 
-/// Tracing and metrics off, nothing else changed.
-pub const UNINSTRUMENTED: Changes = &[
-    ("OTEL_TRACES_EXPORTER", "none"),
-    ("METRICS_ENABLED", "false"),
+/// Every setting. `instrumented` is the cluster's: spans over OTLP (the
+/// default), metrics, info logs; `instrumented-all-events` copies every log
+/// line into its span as an event, as before December 2026; `metrics-only`
+/// still makes spans (their ids are on pages and log lines) but exports none.
+#[rustfmt::skip]
+pub const SETTINGS: [Setting; 10] = [
+    Setting { name: "instrumented", label: "instrumented", changes: Some("") },
+    Setting { name: "instrumented-all-events", label: "instrumented, all log lines as span events", changes: Some("SPAN_EVENTS_LEVEL=trace") },
+    Setting { name: "instrumented-warn", label: "instrumented, RUST_LOG=warn", changes: Some("RUST_LOG=warn") },
+    Setting { name: "instrumented-no-exemplars", label: "instrumented, no exemplars", changes: Some("METRICS_EXEMPLARS=false") },
+    Setting { name: "instrumented-zipkin", label: "instrumented, Zipkin", changes: Some("OTEL_TRACES_EXPORTER=zipkin") },
+    Setting { name: "uninstrumented", label: "uninstrumented", changes: Some("OTEL_TRACES_EXPORTER=none METRICS_ENABLED=false") },
+    Setting { name: "traces-only", label: "traces only", changes: Some("METRICS_ENABLED=false") },
+    Setting { name: "metrics-only", label: "instrumented, spans not exported", changes: Some("OTEL_TRACES_EXPORTER=none") },
+    Setting { name: "uninstrumented-warn", label: "uninstrumented, RUST_LOG=warn", changes: Some("OTEL_TRACES_EXPORTER=none METRICS_ENABLED=false RUST_LOG=warn") },
+    Setting { name: "database-ceiling", label: "database ceiling", changes: None },
 ];
-/// Uninstrumented, and no per-request log lines.
-pub const UNINSTRUMENTED_WARN: Changes = &[
-    ("OTEL_TRACES_EXPORTER", "none"),
-    ("METRICS_ENABLED", "false"),
-    ("RUST_LOG", "warn"),
+
+/// The settings `make bench` counts instructions of, in its table's order.
+pub const BENCH_SETTINGS: [&str; 6] = [
+    "instrumented",
+    "instrumented-zipkin",
+    "metrics-only",
+    "uninstrumented",
+    "uninstrumented-warn",
+    "database-ceiling",
 ];
+
+/// The setting called `name`; the error lists the names there are.
+pub fn setting_named(name: &str) -> Result<Setting, String> {
+    let found = SETTINGS.iter().find(|s| s.name == name).copied();
+    found.ok_or_else(|| {
+        let names: Vec<&str> = SETTINGS.iter().map(|s| s.name).collect();
+        format!("no setting {name:?}; there are: {}", names.join(", "))
+    })
+}
 
 /// The cluster's settings for both services (see helm/app), spans over OTLP
 /// (the default exporter) to the stand-in collector at `collector_url` (the
 /// Zipkin endpoint points there too), with `changes` on top.
-pub fn service_env(collector_url: &str, changes: &[(&str, &str)]) -> Vec<(String, String)> {
-    let mut env = BTreeMap::from([
-        ("RUST_LOG", "info"),
-        ("LOG_FORMAT", "text"),
-        ("OTEL_TRACES_EXPORTER", "otlp"),
-        ("METRICS_ENABLED", "true"),
-    ]);
-    env.extend(changes.iter().copied());
-    let exporters = test_support::collector::exporter_env(collector_url);
-    let exporters = exporters.into_iter().map(|(k, v)| (k.to_owned(), v));
-    env.into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .chain(exporters)
-        .collect()
-}
-
-/// The binaries under test: the services and the ceiling, side by side.
-#[derive(Debug, Clone)]
-pub struct Binaries {
-    pub front_end: PathBuf,
-    pub business_logic: PathBuf,
-    pub ceiling: PathBuf,
-}
-
-impl Binaries {
-    /// In `dir` (default: next to the running binary).
-    pub fn locate(dir: Option<&Path>) -> anyhow::Result<Self> {
-        let exe = std::env::current_exe()?;
-        let dir = dir.or(exe.parent()).context("no directory")?;
-        let found = Self {
-            front_end: dir.join("front-end"),
-            business_logic: dir.join("business-logic"),
-            ceiling: dir.join("ceiling"),
-        };
-        for path in [&found.front_end, &found.business_logic, &found.ceiling] {
-            if !path.is_file() {
-                bail!(
-                    "{} not found; cargo build --release -p front-end -p business-logic -p bench",
-                    path.display()
-                );
-            }
-        }
-        Ok(found)
+fn service_env(collector_url: &str, changes: &str) -> Vec<(String, String)> {
+    let cluster = "RUST_LOG=info LOG_FORMAT=text OTEL_TRACES_EXPORTER=otlp METRICS_ENABLED=true";
+    let mut env = std::collections::BTreeMap::new();
+    for (k, v) in format!("{cluster} {changes}")
+        .split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+    {
+        env.insert(k.to_owned(), v.to_owned());
     }
+    let exporters = test_support::collector::exporter_env(collector_url);
+    env.into_iter()
+        .chain(exporters.into_iter().map(|(k, v)| (k.to_owned(), v)))
+        .collect()
 }
 
 /// A front and a back, started together.
@@ -91,7 +92,8 @@ pub struct Pair {
 /// How pairs are started: where, with which extra settings, under callgrind or not.
 #[derive(Debug)]
 pub struct Starter<'a> {
-    pub binaries: &'a Binaries,
+    /// Where front-end, business-logic and ceiling are.
+    pub bin_dir: &'a Path,
     /// The servers' CPU, if pinned.
     pub cpu: Option<u32>,
     /// The processes' output (`<tag>-<name>.log`), SQLite files, callgrind dumps.
@@ -123,26 +125,22 @@ impl Starter<'_> {
         Ok(format!("sqlite://{}/business-logic.db", dir.display()))
     }
 
-    fn launch(&self, tag: &str, name: &str, binary: &Path) -> anyhow::Result<Launch> {
+    fn launch(&self, tag: &str, name: &str, binary: &str, args: &[&str]) -> anyhow::Result<Launch> {
+        let binary = self.bin_dir.join(binary);
         let launch = if self.callgrind {
             let valgrind = which("valgrind").context("no valgrind: apt-get install valgrind")?;
             let dumps = format!(
                 "--callgrind-out-file={}/{name}.callgrind.%p",
                 self.dir.display()
             );
-            let binary = binary.display().to_string();
-            Launch::program(name, &valgrind).args(&[
-                "--tool=callgrind",
-                "--vgdb=yes",
-                &dumps,
-                &binary,
-            ])
+            let program = binary.display().to_string();
+            let options = ["--tool=callgrind", "--vgdb=yes", &dumps, &program];
+            Launch::program(name, &valgrind).args(&options)
         } else {
-            Launch::program(name, binary)
+            Launch::program(name, &binary)
         };
-        Ok(launch
-            .cpu(self.cpu)
-            .log_file(&self.dir.join(format!("{tag}-{name}.log"))))
+        let log = self.dir.join(format!("{tag}-{name}.log"));
+        Ok(launch.args(args).cpu(self.cpu).log_file(&log))
     }
 
     /// The services with the cluster's settings and `changes`, or (`None`)
@@ -151,37 +149,36 @@ impl Starter<'_> {
     pub async fn start(
         &self,
         tag: &str,
-        changes: Option<&[(&str, &str)]>,
+        changes: Option<&str>,
         database_url: Option<&str>,
     ) -> anyhow::Result<(Pair, Duration, Duration)> {
         // Under callgrind code runs about fifty times slower.
         let limit = Duration::from_secs(if self.callgrind { 300 } else { 60 });
         let env = changes.map(|c| service_env(&self.collector_url, c));
-        let ceiling = &self.binaries.ceiling;
         let back = match (&env, database_url) {
             (Some(env), Some(url)) => {
-                let launch = self.launch(tag, "business-logic", &self.binaries.business_logic)?;
+                let launch = self.launch(tag, "business-logic", "business-logic", &[])?;
                 launch.envs(env).envs(&[("DATABASE_URL", url)])
             }
             (None, Some(url)) => {
-                let launch = self.launch(tag, "ceiling-back", ceiling)?;
-                launch.args(&["back-database", "--database-url", url])
+                let args = ["back-database", "--database-url", url];
+                self.launch(tag, "ceiling-back", "ceiling", &args)?
             }
-            (None, None) => self.launch(tag, "ceiling-back", ceiling)?.args(&["back"]),
+            (None, None) => self.launch(tag, "ceiling-back", "ceiling", &["back"])?,
             (Some(_), None) => bail!("the services need a database"),
         };
         let mut back = back.start(limit)?;
         let back_startup = back.wait_ready(limit).await?;
         let back_url = back.url("");
         let front = match env {
-            Some(env) => {
-                let launch = self.launch(tag, "front-end", &self.binaries.front_end)?;
-                let launch = launch.envs(&env).envs(&self.front_env);
-                launch.envs(&[("BUSINESS_LOGIC_URL", &back_url)])
-            }
+            Some(env) => self
+                .launch(tag, "front-end", "front-end", &[])?
+                .envs(&env)
+                .envs(&self.front_env)
+                .envs(&[("BUSINESS_LOGIC_URL", &back_url)]),
             None => {
-                let launch = self.launch(tag, "ceiling-front", ceiling)?;
-                launch.args(&["front", "--backend-url", &back_url])
+                let args = ["front", "--backend-url", &back_url];
+                self.launch(tag, "ceiling-front", "ceiling", &args)?
             }
         };
         let mut front = front.start(limit)?;

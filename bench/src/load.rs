@@ -26,30 +26,23 @@ pub struct RunStats {
 
 /// The fields read from `oha --output-format json` (oha 1.16.0).
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct OhaJson {
-    summary: OhaSummary,
-    metrics: OhaMetrics,
-    #[serde(rename = "statusCodeDistribution")]
-    statuses: BTreeMap<String, u64>,
-    #[serde(rename = "errorDistribution")]
-    errors: BTreeMap<String, u64>,
+    summary: Summary,
+    metrics: Metrics,
+    status_code_distribution: BTreeMap<String, u64>,
+    error_distribution: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Deserialize)]
-struct OhaSummary {
+struct Summary {
     /// Seconds.
     total: f64,
 }
 
 #[derive(Debug, Deserialize)]
-struct OhaMetrics {
-    latency_ms: OhaLatency,
-}
-
-#[derive(Debug, Deserialize)]
-struct OhaLatency {
-    p50: Option<f64>,
-    p99: Option<f64>,
+struct Metrics {
+    latency_ms: BTreeMap<String, Option<f64>>,
 }
 
 /// oha's JSON (after any lines before it: wrk's own report). Requests still
@@ -58,20 +51,22 @@ struct OhaLatency {
 pub fn read_oha_json(output: &str) -> anyhow::Result<RunStats> {
     let start = output.find("\n{").map_or(0, |i| i + 1);
     let json: OhaJson = serde_json::from_str(&output[start..])?;
-    let requests: u64 = json.statuses.values().sum();
-    let failed = json
-        .statuses
+    let latency = json.metrics.latency_ms;
+    let percentile = |p: &str| latency.get(p).copied().flatten().unwrap_or(f64::NAN);
+    let statuses = json.status_code_distribution;
+    let requests: u64 = statuses.values().sum();
+    let failed = statuses
         .iter()
         .filter(|(status, _)| !status.starts_with('2'));
-    let broken = json
-        .errors
+    let errors = json.error_distribution;
+    let broken = errors
         .iter()
         .filter(|(e, _)| !e.contains("aborted due to deadline"));
     Ok(RunStats {
         requests,
         requests_per_s: requests as f64 / json.summary.total,
-        p50_ms: json.metrics.latency_ms.p50.unwrap_or(f64::NAN),
-        p99_ms: json.metrics.latency_ms.p99.unwrap_or(f64::NAN),
+        p50_ms: percentile("p50"),
+        p99_ms: percentile("p99"),
         errors: failed.chain(broken).map(|(_, n)| n).sum(),
     })
 }
@@ -92,8 +87,6 @@ end
 pub struct Tool {
     program: PathBuf,
     args: Vec<String>,
-    /// The flag that takes a run's length.
-    length: &'static str,
     /// "oha 1.16.0" or "wrk debian/4.1.0-3+b2".
     pub version: String,
 }
@@ -106,31 +99,23 @@ impl Tool {
         let found = names.into_iter().find_map(|n| Some((n, crate::which(n)?)));
         let (name, program) =
             found.context("no load generator on PATH: `make bench` installs oha")?;
-        let (args, length, version) = if name == "oha" {
-            let mut args = vec!["--no-tui", "--output-format", "json", "-t", "30s"];
-            if pinned {
-                // oha defaults to a runtime thread per core.
-                args.extend(["--worker-threads", "1"]);
-            }
+        let (mut args, version) = if name == "oha" {
             (
-                args.into_iter().map(str::to_owned).collect(),
-                "-z",
+                vec!["--no-tui", "--output-format", "json", "-t", "30s"],
                 "--version",
             )
         } else {
+            (vec!["-t", "1", "--timeout", "30s", "-s"], "-v")
+        };
+        let mut args: Vec<String> = args.drain(..).map(str::to_owned).collect();
+        if name == "wrk" {
             let hook = dir.join("wrk-done.lua");
             std::fs::write(&hook, WRK_DONE)?;
-            let args = [
-                "-t",
-                "1",
-                "--timeout",
-                "30s",
-                "-s",
-                &hook.display().to_string(),
-            ]
-            .map(str::to_owned);
-            (args.to_vec(), "-d", "-v")
-        };
+            args.push(hook.display().to_string());
+        } else if pinned {
+            // oha defaults to a runtime thread per core.
+            args.extend(["--worker-threads", "1"].map(str::to_owned));
+        }
         let said = std::process::Command::new(&program).arg(version).output()?;
         let said = String::from_utf8_lossy(&[said.stdout, said.stderr].concat()).into_owned();
         let version = said
@@ -141,7 +126,6 @@ impl Tool {
         Ok(Self {
             program,
             args,
-            length,
             version,
         })
     }
@@ -153,16 +137,21 @@ impl Tool {
         connections: u32,
         duration: Duration,
     ) -> anyhow::Result<RunStats> {
+        let length = if self.version.starts_with("oha") {
+            "-z"
+        } else {
+            "-d"
+        };
         let seconds = format!("{}s", duration.as_secs().max(1));
         let output = tokio::process::Command::new(&self.program)
             .args(&self.args)
-            .args(["-c", &connections.to_string(), self.length, &seconds, url])
+            .args(["-c", &connections.to_string(), length, &seconds, url])
             .stdin(std::process::Stdio::null())
             .output()
             .await?;
         let stdout = String::from_utf8_lossy(&output.stdout);
-        let stderr = String::from_utf8_lossy(&output.stderr);
         if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
             bail!(
                 "{} failed ({}): {stdout}{stderr}",
                 self.version,

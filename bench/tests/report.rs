@@ -50,17 +50,39 @@ fn figure(rps: f64, p99_ms: f64, cpu_us: f64) -> Figure {
 }
 
 fn count(setting: &str, front: f64, back: f64, spans: f64) -> Count {
+    let setting = setting.to_owned();
     Count {
-        setting: setting.to_owned(),
+        setting,
         front,
         back,
         spans,
     }
 }
 
+fn memory(
+    idle_kib: u64,
+    idle_anon_kib: u64,
+    load_max_kib: u64,
+    peak_kib: u64,
+    after_kib: u64,
+) -> Memory {
+    Memory {
+        idle_kib,
+        idle_anon_kib,
+        load_max_kib,
+        peak_kib,
+        after_kib,
+    }
+}
+
+/// The whole table from set figures (`fixtures/table.md`, as the report
+/// writer printed it before it was made smaller). Among its figures: fast
+/// page / database ceiling 1,000 / 1,500 = 0.67, met; per log line
+/// (190 − 180) µs ÷ 4 lines = 2.5 µs and (337,475 − 311,912) ÷ 4 = 6,391
+/// instructions; per exported span (503,718 − 348,146) ÷ 4 = 38,893.
 #[test]
-fn the_table_states_every_ratio_against_its_target() {
-    let results = Results {
+fn the_table_states_every_figure_and_ratio_against_its_target() {
+    let mut results = Results {
         figures: [
             (FAST, figure(1_000.0, 10.0, 250.0)),
             (CEILING, figure(4_000.0, 2.0, 50.0)),
@@ -68,31 +90,21 @@ fn the_table_states_every_ratio_against_its_target() {
             (OFF, figure(1_250.0, 8.0, 190.0)),
             (OFF_WARN, figure(1_300.0, 7.0, 180.0)),
             (WITH_SLOW, figure(900.0, 12.0, 260.0)),
+            (PG_FAST, figure(800.0, 12.0, 300.0)),
+            (PG_DB_CEILING, figure(1_600.0, 5.0, 120.0)),
+            (PG_OFF, figure(1_000.0, 9.0, 240.0)),
         ]
         .into(),
-        postgres_skipped: Some("left out (--no-postgres)".to_owned()),
         log_lines_per_page: 4.0,
         slow_pages: 300,
         memory: [
             (
                 "business-logic".to_owned(),
-                Memory {
-                    idle_kib: 10_752,
-                    idle_anon_kib: 2_048,
-                    load_max_kib: 30_000,
-                    peak_kib: 30_720,
-                    after_kib: 29_000,
-                },
+                memory(10_752, 2_048, 30_000, 30_720, 29_000),
             ),
             (
                 "front-end".to_owned(),
-                Memory {
-                    idle_kib: 7_475,
-                    idle_anon_kib: 1_638,
-                    load_max_kib: 35_000,
-                    peak_kib: 35_430,
-                    after_kib: 35_000,
-                },
+                memory(7_475, 1_638, 35_000, 35_430, 35_000),
             ),
         ]
         .into(),
@@ -121,28 +133,20 @@ fn the_table_states_every_ratio_against_its_target() {
         ],
         ..Results::default()
     };
+    assert_eq!(results.table(), include_str!("fixtures/table.md"));
+    // Without PostgreSQL's figures or instruction counts, their rows say why.
+    results
+        .figures
+        .retain(|label, _| !label.contains("PostgreSQL"));
+    results.postgres_skipped = Some("left out (--no-postgres)".to_owned());
+    results.instructions.clear();
     let table = results.table();
     for row in [
-        "| 1. fast page, full instrumentation (front-end → business-logic → SQLite) | 1,000 req/s · p50 5.00 ms · p99 10.0 ms · 0 errors · 250 µs CPU |  |",
-        "| fast page / ceiling, throughput | 0.25 | >= 0.50: **missed** |",
-        "| fast page / database ceiling, throughput | 0.67 | >= 0.60: met |",
-        "| instrumented / uninstrumented, throughput | 0.80 | >= 0.85: **missed** |",
-        // (190 − 180) µs ÷ 4 lines; (337,475 − 311,912) instructions ÷ 4 lines.
-        "| log lines: RUST_LOG=info / warn, throughput | 0.96 (4.0 lines per page; per line ≈ 2.5 µs CPU, 6,391 instructions) | >= 0.95 (≤ 3 µs per line): met |",
-        "| 6. PostgreSQL | not measured: left out (--no-postgres) |  |",
-        "| 7. fast page with 300 slow pages in flight | 900 req/s",
-        "| slow-path isolation: fast-page p99 with / without them | 1.20 | <= 1.5: met |",
-        "| 8. business-logic resident memory: idle (anonymous) · under load (max) · peak · after | 10.5 (2.0) · 29.3 · 30.0 · 28.3 MiB | idle <= 10 MiB, under load <= 40 MiB: **missed** |",
-        "| 8. front-end resident memory: idle (anonymous) · under load (max) · peak · after | 7.3 (1.6) · 34.2 · 34.6 · 34.2 MiB | idle <= 10 MiB, under load <= 40 MiB: met |",
-        "| 9. start-up: spawn to first 200 on /readyz | business-logic 21.6 ms · front-end 12.6 ms |  |",
-        "| 10. release binary size | business-logic 7.1 MiB · front-end 5.0 MiB |  |",
-        "| 11. CPU work per fast page, instrumented: instructions, front + back = total | 294,510 + 209,208 = 503,718 |  |",
-        "| CPU work per fast page, database ceiling: instructions, front + back = total | 89,249 + 55,882 = 145,131 |  |",
-        "| instructions: uninstrumented / instrumented · database ceiling / fast page | 0.67 · 0.29 | >= 0.85: **missed** |",
-        "| instructions per page: OTLP (the default) / Zipkin | 0.95 | <= 1.00: met |",
-        // (503,718 − 348,146) ÷ 4 spans; (531,545 − 348,146) ÷ 4.
-        "| instructions per exported span (page over spans not exported, ÷ spans): OTLP · Zipkin · none | 38,893 (4.0 spans per page) · 45,850 (4.0 spans per page) · 0 (nothing sent) |  |",
+        "| 6. PostgreSQL | not measured: left out (--no-postgres) |  |\n| 7. fast page",
+        "| log lines: RUST_LOG=info / warn, throughput | 0.96 (4.0 lines per page; per line ≈ 2.5 µs CPU) | >= 0.95 (≤ 3 µs per line): met |",
+        "| 11. CPU work per fast page (instructions) | not counted (--instructions; needs valgrind) |  |\n",
     ] {
         assert!(table.contains(row), "{row:?} missing from:\n{table}");
     }
+    assert_eq!(table.lines().count(), 2 + 9 + 1 + 2 + 2 + 2 + 1, "{table}");
 }

@@ -2,18 +2,19 @@
 //! on loopback, drives each with the load generator in interleaved rounds,
 //! counts instructions per page under callgrind, and prints one table, also
 //! written to `target/bench/results.{json,md}`. Progress goes to stderr.
+//! `--settings` counts instructions alone, for any settings.
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a command-line report
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use bench::instructions::{BENCH_SETTINGS, Setting, count, pages};
+use bench::instructions::{count, pages};
 use bench::load::Tool;
 use bench::report::*;
-use bench::{Binaries, Changes, Pair, Starter, UNINSTRUMENTED, UNINSTRUMENTED_WARN, median};
+use bench::{BENCH_SETTINGS, Pair, SETTINGS, Setting, Starter, median, setting_named, which};
 use clap::Parser;
 use contract::DELAY_MS;
 use contract::routes::front_end::{FAST_PAGE, SLOW_PAGE};
@@ -32,27 +33,24 @@ struct Args {
     /// The HTTP load generator (default: oha if on PATH, else wrk).
     #[arg(long, value_parser = ["oha", "wrk"])]
     load_tool: Option<String>,
-    /// Where front-end, business-logic and ceiling are (default: next to this binary).
-    #[arg(long)]
-    bin_dir: Option<PathBuf>,
     /// Where results.json, results.md and the logs go.
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
     /// Connections the load generator holds open.
     #[arg(long, default_value_t = 32)]
     concurrency: u32,
-    /// Each measured run, whole seconds: 10s, 1m, ... (default 10s, quick 2s).
-    #[arg(long, value_parser = seconds)]
-    duration: Option<Duration>,
-    /// Warm-up before each measured run (default 3s, quick 1s).
-    #[arg(long, value_parser = seconds)]
-    warmup: Option<Duration>,
-    /// Rounds of interleaved runs (default 3, quick 1).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
-    rounds: Option<u32>,
-    /// Slow pages held in flight for the isolation figure (default 300, quick 100).
-    #[arg(long)]
-    slow_requests: Option<u32>,
+    /// Each measured run, whole seconds: 10s, 1m, ...
+    #[arg(long, value_parser = seconds, default_value = "10s", default_value_if("quick", "true", "2s"))]
+    duration: Duration,
+    /// Warm-up before each measured run.
+    #[arg(long, value_parser = seconds, default_value = "3s", default_value_if("quick", "true", "1s"))]
+    warmup: Duration,
+    /// Rounds of interleaved runs.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100), default_value = "3", default_value_if("quick", "true", "1"))]
+    rounds: u32,
+    /// Slow pages held in flight for the isolation figure.
+    #[arg(long, default_value = "300", default_value_if("quick", "true", "100"))]
+    slow_requests: u32,
     /// Do not pin the servers and the load generator to separate CPUs.
     #[arg(long)]
     no_pin: bool,
@@ -72,34 +70,34 @@ struct Args {
     instructions: bool,
     #[arg(long)]
     no_instructions: bool,
-    /// Pages counted per setting (default 2000, quick 200).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    instruction_requests: Option<u32>,
-    /// Pages before counting starts (default 200, quick 20).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=10_000))]
-    instruction_warmup: Option<u32>,
-    /// Count only instructions, no load, for these settings: instrumented,
-    /// instrumented-all-events, instrumented-warn, instrumented-no-exemplars,
-    /// instrumented-zipkin, uninstrumented, traces-only, metrics-only,
-    /// uninstrumented-warn, database-ceiling.
-    #[arg(long, num_args = 1.., value_parser = Setting::named)]
-    settings: Vec<&'static Setting>,
-    /// business-logic's database with --settings (default: a fresh SQLite file per setting).
-    #[arg(long, requires = "settings")]
-    database_url: Option<String>,
+    /// Pages counted per setting.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000), default_value = "2000", default_value_if("quick", "true", "200"))]
+    instruction_requests: u32,
+    /// Pages before counting starts.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=10_000), default_value = "200", default_value_if("quick", "true", "20"))]
+    instruction_warmup: u32,
+    #[arg(long, num_args = 1.., value_parser = setting_named, help = settings_help())]
+    settings: Vec<Setting>,
+}
+
+fn settings_help() -> String {
+    let names: Vec<&str> = SETTINGS.iter().map(|s| s.name).collect();
+    let names = names.join(", ");
+    format!(
+        "Count only instructions, no load, for these settings (each on a fresh SQLite file): {names}"
+    )
 }
 
 /// Whole seconds from 1 s to 1 h, as the load generators take them.
 fn seconds(value: &str) -> Result<Duration, String> {
     let d = contract::duration_within(value, Duration::from_secs(1)..=Duration::from_secs(3600))?;
-    if d.subsec_nanos() == 0 {
-        Ok(d)
-    } else {
-        Err(format!("{value:?}: whole seconds only"))
+    match d.subsec_nanos() {
+        0 => Ok(d),
+        _ => Err(format!("{value:?}: whole seconds only")),
     }
 }
 
-/// Where a stack's database is.
+/// Where a stack's database is (the database ceiling without one is the bare ceiling).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Db {
     None,
@@ -107,17 +105,17 @@ enum Db {
     Postgres,
 }
 
-/// The stacks under load: their figure, the services' changes to the
-/// cluster's settings (`None`: the ceiling), their database.
-const STACKS: [(&str, Option<Changes>, Db); 8] = [
-    (CEILING, None, Db::None),
-    (DB_CEILING, None, Db::Sqlite),
-    (FAST, Some(&[]), Db::Sqlite),
-    (OFF, Some(UNINSTRUMENTED), Db::Sqlite),
-    (OFF_WARN, Some(UNINSTRUMENTED_WARN), Db::Sqlite),
-    (PG_DB_CEILING, None, Db::Postgres),
-    (PG_FAST, Some(&[]), Db::Postgres),
-    (PG_OFF, Some(UNINSTRUMENTED), Db::Postgres),
+/// The stacks under load: their figure, their setting, their database.
+#[rustfmt::skip]
+const STACKS: [(&str, &str, Db); 8] = [
+    (CEILING, "database-ceiling", Db::None),
+    (DB_CEILING, "database-ceiling", Db::Sqlite),
+    (FAST, "instrumented", Db::Sqlite),
+    (OFF, "uninstrumented", Db::Sqlite),
+    (OFF_WARN, "uninstrumented-warn", Db::Sqlite),
+    (PG_DB_CEILING, "database-ceiling", Db::Postgres),
+    (PG_FAST, "instrumented", Db::Postgres),
+    (PG_OFF, "uninstrumented", Db::Postgres),
 ];
 
 /// The span in which business-logic holds a slow request: one that started
@@ -131,8 +129,7 @@ fn say(message: impl AsRef<str>) {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let taskset = Command::new("taskset").arg("-V").output().is_ok();
-    let pinned = !args.no_pin && cpus >= 2 && taskset;
+    let pinned = !args.no_pin && cpus >= 2 && Command::new("taskset").arg("-V").output().is_ok();
     if pinned {
         // Before any thread exists: the runtime's threads and the load generator inherit it.
         let pid = std::process::id().to_string();
@@ -152,62 +149,39 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(run(args, pinned.then_some(0), &dir))
 }
 
-async fn run(args: Args, cpu: Option<u32>, dir: &std::path::Path) -> anyhow::Result<()> {
+async fn run(args: Args, cpu: Option<u32>, dir: &Path) -> anyhow::Result<()> {
     let quick = args.quick;
-    let pick = |given: Option<u64>, quick_default, full_default| {
-        Duration::from_secs(given.unwrap_or(if quick { quick_default } else { full_default }))
-    };
-    let warmup = pick(args.warmup.map(|d| d.as_secs()), 1, 3);
-    let duration = pick(args.duration.map(|d| d.as_secs()), 2, 10);
-    let rounds = args.rounds.unwrap_or(if quick { 1 } else { 3 });
-    let slow = args.slow_requests.unwrap_or(if quick { 100 } else { 300 });
+    let (warmup, duration, slow) = (args.warmup, args.duration, args.slow_requests);
     // The slow pages outlive warm-up plus run, with room to confirm they are held.
     let slow_delay_ms = (warmup + duration + Duration::from_secs(6)).as_millis() as u64;
     let slow_delay_ms = slow_delay_ms.min(contract::MAX_DELAY_MS);
-    let tool = Tool::find(args.load_tool.as_deref(), dir, cpu.is_some())?;
-    let binaries = Binaries::locate(args.bin_dir.as_deref())?;
+    // front-end, business-logic and ceiling are built next to this binary.
+    let exe = std::env::current_exe()?;
+    let bin_dir = exe.parent().context("no directory")?;
     let collector = Collector::counting(&[SLOW_HELD_SPAN])?;
+    let front_env = [
+        // The held slow pages must not time out in the front-end.
+        ("SLOW_PAGE_TIMEOUT_MS", (slow_delay_ms + 30_000).to_string()),
+        ("JAEGER_UI_URL", "http://localhost:8080/jaeger".to_owned()),
+        ("GRAFANA_URL", "http://localhost:8080/grafana".to_owned()),
+    ];
     let starter = Starter {
-        binaries: &binaries,
+        bin_dir,
         cpu,
         dir,
         collector_url: collector.url(),
-        front_env: [
-            // The held slow pages must not time out in the front-end.
-            ("SLOW_PAGE_TIMEOUT_MS", (slow_delay_ms + 30_000).to_string()),
-            ("JAEGER_UI_URL", "http://localhost:8080/jaeger".to_owned()),
-            ("GRAFANA_URL", "http://localhost:8080/grafana".to_owned()),
-        ]
-        .map(|(k, v)| (k.to_owned(), v))
-        .to_vec(),
+        front_env: front_env.map(|(k, v)| (k.to_owned(), v)).to_vec(),
         callgrind: false,
     };
-    let mut results = machine();
-    results.quick = quick;
-    results.slow_pages = slow;
-    let pinning = if cpu.is_some() {
-        "servers on CPU 0, load generator on CPU 1"
-    } else {
-        "not pinned"
-    };
-    let plan = format!(
-        "{rounds} round(s) of {} s per figure after a {} s warm-up",
-        duration.as_secs(),
-        warmup.as_secs()
-    );
-    say(format!(
-        "{}; {}; {pinning}; {plan}",
-        results.machine, tool.version
-    ));
     let counting = counting(&args)?;
     if let (false, Some(pages)) = (args.settings.is_empty(), counting) {
-        let (starter, database_url) = (starter.under_callgrind(), args.database_url.as_deref());
+        let starter = starter.under_callgrind();
         println!(
             "{:<26} {:>16} {:>16} {:>6}",
             "setting", "business-logic", "front-end", "spans"
         );
-        for setting in args.settings {
-            let c = count(&starter, &collector, setting, database_url, pages).await?;
+        for setting in &args.settings {
+            let c = count(&starter, &collector, setting, pages).await?;
             let [back, front] = [c.back, c.front].map(thousands);
             println!(
                 "{:<26} {back:>16} {front:>16} {:>6.1}",
@@ -217,57 +191,67 @@ async fn run(args: Args, cpu: Option<u32>, dir: &std::path::Path) -> anyhow::Res
         say("instructions per fast page of each process, spans exported per page");
         return Ok(());
     }
+    let tool = Tool::find(args.load_tool.as_deref(), dir, cpu.is_some())?;
+    let mut results = machine();
+    (results.quick, results.slow_pages) = (quick, slow);
+    let pinning = match cpu {
+        Some(_) => "servers on CPU 0, load generator on CPU 1",
+        None => "not pinned",
+    };
+    let plan = format!(
+        "{} round(s) of {} s per figure after a {} s warm-up",
+        args.rounds,
+        duration.as_secs(),
+        warmup.as_secs()
+    );
+    say(format!(
+        "{}; {}; {pinning}; {plan}",
+        results.machine, tool.version
+    ));
     let postgres = if args.no_postgres {
         Err("left out (--no-postgres)".to_owned())
     } else {
-        let redacted = service_kit::redact(&args.postgres_url);
         let db = TestDatabase::create_postgres(&args.postgres_url).await;
+        let redacted = service_kit::redact(&args.postgres_url);
         db.map_err(|e| format!("{redacted} unreachable: {e:#}"))
     };
     results.postgres_skipped = postgres.as_ref().err().cloned();
+    let skipped = results.postgres_skipped.as_deref();
     say(format!(
         "PostgreSQL: {}",
-        results
-            .postgres_skipped
-            .as_deref()
-            .unwrap_or("a fresh database")
+        skipped.unwrap_or("a fresh database")
     ));
 
     // Start-up, each on a fresh database (migrations and seed included).
     let mut startups = Vec::new();
     for i in 0..if quick { 1 } else { 3 } {
         let tag = format!("startup-{i}");
-        let (_, front, back) = starter
-            .start(&tag, Some(&[]), Some(&starter.sqlite(&tag)?))
-            .await?;
+        let sqlite = starter.sqlite(&tag)?;
+        let (_, front, back) = starter.start(&tag, Some(""), Some(&sqlite)).await?;
         startups.push([front, back].map(|d| d.as_secs_f64() * 1e3));
     }
     for (i, service) in ["front-end", "business-logic"].into_iter().enumerate() {
-        results
-            .startup_ms
-            .insert(service.to_owned(), median(startups.iter().map(|s| s[i])));
+        let ms = median(startups.iter().map(|s| s[i]));
+        results.startup_ms.insert(service.to_owned(), ms);
     }
 
     say("starting the stacks");
-    let mut stacks = BTreeMap::new();
-    let mut order = Vec::new();
-    for (label, changes, db) in STACKS {
+    let (mut stacks, mut order) = (BTreeMap::new(), Vec::new());
+    for (label, setting, db) in STACKS {
         let database_url = match (db, &postgres) {
             (Db::None, _) => None,
             (Db::Sqlite, _) => Some(starter.sqlite(label)?),
             (Db::Postgres, Ok(pg)) => Some(pg.url.clone()),
             (Db::Postgres, Err(_)) => continue,
         };
+        let changes = setting_named(setting).map_err(anyhow::Error::msg)?.changes;
         let (pair, ..) = starter
             .start(label, changes, database_url.as_deref())
             .await?;
         let status = test_support::http::status(&pair.front.url(FAST_PAGE)).await;
         if status != Some(200) {
-            bail!(
-                "{label}: fast page answered {status:?}:\n{}\n{}",
-                pair.front.log_tail(40),
-                pair.back.log_tail(40)
-            );
+            let logs = [pair.front.log_tail(40), pair.back.log_tail(40)].join("\n");
+            bail!("{label}: fast page answered {status:?}:\n{logs}");
         }
         stacks.insert(label, pair);
         order.push(label);
@@ -287,18 +271,18 @@ async fn run(args: Args, cpu: Option<u32>, dir: &std::path::Path) -> anyhow::Res
 
     let mut runs: BTreeMap<&'static str, Vec<Run>> = BTreeMap::new();
     let mut held_min = u64::MAX;
-    for round in 0..rounds {
+    for round in 0..args.rounds {
         // A B C ..., then ... C B A: a drift of the machine weighs on each alike.
         let mut this_round = order.clone();
         if round % 2 == 1 {
             this_round.reverse();
         }
         for label in this_round {
-            let pair = &stacks[if label == WITH_SLOW { FAST } else { label }];
-            let held = if label == WITH_SLOW {
-                Some(hold_slow_pages(pair, slow, slow_delay_ms).await?)
-            } else {
-                None
+            let with_slow = label == WITH_SLOW;
+            let pair = &stacks[if with_slow { FAST } else { label }];
+            let held = match with_slow {
+                true => Some(hold_slow_pages(pair, slow, slow_delay_ms).await?),
+                false => None,
             };
             let url = pair.front.url(FAST_PAGE);
             tool.run(&url, args.concurrency, warmup).await?;
@@ -306,10 +290,9 @@ async fn run(args: Args, cpu: Option<u32>, dir: &std::path::Path) -> anyhow::Res
             let stats = tool.run(&url, args.concurrency, duration).await?;
             let (after, to_us) = (cpu_times(), now_us());
             let busy = |cpu: &str| busy_pct(&before, &after, cpu);
-            let (server_cpu_pct, load_cpu_pct) = if cpu.is_some() {
-                (busy("cpu0"), busy("cpu1"))
-            } else {
-                (busy("cpu"), None)
+            let (server_cpu_pct, load_cpu_pct) = match cpu {
+                Some(_) => (busy("cpu0"), busy("cpu1")),
+                None => (busy("cpu"), None),
             };
             let pinned_rps = Some(stats.requests_per_s).filter(|rps| cpu.is_some() && *rps > 0.0);
             let server_cpu_us = server_cpu_pct
@@ -326,24 +309,24 @@ async fn run(args: Args, cpu: Option<u32>, dir: &std::path::Path) -> anyhow::Res
                 load_cpu_pct.unwrap_or(f64::NAN),
             ));
             if let Some(set) = held {
-                held_min = held_min.min(
-                    finish_slow_pages(set, &collector, slow, slow_delay_ms, [from_us, to_us])
-                        .await?,
-                );
+                let held =
+                    finish_slow_pages(set, &collector, slow, slow_delay_ms, [from_us, to_us]);
+                held_min = held_min.min(held.await?);
             }
-            runs.entry(label).or_default().push(Run {
+            let run = Run {
                 stats,
                 server_cpu_pct,
                 load_cpu_pct,
                 server_cpu_us,
-            });
+            };
+            runs.entry(label).or_default().push(run);
         }
     }
     results.slow_pages_held_min = held_min;
-    results.figures = runs
+    let figures = runs
         .into_iter()
-        .map(|(label, runs)| (label, Figure::from_runs(runs)))
-        .collect();
+        .map(|(label, runs)| (label, Figure::from_runs(runs)));
+    results.figures = figures.collect();
 
     // After: a second to settle, then the last resident size and the peaks.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -364,8 +347,8 @@ async fn run(args: Args, cpu: Option<u32>, dir: &std::path::Path) -> anyhow::Res
     logging.back.clear_logs()?;
     pages(&logging.front.url(FAST_PAGE), 20).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    results.log_lines_per_page =
-        (logging.front.logs().len() + logging.back.logs().len()) as f64 / 20.0;
+    let lines = logging.front.logs().len() + logging.back.logs().len();
+    results.log_lines_per_page = lines as f64 / 20.0;
     // Spans leave in batches every 500 ms; give the last ones time to land.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     results.spans_received = collector.span_count();
@@ -375,27 +358,26 @@ async fn run(args: Args, cpu: Option<u32>, dir: &std::path::Path) -> anyhow::Res
     if let Some(pages) = counting {
         let starter = starter.under_callgrind();
         for name in BENCH_SETTINGS {
-            let setting = Setting::named(name).map_err(anyhow::Error::msg)?;
-            let count = count(&starter, &collector, setting, None, pages).await?;
+            let setting = setting_named(name).map_err(anyhow::Error::msg)?;
+            let c = count(&starter, &collector, &setting, pages).await?;
+            let setting = &c.setting;
             say(format!(
-                "instructions per fast page, {}: front {:.0}, back {:.0}",
-                count.setting, count.front, count.back
+                "instructions per fast page, {setting}: front {:.0}, back {:.0}",
+                c.front, c.back
             ));
-            results.instructions.push(count);
+            results.instructions.push(c);
         }
     }
     drop(postgres);
-    let size = |path: &PathBuf| std::fs::metadata(path).map_or(0, |m| m.len());
-    results
-        .binary_size_bytes
-        .insert("front-end".to_owned(), size(&binaries.front_end));
-    results
-        .binary_size_bytes
-        .insert("business-logic".to_owned(), size(&binaries.business_logic));
-    let postgres = if results.postgres_skipped.is_none() {
-        "SQLite, and PostgreSQL (the machine's server, a fresh database; its processes are not pinned)"
-    } else {
-        "SQLite"
+    for name in ["front-end", "business-logic"] {
+        let size = std::fs::metadata(bin_dir.join(name)).map_or(0, |m| m.len());
+        results.binary_size_bytes.insert(name.to_owned(), size);
+    }
+    let postgres = match results.postgres_skipped {
+        None => {
+            "SQLite, and PostgreSQL (the machine's server, a fresh database; its processes are not pinned)"
+        }
+        Some(_) => "SQLite",
     };
     let instructions = counting.map_or_else(String::new, |[warmup, counted]| {
         format!(" Instructions: valgrind --tool=callgrind, both processes of a pair, {counted} fast pages one after another over one keep-alive connection after {warmup} uncounted, user space only.")
@@ -413,10 +395,8 @@ async fn run(args: Args, cpu: Option<u32>, dir: &std::path::Path) -> anyhow::Res
     );
 
     let table = results.table();
-    std::fs::write(
-        args.out.join("results.json"),
-        serde_json::to_string_pretty(&results)? + "\n",
-    )?;
+    let json = serde_json::to_string_pretty(&results)? + "\n";
+    std::fs::write(args.out.join("results.json"), json)?;
     std::fs::write(args.out.join("results.md"), results.markdown(&table))?;
     println!("\n{}\n\n{table}", results.conditions);
     say(format!(
@@ -430,8 +410,7 @@ async fn run(args: Args, cpu: Option<u32>, dir: &std::path::Path) -> anyhow::Res
 /// counted: `--instructions` insists, `--no-instructions` and `--quick`
 /// leave them out, a full run counts them where valgrind is installed.
 fn counting(args: &Args) -> anyhow::Result<Option<[u32; 2]>> {
-    let installed =
-        bench::which("valgrind").is_some() && bench::which("callgrind_control").is_some();
+    let installed = which("valgrind").is_some() && which("callgrind_control").is_some();
     let insist = args.instructions || !args.settings.is_empty();
     if insist && !installed {
         bail!(
@@ -444,12 +423,7 @@ fn counting(args: &Args) -> anyhow::Result<Option<[u32; 2]>> {
         );
         return Ok(None);
     }
-    let warmup = args
-        .instruction_warmup
-        .unwrap_or(if args.quick { 20 } else { 200 });
-    let counted = args
-        .instruction_requests
-        .unwrap_or(if args.quick { 200 } else { 2000 });
+    let (warmup, counted) = (args.instruction_warmup, args.instruction_requests);
     say(format!(
         "instructions per page: valgrind --tool=callgrind, {counted} pages after {warmup}"
     ));
@@ -464,9 +438,10 @@ async fn hold_slow_pages(
     n: u32,
     delay_ms: u64,
 ) -> anyhow::Result<JoinSet<Option<u16>>> {
+    let timeout = Duration::from_millis(delay_ms + 60_000);
     let client = reqwest::Client::builder()
         .no_proxy()
-        .timeout(Duration::from_millis(delay_ms + 60_000))
+        .timeout(timeout)
         .build()?;
     let url = pair
         .front
@@ -488,9 +463,9 @@ async fn hold_slow_pages(
     if let Some(done) = set.try_join_next() {
         bail!("a slow page finished before the measurement: {done:?}");
     }
+    let held = pair.back.connections();
     say(format!(
-        "{n} slow pages sent, business-logic holds {} connections",
-        pair.back.connections()
+        "{n} slow pages sent, business-logic holds {held} connections"
     ));
     Ok(set)
 }
@@ -512,22 +487,19 @@ async fn finish_slow_pages(
         ok
     });
     let ok = answered.await.context("slow pages did not finish")?;
-    let timings = || collector.timings(SLOW_HELD_SPAN);
     let held = || {
-        timings()
-            .iter()
-            .filter(|t| t.covers(from_us, to_us))
-            .count() as u64
+        let timings = collector.timings(SLOW_HELD_SPAN);
+        timings.iter().filter(|t| t.covers(from_us, to_us)).count() as u64
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while held() < u64::from(n) && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let held = held();
     say(format!(
-        "{} of {n} slow pages held in business-logic through the measured run, {ok} answered 200",
-        held()
+        "{held} of {n} slow pages held in business-logic through the measured run, {ok} answered 200"
     ));
-    Ok(held())
+    Ok(held)
 }
 
 /// The machine, for the report: CPU model and count, memory, kernel, date, rustc.
@@ -545,15 +517,14 @@ fn machine() -> Results {
         .and_then(|c| c.model_name(0))
         .unwrap_or("unknown")
         .trim();
-    let gib = procfs::Meminfo::current().map_or(0.0, |m| m.mem_total as f64 / f64::from(1 << 30));
-    let kernel = procfs::sys::kernel::Version::current()
-        .map(|v| format!("Linux {}.{}.{}", v.major, v.minor, v.patch));
     let cpus = cpu.as_ref().map_or(1, procfs::CpuInfo::num_cores);
+    let gib = procfs::Meminfo::current().map_or(0.0, |m| m.mem_total as f64 / f64::from(1 << 30));
+    let kernel = procfs::sys::kernel::Version::current().map_or_else(
+        |_| String::new(),
+        |v| format!("Linux {}.{}.{}", v.major, v.minor, v.patch),
+    );
     Results {
-        machine: format!(
-            "{model}, {cpus} CPUs, {gib:.0} GiB RAM, {}",
-            kernel.unwrap_or_default()
-        ),
+        machine: format!("{model}, {cpus} CPUs, {gib:.0} GiB RAM, {kernel}"),
         date: first_line("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]).unwrap_or_default(),
         rustc: first_line("rustc", &["--version"]).unwrap_or_default(),
         ..Results::default()
@@ -566,12 +537,12 @@ fn cpu_times() -> BTreeMap<String, (u64, u64)> {
         return BTreeMap::new();
     };
     let jiffies = |t: &procfs::CpuTime| {
-        let busy = t.user
-            + t.nice
-            + t.system
-            + t.irq.unwrap_or(0)
-            + t.softirq.unwrap_or(0)
-            + t.steal.unwrap_or(0);
+        let (irq, softirq, steal) = (
+            t.irq.unwrap_or(0),
+            t.softirq.unwrap_or(0),
+            t.steal.unwrap_or(0),
+        );
+        let busy = t.user + t.nice + t.system + irq + softirq + steal;
         (busy, busy + t.idle + t.iowait.unwrap_or(0))
     };
     let each = stats
