@@ -247,10 +247,6 @@ mod tests {
             s.telemetry.otel_traces_exporter,
             telemetry::TracesExporter::Zipkin
         );
-        assert_eq!(
-            s.telemetry.otlp_traces_url(),
-            "http://jaeger:4318/v1/traces"
-        );
         assert_eq!(s.telemetry.log_format, telemetry::LogFormat::Json);
         assert!(!s.telemetry.metrics_enabled);
     }

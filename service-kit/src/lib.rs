@@ -98,7 +98,7 @@ where
     F: Future<Output = anyhow::Result<Running>>,
 {
     let settings = settings?;
-    let telemetry = telemetry::init_stdout(settings.telemetry())?;
+    let telemetry = telemetry::init(settings.telemetry())?;
     actix_web::rt::System::new().block_on(async {
         let running = build(settings).await?;
         running.run_until_stopped().await?;

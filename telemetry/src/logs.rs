@@ -1,90 +1,64 @@
 //! Log lines that carry the service's name and the OpenTelemetry trace and
-//! span ids.
-//!
-//! Each event becomes one line on stdout. Text lines name the service after
-//! the level (`… INFO front-end front_end::pages: …`, so the lines of two
-//! services in one terminal can be told apart) and end with
-//! `trace_id=<32 hex> span_id=<16 hex>`; JSON lines have top-level
-//! `service`, `trace_id` and `span_id` keys. Both forms match the Grafana
-//! derived-field regex `trace_id\W+([0-9a-f]{32})`, which is how a Loki log
-//! line links to its Jaeger trace.
+//! span ids. Text lines name the service after the level (so the lines of
+//! two services in one terminal can be told apart) and end with
+//! `trace_id=<32 hex> span_id=<16 hex>`; JSON lines (json-subscriber) have
+//! top-level `service`, `trace_id` and `span_id` keys. Both match Grafana's
+//! derived-field regex `trace_id\W+([0-9a-f]{32})`, which links a Loki line
+//! to its Jaeger trace.
 
-use std::fmt::{self, Write as _};
-use std::sync::{Arc, OnceLock};
+use std::fmt;
 
 use opentelemetry::trace::{SpanId, TraceContextExt, TraceId};
-use tracing::field::{Field, Visit};
-use tracing::{Event, Subscriber, dispatcher::WeakDispatch};
+use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::ids::{span_hex, trace_hex};
-use crate::settings::LogFormat;
+use crate::{span_hex, trace_hex};
 
-/// The dispatch the formatter asks for OpenTelemetry contexts, filled once
-/// the subscriber is built (the formatter itself is not told). Weak: the
-/// formatter lives inside that dispatch.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct DispatchSlot(Arc<OnceLock<WeakDispatch>>);
-
-impl DispatchSlot {
-    pub(crate) fn fill(&self, dispatch: &tracing::Dispatch) {
-        let _ = self.0.set(dispatch.downgrade());
-    }
-}
-
-/// Formats events as text or JSON lines with the service name and trace ids.
-#[derive(Debug)]
-pub(crate) struct TraceLineFormat {
-    format: LogFormat,
-    dispatch: DispatchSlot,
-    /// `OTEL_SERVICE_NAME`, as the format writes it: as is in text, as a
-    /// JSON string (quoted, escaped) in JSON.
-    service: Box<str>,
-}
-
-impl TraceLineFormat {
-    pub(crate) fn new(format: LogFormat, service: &str, dispatch: DispatchSlot) -> Self {
-        let service = match format {
-            LogFormat::Text => service.into(),
-            LogFormat::Json => {
-                let mut quoted = String::with_capacity(service.len() + 2);
-                // Writing to a String cannot fail.
-                let _ = write_json_str(&mut quoted, service);
-                quoted.into()
-            }
-        };
-        Self {
-            format,
-            dispatch,
-            service,
-        }
-    }
-
-    /// Trace and span id of the span the event belongs to, if it is sampled
-    /// into a valid OpenTelemetry context.
-    ///
-    /// The span is the event's explicit parent or the current span, asked
-    /// of the subscriber itself: the log layer's filter leaves spans out (it
-    /// never prints their fields, so it need not format and store them for
-    /// every span), which hides them from its own context.
-    fn ids(&self, event: &Event<'_>) -> Option<(TraceId, SpanId)> {
-        let dispatch = self.dispatch.0.get()?.upgrade()?;
+/// Trace and span id of the span the event belongs to (its explicit parent
+/// or the current span), if sampled into a valid OpenTelemetry context.
+/// Asked of the global dispatch, not of the log layer's context: that
+/// layer's filter leaves spans out (it prints no span fields, so it need
+/// not store them), which hides them from it. `get_default` is an atomic
+/// load while no scoped dispatch is set (in tests under `with_default` it
+/// finds none, so no ids).
+fn ids(event: &Event<'_>) -> Option<(TraceId, SpanId)> {
+    tracing::dispatcher::get_default(|dispatch| {
         let id = match event.parent() {
             Some(parent) => parent.clone(),
             None if event.is_contextual() => dispatch.current_span().id()?.clone(),
             None => return None,
         };
-        let cx = tracing_opentelemetry::get_otel_context(&id, &dispatch)?;
-        let otel_span = cx.span();
-        let sc = otel_span.span_context();
+        let cx = tracing_opentelemetry::get_otel_context(&id, dispatch)?;
+        let span = cx.span();
+        let sc = span.span_context();
         sc.is_valid().then(|| (sc.trace_id(), sc.span_id()))
+    })
+}
+
+/// The line's time: RFC 3339 in UTC with microseconds, as
+/// tracing-subscriber's `SystemTime` writes it, but by humantime into a
+/// fixed buffer (docs/instrumentation-cost.md, "Log timestamps by humantime").
+#[derive(Debug)]
+pub(crate) struct Timestamp;
+
+impl FormatTime for Timestamp {
+    fn format_time(&self, w: &mut Writer<'_>) -> fmt::Result {
+        let now = std::time::SystemTime::now();
+        if now < std::time::UNIX_EPOCH {
+            return SystemTime.format_time(w); // humantime starts at 1970
+        }
+        write!(w, "{}", humantime::format_rfc3339_micros(now))
     }
 }
 
-impl<S, N> FormatEvent<S, N> for TraceLineFormat
+/// `<timestamp> <level> <service> <target>: <fields> trace_id=… span_id=…`
+#[derive(Debug)]
+pub(crate) struct TextFormat(pub(crate) Box<str>);
+
+impl<S, N> FormatEvent<S, N> for TextFormat
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
@@ -92,214 +66,84 @@ where
     fn format_event(
         &self,
         ctx: &FmtContext<'_, S, N>,
-        mut writer: Writer<'_>,
+        mut w: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
         let meta = event.metadata();
-        let ids = self.ids(event);
-        match self.format {
-            LogFormat::Text => {
-                write_timestamp(&mut writer)?;
-                // ` {:>5} {}: ` of level and target, without the padding machinery.
-                writer.write_char(' ')?;
-                writer.write_str(padded_level(meta.level()))?;
-                writer.write_char(' ')?;
-                writer.write_str(&self.service)?;
-                writer.write_char(' ')?;
-                writer.write_str(meta.target())?;
-                writer.write_str(": ")?;
-                ctx.field_format().format_fields(writer.by_ref(), event)?;
-                if let Some((trace_id, span_id)) = ids {
-                    writer.write_str(" trace_id=")?;
-                    writer.write_str(trace_hex(trace_id).as_str())?;
-                    writer.write_str(" span_id=")?;
-                    writer.write_str(span_hex(span_id).as_str())?;
-                }
-                writeln!(writer)
-            }
-            LogFormat::Json => {
-                // Written straight into the line buffer (no map, no
-                // strings per field); top-level keys sorted, as before.
-                writer.write_str("{\"fields\":{")?;
-                let mut fields = JsonFields {
-                    writer: writer.by_ref(),
-                    first: true,
-                    result: Ok(()),
-                };
-                event.record(&mut fields);
-                fields.result?;
-                write!(writer, "}},\"level\":\"{}\"", meta.level())?;
-                writer.write_str(",\"service\":")?;
-                writer.write_str(&self.service)?;
-                if let Some((_, span_id)) = ids {
-                    writer.write_str(",\"span_id\":\"")?;
-                    writer.write_str(span_hex(span_id).as_str())?;
-                    writer.write_char('"')?;
-                }
-                writer.write_str(",\"target\":")?;
-                write_json_str(&mut writer, meta.target())?;
-                writer.write_str(",\"timestamp\":\"")?;
-                write_timestamp(&mut writer)?;
-                writer.write_char('"')?;
-                if let Some((trace_id, _)) = ids {
-                    writer.write_str(",\"trace_id\":\"")?;
-                    writer.write_str(trace_hex(trace_id).as_str())?;
-                    writer.write_char('"')?;
-                }
-                writer.write_str("}\n")
-            }
+        Timestamp.format_time(&mut w)?;
+        // `{:>5}` of the level without core::fmt's padding (the same figures).
+        let level = match *meta.level() {
+            tracing::Level::TRACE => "TRACE",
+            tracing::Level::DEBUG => "DEBUG",
+            tracing::Level::INFO => " INFO",
+            tracing::Level::WARN => " WARN",
+            tracing::Level::ERROR => "ERROR",
+        };
+        for part in [" ", level, " ", &self.0, " ", meta.target(), ": "] {
+            w.write_str(part)?;
         }
-    }
-}
-
-/// The level right-aligned in five characters, as `{:>5}` writes it.
-fn padded_level(level: &tracing::Level) -> &'static str {
-    match *level {
-        tracing::Level::TRACE => "TRACE",
-        tracing::Level::DEBUG => "DEBUG",
-        tracing::Level::INFO => " INFO",
-        tracing::Level::WARN => " WARN",
-        tracing::Level::ERROR => "ERROR",
-    }
-}
-
-/// The line's time: RFC 3339 in UTC with microseconds
-/// (`2026-11-26T14:57:13.123456Z`), as tracing-subscriber's `SystemTime`
-/// writes it, but written by humantime into a fixed buffer: `core::fmt`'s
-/// padded integers made it a large share of each line (measured:
-/// `docs/instrumentation-cost.md, "Figures behind code comments"`).
-fn write_timestamp(writer: &mut Writer<'_>) -> fmt::Result {
-    let now = std::time::SystemTime::now();
-    if now < std::time::UNIX_EPOCH {
-        // humantime formats only times after 1970; a clock set before it
-        // still gets a line.
-        return SystemTime.format_time(writer);
-    }
-    write!(writer, "{}", humantime::format_rfc3339_micros(now))
-}
-
-/// Writes `s` as a JSON string, quotes included.
-fn write_json_str(w: &mut impl fmt::Write, s: &str) -> fmt::Result {
-    w.write_char('"')?;
-    JsonEscape(w).write_str(s)?;
-    w.write_char('"')
-}
-
-/// Escapes what passes through it for the inside of a JSON string.
-struct JsonEscape<'a, W: fmt::Write>(&'a mut W);
-
-impl<W: fmt::Write> fmt::Write for JsonEscape<'_, W> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let mut start = 0;
-        for (i, b) in s.bytes().enumerate() {
-            let escaped = match b {
-                b'"' => "\\\"",
-                b'\\' => "\\\\",
-                b'\n' => "\\n",
-                b'\r' => "\\r",
-                b'\t' => "\\t",
-                0..=0x1f => "",
-                _ => continue,
-            };
-            self.0.write_str(&s[start..i])?;
-            if escaped.is_empty() {
-                write!(self.0, "\\u{b:04x}")?;
-            } else {
-                self.0.write_str(escaped)?;
-            }
-            start = i + 1;
+        ctx.field_format().format_fields(w.by_ref(), event)?;
+        if let Some((trace_id, span_id)) = ids(event) {
+            w.write_str(" trace_id=")?;
+            w.write_str(trace_hex(trace_id).as_str())?;
+            w.write_str(" span_id=")?;
+            w.write_str(span_hex(span_id).as_str())?;
         }
-        self.0.write_str(&s[start..])
+        w.write_char('\n')
     }
 }
 
-/// Writes an event's fields as JSON members, in the order they were recorded.
-struct JsonFields<'a> {
-    writer: Writer<'a>,
-    first: bool,
-    result: fmt::Result,
-}
-
-impl JsonFields<'_> {
-    fn member(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
-        if self.result.is_err() {
-            return;
+/// One JSON object per line: `fields`, `level`, `service`, `target`,
+/// `timestamp`, and `trace_id`, `span_id` inside a sampled span.
+pub(crate) fn json<S, W>(service: &str, writer: W) -> json_subscriber::JsonLayer<S, W>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'a> MakeWriter<'a> + 'static,
+{
+    let mut layer = json_subscriber::JsonLayer::new(writer);
+    layer
+        .with_event("fields")
+        .with_level("level")
+        .with_target("target")
+        .with_timer("timestamp", Timestamp);
+    layer.add_static_field("service", service.into());
+    layer.add_multiple_dynamic_fields(|event, _, fields| {
+        if let Some((trace_id, span_id)) = ids(event) {
+            let _ = fields.write_field("trace_id", trace_hex(trace_id).as_str());
+            let _ = fields.write_field("span_id", span_hex(span_id).as_str());
         }
-        let w = &mut self.writer;
-        self.result = (|| {
-            if !std::mem::take(&mut self.first) {
-                w.write_char(',')?;
-            }
-            write_json_str(w, field.name())?;
-            w.write_char(':')?;
-            value(w)
-        })();
-    }
-}
-
-impl Visit for JsonFields<'_> {
-    fn record_f64(&mut self, field: &Field, value: f64) {
-        // serde_json's rule: a number that JSON cannot hold is null.
-        self.member(field, |w| match value.is_finite() {
-            true => write!(w, "{value}"),
-            false => w.write_str("null"),
-        });
-    }
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        self.member(field, |w| write!(w, "{value}"));
-    }
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.member(field, |w| write!(w, "{value}"));
-    }
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        self.member(field, |w| write!(w, "{value}"));
-    }
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.member(field, |w| write_json_str(w, value));
-    }
-    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.member(field, |w| {
-            w.write_char('"')?;
-            write!(JsonEscape(w), "{value}")?;
-            w.write_char('"')
-        });
-    }
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.member(field, |w| {
-            w.write_char('"')?;
-            write!(JsonEscape(w), "{value:?}")?;
-            w.write_char('"')
-        });
-    }
+    });
+    layer
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use std::sync::Mutex;
+    use std::sync::{Arc, Mutex};
 
     use tracing_subscriber::layer::SubscriberExt;
 
     use super::*;
+    use crate::settings::LogFormat;
 
-    /// Formats `log` in `format` for a service called `service` (no
-    /// OpenTelemetry layer, so no ids) and returns the lines.
+    /// The lines `log` writes in `format` for a service called `service` (no
+    /// OpenTelemetry layer, so no ids).
     fn lines(format: LogFormat, service: &str, log: impl FnOnce()) -> Vec<String> {
         let out = Arc::new(Mutex::new(Vec::<u8>::new()));
         let writer = {
             let out = out.clone();
             move || WriteInto(out.clone())
         };
-        let fmt = tracing_subscriber::fmt::layer()
-            .with_writer(writer)
-            .with_ansi(false)
-            .event_format(TraceLineFormat::new(
-                format,
-                service,
-                DispatchSlot::default(),
-            ));
-        tracing::subscriber::with_default(tracing_subscriber::registry().with(fmt), log);
+        let text = (format == LogFormat::Text).then(|| {
+            tracing_subscriber::fmt::layer()
+                .with_writer(writer.clone())
+                .with_ansi(false)
+                .event_format(TextFormat(service.into()))
+        });
+        let json = (format == LogFormat::Json).then(|| json(service, writer));
+        let subscriber = tracing_subscriber::registry().with(text).with(json);
+        tracing::subscriber::with_default(subscriber, log);
         let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
         text.lines().map(str::to_owned).collect()
     }
@@ -317,31 +161,13 @@ mod tests {
     }
 
     #[test]
-    fn levels_are_padded_as_the_format_string_pads_them() {
-        use tracing::Level;
-        for level in [
-            Level::TRACE,
-            Level::DEBUG,
-            Level::INFO,
-            Level::WARN,
-            Level::ERROR,
-        ] {
-            assert_eq!(padded_level(&level), format!("{level:>5}"));
-        }
-    }
-
-    #[test]
     fn the_timestamp_reads_as_tracing_subscribers_own() {
-        let ours = {
+        let write = |timer: &dyn FormatTime| {
             let mut text = String::new();
-            write_timestamp(&mut Writer::new(&mut text)).unwrap();
+            timer.format_time(&mut Writer::new(&mut text)).unwrap();
             text
         };
-        let theirs = {
-            let mut text = String::new();
-            SystemTime.format_time(&mut Writer::new(&mut text)).unwrap();
-            text
-        };
+        let (ours, theirs) = (write(&Timestamp), write(&SystemTime));
         let shape = |t: &str| {
             t.bytes()
                 .map(|b| if b.is_ascii_digit() { b'0' } else { b })
@@ -393,12 +219,13 @@ mod tests {
         assert!(line["timestamp"].as_str().unwrap().ends_with('Z'));
         // No span, so no ids.
         assert!(line.get("trace_id").is_none());
-        let keys: Vec<&str> = line
+        let mut keys: Vec<&str> = line
             .as_object()
             .unwrap()
             .keys()
             .map(String::as_str)
             .collect();
+        keys.sort_unstable();
         assert_eq!(keys, ["fields", "level", "service", "target", "timestamp"]);
     }
 
@@ -411,7 +238,6 @@ mod tests {
         let text = lines(LogFormat::Text, "business-logic", log);
         assert_eq!(text.len(), 2, "{text:?}");
         for (line, level) in text.iter().zip([" INFO", "ERROR"]) {
-            // `<timestamp> <level> <service> <target>: <fields>`
             let (_, rest) = line.split_once(' ').unwrap();
             assert!(
                 rest.starts_with(&format!("{level} business-logic telemetry::logs::tests: ")),

@@ -1,30 +1,13 @@
-//! Log output off the request path: lines are appended to an in-memory
-//! buffer under a short lock, and one background thread writes the buffer to
-//! stdout in large chunks, so a request pays for a `memcpy`, not for a
-//! `write(2)` per line.
-//!
-//! Nothing is lost on the way out:
-//! - **busy**: the buffer is bounded; a writer that finds it full waits for
-//!   the background thread to drain it (back-pressure, never a dropped line);
-//! - **shutdown**: [`BufferedStdout::close`] (called by the telemetry guard
-//!   after the last span export) writes what is left and stops the thread;
-//!   lines logged after that go straight to stdout;
-//! - **panic**: the services are built with `panic = "abort"`, so no guard
-//!   is dropped on a panic; [`BufferedStdout::flush_on_panic`] installs a
-//!   panic hook that writes the buffer out before the process goes.
-//!
-//! Order is kept: whoever writes to stdout (the background thread, a flush,
-//! the panic hook) holds the same output lock from taking the buffer to the
-//! end of the write.
-//!
-//! tracing-appender's non-blocking writer does a similar job; measured
-//! against this one it costs more per line and more memory, and bounds its
-//! wait at shutdown (`docs/instrumentation-cost.md`, "Tried, measured, not
-//! taken").
+//! Log lines off the request path: appended to a bounded buffer under a
+//! short lock, written to stdout by a background thread every 50 ms or at
+//! 64 KiB. None is lost: writers wait when the buffer is full, `close` (the
+//! guard's last step) writes the rest, a panic hook writes it out before
+//! `panic = "abort"` ends the process; one output lock keeps lines in order.
+//! Why not tracing-appender: docs/instrumentation-cost.md, "Tried, measured,
+//! not taken".
 
 use std::io::{self, Write};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tracing_subscriber::fmt::MakeWriter;
@@ -33,95 +16,73 @@ use tracing_subscriber::fmt::MakeWriter;
 const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
 /// Past this many buffered bytes the background thread is woken early.
 const WAKE_AT: usize = 64 * 1024;
-/// Past this many buffered bytes writers wait (back-pressure).
+/// Past this many buffered bytes writers wait.
 const CAPACITY: usize = 1024 * 1024;
 /// A spare buffer larger than this (after a burst) is given back.
 const SPARE_LIMIT: usize = 256 * 1024;
 
-/// A `MakeWriter` for the `fmt` layer that buffers lines for stdout.
+/// A `MakeWriter` for the log layers that buffers lines for stdout.
 #[derive(Debug, Clone)]
 pub struct BufferedStdout {
     shared: Arc<Shared>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Shared {
-    state: Mutex<State>,
+    /// The buffer, and whether it is closed.
+    state: Mutex<(Vec<u8>, bool)>,
     /// Signalled when there is data to write or the writer is closing.
     work: Condvar,
     /// Signalled when the buffer has been taken (room for writers).
     room: Condvar,
-    /// Held from taking a buffer to the end of its write, which keeps lines
-    /// in order; holds the spare buffer swapped in for the one taken.
+    /// The output lock; holds the spare buffer swapped in for the one taken.
     output: Mutex<Vec<u8>>,
     flush_interval: Duration,
-    thread: Mutex<Option<JoinHandle<()>>>,
 }
 
-#[derive(Debug, Default)]
-struct State {
-    buffer: Vec<u8>,
-    closed: bool,
-}
-
+/// A panic while holding these locks cannot leave them inconsistent (a
+/// `Vec` append or a flag), so a poisoned lock is used as it is.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding these locks cannot leave them inconsistent (a
-    // Vec append or a flag), so a poisoned lock is used as it is.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl BufferedStdout {
-    /// Starts the background writer thread.
+    /// Starts the background writer thread and installs a panic hook that
+    /// runs the previous one (which prints the message), then writes the
+    /// buffered lines out.
     pub fn start() -> io::Result<Self> {
         Self::with_interval(FLUSH_INTERVAL)
     }
 
-    pub(crate) fn with_interval(flush_interval: Duration) -> io::Result<Self> {
+    fn with_interval(flush_interval: Duration) -> io::Result<Self> {
         let shared = Arc::new(Shared {
-            state: Mutex::default(),
-            work: Condvar::new(),
-            room: Condvar::new(),
-            output: Mutex::default(),
             flush_interval,
-            thread: Mutex::new(None),
+            ..Shared::default()
         });
-        let thread = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name("log-writer".into())
             .spawn({
                 let shared = shared.clone();
                 move || shared.run()
             })?;
-        *lock(&shared.thread) = Some(thread);
-        Ok(Self { shared })
-    }
-
-    /// Writes everything buffered so far to stdout, from the calling thread.
-    pub fn flush(&self) {
-        self.shared.write_out();
-    }
-
-    /// Installs a panic hook that runs the previous hook (which prints the
-    /// panic message) and then writes the buffered lines out.
-    pub fn flush_on_panic(&self) {
-        let shared = Arc::downgrade(&self.shared);
+        let weak = Arc::downgrade(&shared);
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             previous(info);
-            if let Some(shared) = shared.upgrade() {
+            if let Some(shared) = weak.upgrade() {
                 shared.write_out();
             }
         }));
+        Ok(Self { shared })
     }
 
-    /// Writes what is left, stops the background thread, and makes later
-    /// lines go straight to stdout.
+    /// Writes what is left (after the background thread's write, if one is
+    /// under way: the output lock) and sends later lines straight to stdout;
+    /// the thread ends when it next wakes.
     pub fn close(&self) {
-        lock(&self.shared.state).closed = true;
+        lock(&self.shared.state).1 = true;
         self.shared.work.notify_one();
         self.shared.room.notify_all();
-        if let Some(thread) = lock(&self.shared.thread).take() {
-            let _ = thread.join();
-        }
         self.shared.write_out();
     }
 }
@@ -130,16 +91,15 @@ impl Shared {
     /// The background thread: wait for data (or the interval), write it.
     fn run(&self) {
         loop {
-            let closed = {
-                let state = lock(&self.state);
-                let (state, _) = self
-                    .work
-                    .wait_timeout_while(state, self.flush_interval, |s| {
-                        s.buffer.len() < WAKE_AT && !s.closed
-                    })
-                    .unwrap_or_else(PoisonError::into_inner);
-                state.closed
-            };
+            let state = lock(&self.state);
+            let (state, _) = self
+                .work
+                .wait_timeout_while(state, self.flush_interval, |(buffer, closed)| {
+                    buffer.len() < WAKE_AT && !*closed
+                })
+                .unwrap_or_else(PoisonError::into_inner);
+            let closed = state.1;
+            drop(state);
             self.write_out();
             if closed {
                 return;
@@ -152,15 +112,14 @@ impl Shared {
         let mut chunk = lock(&self.output);
         {
             let mut state = lock(&self.state);
-            if state.buffer.is_empty() {
+            if state.0.is_empty() {
                 return;
             }
-            std::mem::swap(&mut state.buffer, &mut chunk);
+            std::mem::swap(&mut state.0, &mut chunk);
         }
         self.room.notify_all();
         let mut stdout = io::stdout().lock();
-        // Nowhere left to report a failed write to; the lines are gone
-        // either way, and the service must keep serving.
+        // Nowhere left to report a failed write to; the service keeps serving.
         let _ = stdout.write_all(&chunk).and_then(|()| stdout.flush());
         chunk.clear();
         if chunk.capacity() > SPARE_LIMIT {
@@ -170,41 +129,36 @@ impl Shared {
 
     fn append(&self, line: &[u8]) {
         let mut state = lock(&self.state);
-        if state.closed {
+        if state.1 {
             drop(state);
             let _output = lock(&self.output);
             let _ = io::stdout().lock().write_all(line);
             return;
         }
-        // Back-pressure: wait for room rather than drop the line. A line
-        // larger than the whole buffer still goes in when the buffer is empty.
-        while !state.closed
-            && !state.buffer.is_empty()
-            && state.buffer.len() + line.len() > CAPACITY
-        {
+        // Wait for room rather than drop the line; a line larger than the
+        // whole buffer still goes in when the buffer is empty.
+        while !state.1 && !state.0.is_empty() && state.0.len() + line.len() > CAPACITY {
             self.work.notify_one();
             state = self
                 .room
                 .wait(state)
                 .unwrap_or_else(PoisonError::into_inner);
         }
-        let before = state.buffer.len();
-        state.buffer.extend_from_slice(line);
-        if before < WAKE_AT && state.buffer.len() >= WAKE_AT {
+        let before = state.0.len();
+        state.0.extend_from_slice(line);
+        if before < WAKE_AT && state.0.len() >= WAKE_AT {
             self.work.notify_one();
         }
     }
 }
 
-/// One event's writer: the fmt layer writes a whole formatted line at once.
+/// One event's writer: the log layers write a whole line at once.
 #[derive(Debug)]
-pub struct LineWriter<'a> {
-    shared: &'a Shared,
-}
+pub struct LineWriter<'a>(&'a Shared);
 
 impl Write for LineWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.shared.append(buf);
+        self.0.append(buf);
         Ok(buf.len())
     }
 
@@ -217,9 +171,7 @@ impl<'a> MakeWriter<'a> for BufferedStdout {
     type Writer = LineWriter<'a>;
 
     fn make_writer(&'a self) -> Self::Writer {
-        LineWriter {
-            shared: &self.shared,
-        }
+        LineWriter(&self.shared)
     }
 }
 
@@ -310,7 +262,6 @@ mod tests {
         assert_in_child();
         // An interval far beyond the test: only the panic hook can write.
         let out = BufferedStdout::with_interval(Duration::from_secs(3600)).unwrap();
-        out.flush_on_panic();
         // `panic = "abort"` in the services' release profile: the hooks
         // run, then the process ends; nothing is unwound or dropped.
         let hook = std::panic::take_hook();

@@ -132,9 +132,10 @@ def test_make_jaeger_runs_the_documented_jaeger_v2_container(tmp_path):
 
 
 def otlp_default_port() -> int:
-    """The port of the services' default OTEL_EXPORTER_OTLP_ENDPOINT (telemetry/src/settings.rs)."""
+    """The port of the services' default OTLP endpoint, opentelemetry-otlp's, as telemetry/src/settings.rs
+    names it."""
     source = (REPO / "telemetry" / "src" / "settings.rs").read_text()
-    match = re.search(r'otel_exporter_otlp_endpoint: "http://localhost:(\d+)"', source)
+    match = re.search(r"opentelemetry-otlp posts to\s+(?://!?/?\s*)?`http://localhost:(\d+)/v1/traces`", source)
     assert match, "the default OTLP endpoint not found in telemetry/src/settings.rs"
     return int(match[1])
 

@@ -14,7 +14,7 @@ use tracing_actix_web::{DefaultRootSpanBuilder, RequestId, RootSpanBuilder, Trac
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use telemetry::REQUEST_ID_HEADER;
-use telemetry::ids::{HexId, trace_hex};
+use telemetry::{HexId, trace_hex};
 
 /// Paths polled by Kubernetes and Prometheus: logged at debug level only.
 const QUIET_PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];

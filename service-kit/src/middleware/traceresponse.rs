@@ -12,7 +12,7 @@ use actix_web::middleware::Next;
 use opentelemetry::trace::TraceContextExt;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use telemetry::ids::{flags_hex, span_hex, trace_hex};
+use telemetry::{flags_hex, span_hex, trace_hex};
 
 /// The response header's name.
 pub const TRACERESPONSE_HEADER: &str = "traceresponse";
@@ -43,7 +43,7 @@ fn current_traceresponse() -> Option<HeaderValue> {
     if !sc.is_valid() {
         return None;
     }
-    // 00-<32>-<16>-<2>, written without core::fmt (telemetry::ids).
+    // 00-<32>-<16>-<2>, written without core::fmt (telemetry::HexId).
     let mut value = [b'-'; 55];
     value[..2].copy_from_slice(b"00");
     value[3..35].copy_from_slice(trace_hex(sc.trace_id()).as_str().as_bytes());
