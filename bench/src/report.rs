@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::instructions::Count;
-use crate::load::RunStats;
+pub use crate::load::Run;
 
 /// The load figures, by the name of the configuration under load.
 pub const FAST: &str = "fast page, instrumented";
@@ -18,19 +18,6 @@ pub const WITH_SLOW: &str = "fast page, instrumented, slow pages in flight";
 pub const PG_FAST: &str = "fast page, instrumented, PostgreSQL";
 pub const PG_OFF: &str = "fast page, uninstrumented, PostgreSQL";
 pub const PG_DB_CEILING: &str = "database ceiling, PostgreSQL";
-
-/// One measured run, and how busy the servers' and the load generator's CPUs were.
-#[derive(Debug, Clone, Serialize)]
-pub struct Run {
-    #[serde(flatten)]
-    pub stats: RunStats,
-    /// Busy share of the servers' CPU (unpinned: of the whole machine).
-    pub server_cpu_pct: Option<f64>,
-    pub load_cpu_pct: Option<f64>,
-    /// The servers' CPU time per request, µs: busy share ÷ throughput
-    /// (pinned runs only; whatever else ran on that CPU is in it).
-    pub server_cpu_us: Option<f64>,
-}
 
 /// A load figure: medians over the rounds, errors and requests summed.
 #[derive(Debug, Clone, Serialize)]
@@ -46,14 +33,14 @@ pub struct Figure {
 
 impl Figure {
     pub fn from_runs(runs: Vec<Run>) -> Self {
-        let pick = |f: fn(&RunStats) -> f64| crate::median(runs.iter().map(|r| f(&r.stats)));
+        let pick = |f: fn(&Run) -> f64| crate::median(runs.iter().map(f));
         let cpu: Vec<f64> = runs.iter().filter_map(|r| r.server_cpu_us).collect();
         Self {
             requests_per_s: pick(|s| s.requests_per_s),
             p50_ms: pick(|s| s.p50_ms),
             p99_ms: pick(|s| s.p99_ms),
-            errors: runs.iter().map(|r| r.stats.errors).sum(),
-            requests: runs.iter().map(|r| r.stats.requests).sum(),
+            errors: runs.iter().map(|r| r.errors).sum(),
+            requests: runs.iter().map(|r| r.requests).sum(),
             server_cpu_us: (!cpu.is_empty()).then(|| crate::median(cpu)),
             runs,
         }

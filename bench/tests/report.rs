@@ -11,7 +11,7 @@
 #![allow(clippy::unwrap_used)]
 
 use bench::instructions::Count;
-use bench::load::{RunStats, read_oha_json};
+use bench::load::read_oha_json;
 use bench::report::*;
 
 #[test]
@@ -34,15 +34,12 @@ fn wrk_with_the_hook_reads_like_oha() {
 
 /// A run of `rps` pages a second, p99 `p99_ms`, `cpu_us` of the servers' CPU a page.
 fn figure(rps: f64, p99_ms: f64, cpu_us: f64) -> Figure {
-    let stats = RunStats {
+    Figure::from_runs(vec![Run {
         requests: 10 * rps as u64,
         requests_per_s: rps,
         p50_ms: p99_ms / 2.0,
         p99_ms,
         errors: 0,
-    };
-    Figure::from_runs(vec![Run {
-        stats,
         server_cpu_pct: Some(90.0),
         load_cpu_pct: Some(30.0),
         server_cpu_us: Some(cpu_us),

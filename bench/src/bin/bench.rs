@@ -329,10 +329,10 @@ async fn run(args: Args, cpu: Option<u32>, dir: &Path) -> anyhow::Result<()> {
                 held_min = held_min.min(held.await?);
             }
             let run = Run {
-                stats,
                 server_cpu_pct,
                 load_cpu_pct,
                 server_cpu_us,
+                ..stats
             };
             runs.entry(label).or_default().push(run);
         }
