@@ -56,13 +56,7 @@ fn count(setting: &str, front: f64, back: f64, spans: f64) -> Count {
     }
 }
 
-fn memory(
-    idle_kib: u64,
-    idle_anon_kib: u64,
-    load_max_kib: u64,
-    peak_kib: u64,
-    after_kib: u64,
-) -> Memory {
+fn memory([idle_kib, idle_anon_kib, load_max_kib, peak_kib, after_kib]: [u64; 5]) -> Memory {
     Memory {
         idle_kib,
         idle_anon_kib,
@@ -97,11 +91,11 @@ fn the_table_states_every_figure_and_ratio_against_its_target() {
         memory: [
             (
                 "business-logic".to_owned(),
-                memory(10_752, 2_048, 30_000, 30_720, 29_000),
+                memory([10_752, 2_048, 30_000, 30_720, 29_000]),
             ),
             (
                 "front-end".to_owned(),
-                memory(7_475, 1_638, 35_000, 35_430, 35_000),
+                memory([7_475, 1_638, 35_000, 35_430, 35_000]),
             ),
         ]
         .into(),

@@ -453,11 +453,7 @@ async fn hold_slow_pages(
     n: u32,
     delay_ms: u64,
 ) -> anyhow::Result<JoinSet<Option<u16>>> {
-    let timeout = Duration::from_millis(delay_ms + 60_000);
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(timeout)
-        .build()?;
+    let client = test_support::http::probe_client(Duration::from_millis(delay_ms + 60_000));
     let url = pair
         .front
         .url(&format!("{SLOW_PAGE}?{DELAY_MS}={delay_ms}"));
