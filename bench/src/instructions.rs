@@ -7,7 +7,7 @@
 //! by the pages. Spans go to the stand-in collector, so their export is in
 //! the count, and the spans it received give the spans per page.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -46,19 +46,15 @@ pub async fn count(
     pages(&url, warmup).await?;
     // The warm-up's last span batch leaves within 500 ms (longer under callgrind).
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let counting = [
-        Counting::start(&pair.front, starter.dir)?,
-        Counting::start(&pair.back, starter.dir)?,
-    ];
+    for service in [&pair.front, &pair.back] {
+        callgrind_control("-z", service.pid())?;
+    }
     pages(&url, counted).await?;
     // The span batch of the counted pages belongs to them.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let [front, back] = counting;
     let per_page = |n: u64| n as f64 / f64::from(counted);
-    let (front, back) = (
-        per_page(front.finish().await?),
-        per_page(back.finish().await?),
-    );
+    let front = per_page(dumped(&pair.front, starter.dir).await?);
+    let back = per_page(dumped(&pair.back, starter.dir).await?);
     // Spans per page, once a graceful stop has flushed the last batch and
     // the count has not moved for a second (at most 30 s).
     let mut pair = pair;
@@ -105,43 +101,20 @@ pub async fn pages(url: &str, n: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A count in progress for one process under callgrind.
-#[derive(Debug)]
-struct Counting {
-    pid: u32,
-    /// The dump `--dump` will write: callgrind numbers a process's dumps 1, 2, ...
-    dump: PathBuf,
-}
-
-impl Counting {
-    /// Zeroes `service`'s counts: counting starts now.
-    fn start(service: &Service, dumps: &Path) -> anyhow::Result<Self> {
-        callgrind_control("-z", service.pid())?;
-        let prefix = format!("{}.callgrind.{}.", service.name(), service.pid());
-        let dumped = std::fs::read_dir(dumps)?.flatten();
-        let earlier = dumped
-            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-            .count();
-        let dump = dumps.join(format!("{prefix}{}", earlier + 1));
-        Ok(Self {
-            pid: service.pid(),
-            dump,
-        })
-    }
-
-    /// The instructions counted since [`Counting::start`]: the `totals:` line
-    /// of the dump, which the process writes a moment after being asked.
-    async fn finish(self) -> anyhow::Result<u64> {
-        callgrind_control("--dump", self.pid)?;
-        for _ in 0..600 {
-            let text = std::fs::read_to_string(&self.dump).unwrap_or_default();
-            if let Some(totals) = text.lines().find_map(|l| l.strip_prefix("totals: ")) {
-                return Ok(totals.trim().parse()?);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+/// The instructions `service` executed since `callgrind_control -z`: the
+/// `totals:` line of the dump it writes a moment after `--dump` (a fresh
+/// process's first: `<name>.callgrind.<pid>.1` in `dir`).
+async fn dumped(service: &Service, dir: &Path) -> anyhow::Result<u64> {
+    callgrind_control("--dump", service.pid())?;
+    let dump = dir.join(format!("{}.callgrind.{}.1", service.name(), service.pid()));
+    for _ in 0..600 {
+        let text = std::fs::read_to_string(&dump).unwrap_or_default();
+        if let Some(totals) = text.lines().find_map(|l| l.strip_prefix("totals: ")) {
+            return Ok(totals.trim().parse()?);
         }
-        bail!("no callgrind dump at {} after 60 s", self.dump.display())
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    bail!("no callgrind dump at {} after 60 s", dump.display())
 }
 
 /// `callgrind_control FLAG PID`. vgdb finds a process through pipes named

@@ -10,11 +10,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-/// One measured run, as the load generator saw it.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
-pub struct RunStats {
+/// One measured run: what the load generator saw, and (filled in by the
+/// harness) how busy the servers' and the load generator's CPUs were.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct Run {
     /// Responses received (any status).
     pub requests: u64,
     pub requests_per_s: f64,
@@ -22,52 +23,42 @@ pub struct RunStats {
     pub p99_ms: f64,
     /// Non-2xx responses plus connection errors and timeouts.
     pub errors: u64,
+    /// Busy share of the servers' CPU (unpinned: of the whole machine).
+    pub server_cpu_pct: Option<f64>,
+    pub load_cpu_pct: Option<f64>,
+    /// The servers' CPU time per request, µs: busy share ÷ throughput
+    /// (pinned runs only; whatever else ran on that CPU is in it).
+    pub server_cpu_us: Option<f64>,
 }
 
-/// The fields read from `oha --output-format json` (oha 1.16.0).
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct OhaJson {
-    summary: Summary,
-    metrics: Metrics,
-    status_code_distribution: BTreeMap<String, u64>,
-    error_distribution: BTreeMap<String, u64>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Summary {
-    /// Seconds.
-    total: f64,
-}
-
-#[derive(Debug, Deserialize)]
-struct Metrics {
-    latency_ms: BTreeMap<String, Option<f64>>,
-}
-
-/// oha's JSON (after any lines before it: wrk's own report). Requests still
-/// running when `-z` ends are "aborted due to deadline": the tool's doing,
-/// not the server's, so they are not errors.
-pub fn read_oha_json(output: &str) -> anyhow::Result<RunStats> {
+/// oha's JSON (oha 1.16.0's `--output-format json`; after any lines before
+/// it: wrk's own report): `summary.total` seconds, `metrics.latency_ms`,
+/// `statusCodeDistribution`, `errorDistribution`. Requests still running
+/// when `-z` ends are "aborted due to deadline": the tool's doing, not the
+/// server's, so they are not errors.
+pub fn read_oha_json(output: &str) -> anyhow::Result<Run> {
     let start = output.find("\n{").map_or(0, |i| i + 1);
-    let json: OhaJson = serde_json::from_str(&output[start..])?;
-    let latency = json.metrics.latency_ms;
-    let percentile = |p: &str| latency.get(p).copied().flatten().unwrap_or(f64::NAN);
-    let statuses = json.status_code_distribution;
+    let json: serde_json::Value = serde_json::from_str(&output[start..])?;
+    let field = |pointer: &str| json.pointer(pointer).context(format!("no {pointer}"));
+    let counts = |pointer| -> anyhow::Result<BTreeMap<String, u64>> {
+        Ok(serde_json::from_value(field(pointer)?.clone())?)
+    };
+    let total = field("/summary/total")?.as_f64().context("summary.total")?;
+    let percentile = |p| field(p).ok().and_then(serde_json::Value::as_f64);
+    let statuses = counts("/statusCodeDistribution")?;
     let requests: u64 = statuses.values().sum();
-    let failed = statuses
-        .iter()
-        .filter(|(status, _)| !status.starts_with('2'));
-    let errors = json.error_distribution;
+    let failed = statuses.iter().filter(|(code, _)| !code.starts_with('2'));
+    let errors = counts("/errorDistribution")?;
     let broken = errors
         .iter()
         .filter(|(e, _)| !e.contains("aborted due to deadline"));
-    Ok(RunStats {
+    Ok(Run {
         requests,
-        requests_per_s: requests as f64 / json.summary.total,
-        p50_ms: percentile("p50"),
-        p99_ms: percentile("p99"),
+        requests_per_s: requests as f64 / total,
+        p50_ms: percentile("/metrics/latency_ms/p50").unwrap_or(f64::NAN),
+        p99_ms: percentile("/metrics/latency_ms/p99").unwrap_or(f64::NAN),
         errors: failed.chain(broken).map(|(_, n)| n).sum(),
+        ..Run::default()
     })
 }
 
@@ -99,15 +90,11 @@ impl Tool {
         let found = names.into_iter().find_map(|n| Some((n, crate::which(n)?)));
         let (name, program) =
             found.context("no load generator on PATH: `make bench` installs oha")?;
-        let (mut args, version) = if name == "oha" {
-            (
-                vec!["--no-tui", "--output-format", "json", "-t", "30s"],
-                "--version",
-            )
-        } else {
-            (vec!["-t", "1", "--timeout", "30s", "-s"], "-v")
+        let (args, version) = match name {
+            "oha" => ("--no-tui --output-format json -t 30s", "--version"),
+            _ => ("-t 1 --timeout 30s -s", "-v"),
         };
-        let mut args: Vec<String> = args.drain(..).map(str::to_owned).collect();
+        let mut args: Vec<String> = args.split(' ').map(str::to_owned).collect();
         if name == "wrk" {
             let hook = dir.join("wrk-done.lua");
             std::fs::write(&hook, WRK_DONE)?;
@@ -136,7 +123,7 @@ impl Tool {
         url: &str,
         connections: u32,
         duration: Duration,
-    ) -> anyhow::Result<RunStats> {
+    ) -> anyhow::Result<Run> {
         let length = if self.version.starts_with("oha") {
             "-z"
         } else {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::instructions::Count;
-use crate::load::RunStats;
+pub use crate::load::Run;
 
 /// The load figures, by the name of the configuration under load.
 pub const FAST: &str = "fast page, instrumented";
@@ -18,19 +18,6 @@ pub const WITH_SLOW: &str = "fast page, instrumented, slow pages in flight";
 pub const PG_FAST: &str = "fast page, instrumented, PostgreSQL";
 pub const PG_OFF: &str = "fast page, uninstrumented, PostgreSQL";
 pub const PG_DB_CEILING: &str = "database ceiling, PostgreSQL";
-
-/// One measured run, and how busy the servers' and the load generator's CPUs were.
-#[derive(Debug, Clone, Serialize)]
-pub struct Run {
-    #[serde(flatten)]
-    pub stats: RunStats,
-    /// Busy share of the servers' CPU (unpinned: of the whole machine).
-    pub server_cpu_pct: Option<f64>,
-    pub load_cpu_pct: Option<f64>,
-    /// The servers' CPU time per request, µs: busy share ÷ throughput
-    /// (pinned runs only; whatever else ran on that CPU is in it).
-    pub server_cpu_us: Option<f64>,
-}
 
 /// A load figure: medians over the rounds, errors and requests summed.
 #[derive(Debug, Clone, Serialize)]
@@ -46,32 +33,25 @@ pub struct Figure {
 
 impl Figure {
     pub fn from_runs(runs: Vec<Run>) -> Self {
-        let pick = |f: fn(&RunStats) -> f64| crate::median(runs.iter().map(|r| f(&r.stats)));
+        let pick = |f: fn(&Run) -> f64| crate::median(runs.iter().map(f));
         let cpu: Vec<f64> = runs.iter().filter_map(|r| r.server_cpu_us).collect();
         Self {
             requests_per_s: pick(|s| s.requests_per_s),
             p50_ms: pick(|s| s.p50_ms),
             p99_ms: pick(|s| s.p99_ms),
-            errors: runs.iter().map(|r| r.stats.errors).sum(),
-            requests: runs.iter().map(|r| r.stats.requests).sum(),
+            errors: runs.iter().map(|r| r.errors).sum(),
+            requests: runs.iter().map(|r| r.requests).sum(),
             server_cpu_us: (!cpu.is_empty()).then(|| crate::median(cpu)),
             runs,
         }
     }
 
     fn cell(&self) -> String {
-        let cpu = self
-            .server_cpu_us
-            .map_or_else(String::new, |us| format!(" · {us:.0} µs CPU"));
-        let (rps, p50, p99) = (
-            thousands(self.requests_per_s),
-            format_ms(self.p50_ms),
-            format_ms(self.p99_ms),
-        );
-        format!(
-            "{rps} req/s · p50 {p50} · p99 {p99} · {} errors{cpu}",
-            self.errors
-        )
+        let cpu = self.server_cpu_us.map(|us| format!(" · {us:.0} µs CPU"));
+        let (rps, errors) = (thousands(self.requests_per_s), self.errors);
+        let (p50, p99) = (format_ms(self.p50_ms), format_ms(self.p99_ms));
+        let cpu = cpu.unwrap_or_default();
+        format!("{rps} req/s · p50 {p50} · p99 {p99} · {errors} errors{cpu}")
     }
 }
 
@@ -166,12 +146,10 @@ pub struct Results {
 }
 
 impl Results {
-    fn figure(&self, label: &str) -> Option<&Figure> {
-        self.figures.get(label)
-    }
-
     fn rps(&self, label: &str) -> f64 {
-        self.figure(label).map_or(f64::NAN, |f| f.requests_per_s)
+        self.figures
+            .get(label)
+            .map_or(f64::NAN, |f| f.requests_per_s)
     }
 
     /// Instructions per page of the setting labelled `label`: front + back, and spans.
@@ -182,53 +160,41 @@ impl Results {
 
     /// A load row's result and target.
     fn shown(&self, shows: Shows) -> [String; 2] {
-        let ratio = |a, b| self.rps(a) / self.rps(b);
         match shows {
-            Is(label) => [
-                self.figure(label).map_or_else(String::new, Figure::cell),
-                String::new(),
-            ],
-            Ratio(a, b, "") => [two(ratio(a, b)), String::new()],
-            Ratio(a, b, goal) => [two(ratio(a, b)), verdict(&[(goal, ratio(a, b))])],
+            Is(label) => untargeted(self.figures.get(label).map(Figure::cell)),
+            Ratio(a, b, goal) => {
+                let ratio = self.rps(a) / self.rps(b);
+                let met = (!goal.is_empty()).then(|| verdict(&[(goal, ratio)]));
+                [two(ratio), met.unwrap_or_default()]
+            }
         }
     }
 
     /// The table, Markdown.
     pub fn table(&self) -> String {
-        let mut out = String::from("| figure | result | target |\n|---|---|---|\n");
-        let mut add = |title: &str, [result, target]: [String; 2]| {
-            out += &format!("| {title} | {result} | {target} |\n");
-        };
-        let no_target = |result: String| [result, String::new()];
-        for (title, shows) in SQLITE_ROWS {
-            add(title, self.shown(shows));
-        }
-        add(
-            "log lines: RUST_LOG=info / warn, throughput",
-            self.log_lines(),
-        );
-        if self.figure(PG_FAST).is_some() {
-            for (title, shows) in POSTGRES_ROWS {
-                add(title, self.shown(shows));
-            }
-            let [[off, _], [ceiling, _]] =
-                [(PG_FAST, PG_OFF), (PG_FAST, CEILING)].map(|(a, b)| self.shown(Ratio(a, b, "")));
+        let load = |&(title, shows): &(&str, Shows)| row(title, self.shown(shows));
+        let mut rows: Vec<[String; 3]> = SQLITE_ROWS.iter().map(load).collect();
+        let title = "log lines: RUST_LOG=info / warn, throughput";
+        rows.push(row(title, self.log_lines()));
+        if self.figures.contains_key(PG_FAST) {
+            rows.extend(POSTGRES_ROWS.iter().map(load));
+            let [off, ceiling] = [PG_OFF, CEILING].map(|b| two(self.rps(PG_FAST) / self.rps(b)));
             let title = "PostgreSQL: instrumented / uninstrumented · fast page / ceiling";
-            add(title, no_target(format!("{off} · {ceiling}")));
+            rows.push(row(title, untargeted(Some(format!("{off} · {ceiling}")))));
         } else {
             let why = self.postgres_skipped.as_deref();
-            let why = why.unwrap_or("no PostgreSQL server");
-            add("6. PostgreSQL", no_target(format!("not measured: {why}")));
+            let why = format!("not measured: {}", why.unwrap_or("no PostgreSQL server"));
+            rows.push(row("6. PostgreSQL", untargeted(Some(why))));
         }
         let title = format!("7. fast page with {} slow pages in flight", self.slow_pages);
-        add(&title, self.shown(Is(WITH_SLOW)));
-        let p99 = |label| self.figure(label).map_or(f64::NAN, |f| f.p99_ms);
+        rows.push(row(title, self.shown(Is(WITH_SLOW))));
+        let p99 = |label| self.figures.get(label).map_or(f64::NAN, |f| f.p99_ms);
         let isolation = p99(WITH_SLOW) / p99(FAST);
-        let judged = [two(isolation), verdict(&[("<= 1.5", isolation)])];
-        add(
-            "slow-path isolation: fast-page p99 with / without them",
-            judged,
-        );
+        let title = "slow-path isolation: fast-page p99 with / without them";
+        rows.push(row(
+            title,
+            [two(isolation), verdict(&[("<= 1.5", isolation)])],
+        ));
         for (service, m) in &self.memory {
             let kib = [
                 m.idle_kib,
@@ -238,33 +204,24 @@ impl Results {
                 m.after_kib,
             ];
             let [idle, anon, load, peak, after] = kib.map(|kib| kib as f64 / 1024.0);
-            let goals = [("idle <= 10 MiB", idle), ("under load <= 40 MiB", peak)];
             let mib = format!("{idle:.1} ({anon:.1}) · {load:.1} · {peak:.1} · {after:.1} MiB");
+            let goals = [("idle <= 10 MiB", idle), ("under load <= 40 MiB", peak)];
             let title = "resident memory: idle (anonymous) · under load (max) · peak · after";
-            add(&format!("8. {service} {title}"), [mib, verdict(&goals)]);
+            rows.push(row(format!("8. {service} {title}"), [mib, verdict(&goals)]));
         }
-        let startup = self
-            .startup_ms
+        let joined = |items: Vec<String>| untargeted(Some(items.join(" · ")));
+        let startup = self.startup_ms.iter();
+        let startup = startup.map(|(k, ms)| format!("{k} {}", format_ms(*ms)));
+        let title = "9. start-up: spawn to first 200 on /readyz";
+        rows.push(row(title, joined(startup.collect())));
+        let sizes = self.binary_size_bytes.iter();
+        let sizes = sizes.map(|(k, b)| format!("{k} {:.1} MiB", *b as f64 / 1024.0 / 1024.0));
+        rows.push(row("10. release binary size", joined(sizes.collect())));
+        rows.extend(self.instruction_rows());
+        let lines = rows
             .iter()
-            .map(|(k, ms)| format!("{k} {}", format_ms(*ms)));
-        let startup = startup.collect::<Vec<_>>().join(" · ");
-        add(
-            "9. start-up: spawn to first 200 on /readyz",
-            no_target(startup),
-        );
-        let mib = |bytes: &u64| *bytes as f64 / 1024.0 / 1024.0;
-        let sizes = self
-            .binary_size_bytes
-            .iter()
-            .map(|(k, b)| format!("{k} {:.1} MiB", mib(b)));
-        add(
-            "10. release binary size",
-            no_target(sizes.collect::<Vec<_>>().join(" · ")),
-        );
-        for [title, result, target] in self.instruction_rows() {
-            add(&title, [result, target]);
-        }
-        out
+            .map(|[t, r, g]| format!("| {t} | {r} | {g} |\n"));
+        "| figure | result | target |\n|---|---|---|\n".to_owned() + &lines.collect::<String>()
     }
 
     /// Throughput at `RUST_LOG=info` over `warn`, and one line's cost:
@@ -274,7 +231,7 @@ impl Results {
     /// table then says it was too small to measure.
     fn log_lines(&self) -> [String; 2] {
         let lines = self.log_lines_per_page;
-        let cpu = |label| self.figure(label).and_then(|f| f.server_cpu_us);
+        let cpu = |label| self.figures.get(label).and_then(|f| f.server_cpu_us);
         let mut per_line = Vec::new();
         if let (Some(info), Some(warn)) = (cpu(OFF), cpu(OFF_WARN)) {
             per_line.push(match (info - warn) / lines {
@@ -291,86 +248,83 @@ impl Results {
                 },
             );
         }
-        let per_line = match per_line.is_empty() {
-            true => String::new(),
-            false => format!("; per line {}", per_line.join(", ")),
-        };
+        let per_line =
+            (!per_line.is_empty()).then(|| format!("; per line {}", per_line.join(", ")));
         let ratio = self.rps(OFF) / self.rps(OFF_WARN);
-        let result = format!("{} ({lines:.1} lines per page{per_line})", two(ratio));
+        let (ratio_text, per_line) = (two(ratio), per_line.unwrap_or_default());
+        let result = format!("{ratio_text} ({lines:.1} lines per page{per_line})");
         [result, verdict(&[(">= 0.95 (≤ 3 µs per line)", ratio)])]
     }
 
     /// Figure 11: instructions per page by setting, and what follows from them.
     fn instruction_rows(&self) -> Vec<[String; 3]> {
-        let empty = String::new;
         if self.instructions.is_empty() {
-            let why = "not counted (--instructions; needs valgrind)";
-            return vec![[
-                "11. CPU work per fast page (instructions)".into(),
-                why.into(),
-                empty(),
-            ]];
+            let why = Some("not counted (--instructions; needs valgrind)".to_owned());
+            return vec![row(
+                "11. CPU work per fast page (instructions)",
+                untargeted(why),
+            )];
         }
-        let mut rows: Vec<[String; 3]> = (self.instructions.iter().enumerate())
-            .map(|(i, c)| {
-                let number = if i == 0 { "11. " } else { "" };
-                let [front, back, total] = [c.front, c.back, c.front + c.back].map(thousands);
-                let title = format!(
-                    "{number}CPU work per fast page, {}: instructions, front + back = total",
-                    c.setting
-                );
-                [title, format!("{front} + {back} = {total}"), empty()]
-            })
-            .collect();
-        let n = |label: &str| self.instructions(label).0;
+        let counted = self.instructions.iter().enumerate().map(|(i, c)| {
+            let number = if i == 0 { "11. " } else { "" };
+            let setting = &c.setting;
+            let title = format!(
+                "{number}CPU work per fast page, {setting}: instructions, front + back = total"
+            );
+            let [front, back, total] = [c.front, c.back, c.front + c.back].map(thousands);
+            row(
+                title,
+                untargeted(Some(format!("{front} + {back} = {total}"))),
+            )
+        });
+        let mut rows: Vec<[String; 3]> = counted.collect();
+        let n = |label| self.instructions(label).0;
         let off = n("uninstrumented") / n("instrumented");
-        rows.push([
-            "instructions: uninstrumented / instrumented · database ceiling / fast page".into(),
-            format!(
-                "{} · {}",
-                two(off),
-                two(n("database ceiling") / n("instrumented"))
-            ),
-            verdict(&[(">= 0.85", off)]),
-        ]);
+        let ceiling = two(n("database ceiling") / n("instrumented"));
+        let title = "instructions: uninstrumented / instrumented · database ceiling / fast page";
+        let result = format!("{} · {ceiling}", two(off));
+        rows.push(row(title, [result, verdict(&[(">= 0.85", off)])]));
         let otlp_over_zipkin = n("instrumented") / n("instrumented, Zipkin");
-        rows.push([
-            "instructions per page: OTLP (the default) / Zipkin".into(),
-            two(otlp_over_zipkin),
-            verdict(&[("<= 1.00", otlp_over_zipkin)]),
-        ]);
+        let title = "instructions per page: OTLP (the default) / Zipkin";
+        let met = verdict(&[("<= 1.00", otlp_over_zipkin)]);
+        rows.push(row(title, [two(otlp_over_zipkin), met]));
         // A setting's page over the page whose spans are made but not exported, ÷ the spans it exported.
-        let per_span = |label: &str| {
+        let per_span = |label| {
             let (page, spans) = self.instructions(label);
             let per = (page - n("instrumented, spans not exported")) / spans;
             format!("{} ({spans:.1} spans per page)", thousands(per))
         };
-        rows.push([
-            "instructions per exported span (page over spans not exported, ÷ spans): OTLP · Zipkin · none".into(),
-            format!("{} · {} · 0 (nothing sent)", per_span("instrumented"), per_span("instrumented, Zipkin")),
-            empty(),
-        ]);
+        let [otlp, zipkin] = ["instrumented", "instrumented, Zipkin"].map(per_span);
+        let title = "instructions per exported span (page over spans not exported, ÷ spans): OTLP · Zipkin · none";
+        rows.push(row(
+            title,
+            untargeted(Some(format!("{otlp} · {zipkin} · 0 (nothing sent)"))),
+        ));
         rows
     }
 
     /// `results.md`: machine, conditions, table.
     pub fn markdown(&self, table: &str) -> String {
-        let mode = if self.quick {
-            "quick mode: figures are indicative only"
-        } else {
-            "full run"
+        let mode = match self.quick {
+            true => "quick mode: figures are indicative only",
+            false => "full run",
         };
-        let Self {
-            date,
-            machine,
-            rustc,
-            conditions,
-            ..
-        } = self;
+        let (date, machine, rustc) = (&self.date, &self.machine, &self.rustc);
+        let conditions = &self.conditions;
         format!(
             "# Benchmark results\n\nRun {date} on {machine} ({rustc}, {mode}).\n\n{conditions}\n\n{table}"
         )
     }
+}
+
+/// A table row: title, result, target.
+fn row(title: impl Into<String>, [result, target]: [String; 2]) -> [String; 3] {
+    [title.into(), result, target]
+}
+
+/// A result without a target (empty when there is none).
+fn untargeted(result: Option<String>) -> [String; 2] {
+    [result.unwrap_or_default(), String::new()]
 }
 
 /// A ratio as the table states it: two decimals, "n/a" when a side is missing.

@@ -61,25 +61,11 @@ fn a_quick_bench_reports_every_figure() {
     }
     let (stdout, out) = bench(&args, "quick");
 
-    // Every row (bench/tests/report.rs checks their wording) with a figure:
-    // PostgreSQL's five or the one that says they were left out, row 11
-    // saying that --quick counts no instructions unless asked.
-    let rows: Vec<&str> = stdout.lines().filter(|l| l.starts_with("| ")).collect();
-    let postgres_rows = if postgres.is_some() { 5 } else { 1 };
-    assert_eq!(
-        rows.len(),
-        1 + 9 + postgres_rows + 2 + 2 + 2 + 1,
-        "{stdout}"
-    );
-    if postgres.is_none() {
-        assert!(stdout.contains("| 6. PostgreSQL | not measured: left out (--no-postgres) |"));
-    }
+    // Every row has a figure (bench/tests/report.rs checks the rows and their
+    // wording); a run that got no answers is run again, so no ratio is "n/a".
     assert!(stdout.contains("| 7. fast page with 50 slow pages in flight | "));
-    assert!(stdout.contains("| 11. CPU work per fast page (instructions) | not counted"));
-    assert!(
-        !stdout.contains("n/a") && !stdout.contains("|  |  |"),
-        "{stdout}"
-    );
+    let figures_missing = stdout.contains("n/a") || stdout.contains("|  |  |");
+    assert!(!figures_missing, "{stdout}");
 
     let json = std::fs::read_to_string(out.join("results.json")).unwrap();
     let json: Value = serde_json::from_str(&json).unwrap();

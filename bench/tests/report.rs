@@ -11,7 +11,7 @@
 #![allow(clippy::unwrap_used)]
 
 use bench::instructions::Count;
-use bench::load::{RunStats, read_oha_json};
+use bench::load::read_oha_json;
 use bench::report::*;
 
 #[test]
@@ -34,15 +34,12 @@ fn wrk_with_the_hook_reads_like_oha() {
 
 /// A run of `rps` pages a second, p99 `p99_ms`, `cpu_us` of the servers' CPU a page.
 fn figure(rps: f64, p99_ms: f64, cpu_us: f64) -> Figure {
-    let stats = RunStats {
+    Figure::from_runs(vec![Run {
         requests: 10 * rps as u64,
         requests_per_s: rps,
         p50_ms: p99_ms / 2.0,
         p99_ms,
         errors: 0,
-    };
-    Figure::from_runs(vec![Run {
-        stats,
         server_cpu_pct: Some(90.0),
         load_cpu_pct: Some(30.0),
         server_cpu_us: Some(cpu_us),
@@ -59,13 +56,7 @@ fn count(setting: &str, front: f64, back: f64, spans: f64) -> Count {
     }
 }
 
-fn memory(
-    idle_kib: u64,
-    idle_anon_kib: u64,
-    load_max_kib: u64,
-    peak_kib: u64,
-    after_kib: u64,
-) -> Memory {
+fn memory([idle_kib, idle_anon_kib, load_max_kib, peak_kib, after_kib]: [u64; 5]) -> Memory {
     Memory {
         idle_kib,
         idle_anon_kib,
@@ -100,11 +91,11 @@ fn the_table_states_every_figure_and_ratio_against_its_target() {
         memory: [
             (
                 "business-logic".to_owned(),
-                memory(10_752, 2_048, 30_000, 30_720, 29_000),
+                memory([10_752, 2_048, 30_000, 30_720, 29_000]),
             ),
             (
                 "front-end".to_owned(),
-                memory(7_475, 1_638, 35_000, 35_430, 35_000),
+                memory([7_475, 1_638, 35_000, 35_430, 35_000]),
             ),
         ]
         .into(),

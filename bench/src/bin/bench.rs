@@ -286,13 +286,28 @@ async fn run(args: Args, cpu: Option<u32>, dir: &Path) -> anyhow::Result<()> {
             };
             let url = pair.front.url(FAST_PAGE);
             tool.run(&url, args.concurrency, warmup).await?;
-            let (before, from_us) = (cpu_times(), now_us());
-            let stats = tool.run(&url, args.concurrency, duration).await?;
+            // A run without answers says nothing (a busy machine can starve a
+            // short one): it is run again, at most twice.
+            let mut attempts = 1;
+            let (before, from_us, stats) = loop {
+                let (before, from_us) = (cpu_times(), now_us());
+                let stats = tool.run(&url, args.concurrency, duration).await?;
+                if stats.requests > 0 || attempts == 3 {
+                    break (before, from_us, stats);
+                }
+                say(format!("{label}: no answers in a run, once more"));
+                attempts += 1;
+            };
             let (after, to_us) = (cpu_times(), now_us());
-            let busy = |cpu: &str| busy_pct(&before, &after, cpu);
+            // The busy share of `/proc/stat` line `i` (0: the machine, 1: CPU 0, ...).
+            let busy = |i: usize| {
+                let ((b0, t0), (b1, t1)) = (before.get(i)?, after.get(i)?);
+                let total = t1.checked_sub(*t0).filter(|t| *t > 0)?;
+                Some(b1.saturating_sub(*b0) as f64 * 100.0 / total as f64)
+            };
             let (server_cpu_pct, load_cpu_pct) = match cpu {
-                Some(_) => (busy("cpu0"), busy("cpu1")),
-                None => (busy("cpu"), None),
+                Some(_) => (busy(1), busy(2)),
+                None => (busy(0), None),
             };
             let pinned_rps = Some(stats.requests_per_s).filter(|rps| cpu.is_some() && *rps > 0.0);
             let server_cpu_us = server_cpu_pct
@@ -314,10 +329,10 @@ async fn run(args: Args, cpu: Option<u32>, dir: &Path) -> anyhow::Result<()> {
                 held_min = held_min.min(held.await?);
             }
             let run = Run {
-                stats,
                 server_cpu_pct,
                 load_cpu_pct,
                 server_cpu_us,
+                ..stats
             };
             runs.entry(label).or_default().push(run);
         }
@@ -438,11 +453,7 @@ async fn hold_slow_pages(
     n: u32,
     delay_ms: u64,
 ) -> anyhow::Result<JoinSet<Option<u16>>> {
-    let timeout = Duration::from_millis(delay_ms + 60_000);
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(timeout)
-        .build()?;
+    let client = test_support::http::probe_client(Duration::from_millis(delay_ms + 60_000));
     let url = pair
         .front
         .url(&format!("{SLOW_PAGE}?{DELAY_MS}={delay_ms}"));
@@ -531,36 +542,16 @@ fn machine() -> Results {
     }
 }
 
-/// Jiffies (busy, total) from /proc/stat: `cpu` for the machine, `cpu0`, `cpu1`, ... for each CPU.
-fn cpu_times() -> BTreeMap<String, (u64, u64)> {
+/// Jiffies (busy, total) from /proc/stat: the machine's, then CPU 0's, CPU 1's, ...
+fn cpu_times() -> Vec<(u64, u64)> {
     let Ok(stats) = procfs::KernelStats::current() else {
-        return BTreeMap::new();
+        return Vec::new();
     };
     let jiffies = |t: &procfs::CpuTime| {
-        let (irq, softirq, steal) = (
-            t.irq.unwrap_or(0),
-            t.softirq.unwrap_or(0),
-            t.steal.unwrap_or(0),
-        );
-        let busy = t.user + t.nice + t.system + irq + softirq + steal;
+        let other = [t.irq, t.softirq, t.steal].map(|j| j.unwrap_or(0));
+        let busy = t.user + t.nice + t.system + other.iter().sum::<u64>();
         (busy, busy + t.idle + t.iowait.unwrap_or(0))
     };
-    let each = stats
-        .cpu_time
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (format!("cpu{i}"), jiffies(t)));
-    std::iter::once(("cpu".to_owned(), jiffies(&stats.total)))
-        .chain(each)
-        .collect()
-}
-
-fn busy_pct(
-    before: &BTreeMap<String, (u64, u64)>,
-    after: &BTreeMap<String, (u64, u64)>,
-    cpu: &str,
-) -> Option<f64> {
-    let ((b0, t0), (b1, t1)) = (before.get(cpu)?, after.get(cpu)?);
-    let total = t1.checked_sub(*t0).filter(|t| *t > 0)?;
-    Some(b1.saturating_sub(*b0) as f64 * 100.0 / total as f64)
+    let cpus = std::iter::once(&stats.total).chain(&stats.cpu_time);
+    cpus.map(jiffies).collect()
 }

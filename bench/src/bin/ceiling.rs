@@ -90,14 +90,11 @@ async fn fast_endpoint_database(db: web::Data<Database>) -> HttpResponse {
 }
 
 async fn fast_page(client: web::Data<reqwest::Client>, url: web::Data<String>) -> HttpResponse {
-    let response = match client.get(url.as_str()).send().await {
-        Ok(response) if response.status().is_success() => response,
-        Ok(response) => {
-            return HttpResponse::BadGateway().body(format!("back answered {}", response.status()));
-        }
-        Err(error) => return HttpResponse::BadGateway().body(error.to_string()),
+    let answer = async {
+        let response = client.get(url.as_str()).send().await?.error_for_status()?;
+        response.json::<FastAnswer>().await
     };
-    match response.json::<FastAnswer>().await {
+    match answer.await {
         Ok(FastAnswer { item: i, .. }) => HttpResponse::Ok().content_type("text/html; charset=utf-8").body(format!(
             "<!doctype html><title>Fast page</title><h1>{}</h1><p>{} · {} · {}.{:02} · {} in stock</p>",
             i.name,
