@@ -27,7 +27,6 @@ created it or `kubectl rollout restart` replaced it): `sidecar`, `ambient` or `n
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -39,9 +38,13 @@ TOOLS = ("docker", "kind", "kubectl", "helm", "istioctl")
 # keeps no real curl on PATH: nothing may reach the network).
 HELPERS = ("curl",)
 
-WRAPPER = """#!{python}
+# A create-cluster.sh run calls the stand-ins about 70 times, so their start-up counts: `-S`
+# leaves out site (the .pth files and the editable install's finder, about half of an empty
+# interpreter's start-up) and the one folder of packages they need (PyYAML's) is added by hand.
+WRAPPER = """#!{python} -S
 import sys
 sys.path.insert(0, {here!r})
+sys.path.append({packages!r})
 import fake_tools
 sys.exit(fake_tools.main({tool!r}))
 """
@@ -50,12 +53,15 @@ sys.exit(fake_tools.main({tool!r}))
 def install(bin_dir: Path, omit: tuple[str, ...] = ()) -> None:
     """Writes the stand-ins (all but `omit`) into bin_dir."""
     bin_dir.mkdir(parents=True, exist_ok=True)
+    import yaml
+
     here = str(Path(__file__).resolve().parent)
+    packages = str(Path(yaml.__file__).resolve().parents[1])
     for tool in TOOLS + HELPERS:
         if tool in omit:
             continue
         path = bin_dir / tool
-        path.write_text(WRAPPER.format(python=sys.executable, here=here, tool=tool))
+        path.write_text(WRAPPER.format(python=sys.executable, here=here, packages=packages, tool=tool))
         path.chmod(0o755)
 
 
@@ -238,15 +244,34 @@ def kind(args: list[str], state: State) -> int:
 
 # --- kubectl -------------------------------------------------------------------------------------------
 
-def manifest_docs(text: str) -> list[dict]:
+def yaml_module():
+    """PyYAML with libyaml's safe loader and dumper where it was built with them (the wheels are):
+    the Grafana dashboards the script applies are large, and the pure-Python parser took most
+    of a run's time."""
     import yaml
 
-    return [d for d in yaml.safe_load_all(text) if d]
+    return yaml
+
+
+def safe_loader():
+    yaml = yaml_module()
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def safe_dump_all(docs: list) -> str:
+    yaml = yaml_module()
+    return yaml.dump_all(docs, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper))
+
+
+def safe_dump(doc) -> str:
+    return safe_dump_all([doc])
+
+
+def manifest_docs(text: str) -> list[dict]:
+    return [d for d in yaml_module().load_all(text, Loader=safe_loader()) if d]
 
 
 def create_dry_run(args: list[str], namespace: str | None) -> int:
-    import yaml
-
     kind_, name = args[1], args[2]
     meta = {"name": name, **({"namespace": namespace} if namespace else {})}
     if kind_ == "namespace":
@@ -268,14 +293,12 @@ def create_dry_run(args: list[str], namespace: str | None) -> int:
         obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data}
     else:
         return fail(f"fake kubectl: cannot create {kind_}")
-    sys.stdout.write(yaml.safe_dump(obj))
+    sys.stdout.write(safe_dump(obj))
     return 0
 
 
 def annotate_local(args: list[str]) -> int:
     """`kubectl annotate --local -f - -o yaml KEY=VALUE...`: the object on stdin, annotated."""
-    import yaml
-
     if option(args, "-f") != "-" or option(args, "-o") != "yaml":
         return fail(f"fake kubectl annotate: unexpected arguments {args}")
     values = [a for i, a in enumerate(args) if "=" in a and not a.startswith("-") and args[i - 1] not in ("-f", "-o")]
@@ -284,7 +307,7 @@ def annotate_local(args: list[str]) -> int:
     for value in values:
         key, _, val = value.partition("=")
         annotations[key] = val
-    sys.stdout.write(yaml.safe_dump(doc))
+    sys.stdout.write(safe_dump(doc))
     return 0
 
 
@@ -348,6 +371,8 @@ def kubectl(args: list[str], state: State) -> int:
         state.set("istio_daemonsets", daemonsets)
         return 0
     if rest[:1] == ["apply"]:
+        import hashlib  # here, not above: loading OpenSSL would add to every other call's start-up
+
         source = option(rest, "-f")
         if re.match(r"https?://", source or ""):
             text = downloaded(source)
@@ -425,15 +450,13 @@ def kubectl(args: list[str], state: State) -> int:
 
 def downloaded(url: str) -> str | None:
     """What a release URL the script applies would hold: the Gateway API CRD bundle."""
-    import yaml
-
     m = re.fullmatch(r"https://github.com/kubernetes-sigs/gateway-api/releases/download/(v[0-9.]+)/standard-install.yaml",
                      url)
     if not m:
         return None
     crds = ["gatewayclasses", "gateways", "httproutes", "grpcroutes", "referencegrants", "backendtlspolicies",
             "listenersets", "tlsroutes"]
-    return yaml.safe_dump_all([
+    return safe_dump_all([
         {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
          "metadata": {"name": f"{crd}.gateway.networking.k8s.io",
                       "annotations": {"gateway.networking.k8s.io/bundle-version": m.group(1),
@@ -568,8 +591,6 @@ def istioctl(args: list[str], state: State) -> int:
         print(f"client version: {version}")
         return 0
     if args[:1] == ["install"]:
-        import yaml
-
         if not state.get("clusters"):
             return fail("Error: failed to connect to Kubernetes API server")
         files = [v for i, v in enumerate(args) if i and args[i - 1] in ("-f", "--filename")]
@@ -580,7 +601,7 @@ def istioctl(args: list[str], state: State) -> int:
             if not Path(path).is_file():
                 return fail(f"Error: could not read {path}")
             # istioctl merges the files in order, maps into maps (values.Map.MergeFrom).
-            merge(spec, (yaml.safe_load(Path(path).read_text()) or {}).get("spec", {}))
+            merge(spec, (yaml_module().load(Path(path).read_text(), Loader=safe_loader()) or {}).get("spec", {}))
         sets = [v for i, v in enumerate(args) if i and args[i - 1] == "--set"]
         profile = next((v.split("=", 1)[1] for v in sets if v.startswith("profile=")), spec.get("profile", "default"))
         if profile not in ("default", "ambient"):

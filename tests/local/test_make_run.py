@@ -18,6 +18,10 @@ from pathlib import Path
 import pytest
 from local_support import REPO, Collector, build_services, cargo_target_dir, free_port, wait_until
 
+# Each stop must drain the in-flight slow pages within 40 s (and a second Ctrl-C within the
+# page's delay): bounds for a machine that runs nothing else, so these run alone (tests/conftest.py).
+pytestmark = pytest.mark.serial
+
 SLOW_DELAY_MS = 1500
 IN_FLIGHT = 3
 ID = re.compile(r'<code id="trace-id">([0-9a-f]{32})</code>')
