@@ -27,6 +27,14 @@ IN_FLIGHT = 3
 ID = re.compile(r'<code id="trace-id">([0-9a-f]{32})</code>')
 
 
+# Ctrl-C reaches a terminal job with SIGINT at its default. A background job of a non-interactive
+# shell (`cmd &` in a CI script) starts with SIGINT ignored, which its children inherit and a shell
+# cannot trap, so make run's script would never hear the Ctrl-C these tests send. A handled signal
+# is reset to the default in a child, so handling it here gives every child a terminal's SIGINT.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 class Run:
     """`make run` (or the script alone) in a process group of its own, like a terminal job."""
 
