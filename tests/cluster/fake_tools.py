@@ -244,22 +244,19 @@ def kind(args: list[str], state: State) -> int:
 
 # --- kubectl -------------------------------------------------------------------------------------------
 
-def yaml_module():
-    """PyYAML with libyaml's safe loader and dumper where it was built with them (the wheels are):
-    the Grafana dashboards the script applies are large, and the pure-Python parser took most
-    of a run's time."""
+# PyYAML is imported where a stand-in needs it (most calls do not), with libyaml's safe loader and
+# dumper where it was built with them (the wheels are): the Grafana dashboards the script applies
+# are large, and the pure-Python parser took most of a run's time.
+
+def safe_load_all(text: str) -> list:
     import yaml
 
-    return yaml
-
-
-def safe_loader():
-    yaml = yaml_module()
-    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return list(yaml.load_all(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
 
 
 def safe_dump_all(docs: list) -> str:
-    yaml = yaml_module()
+    import yaml
+
     return yaml.dump_all(docs, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper))
 
 
@@ -268,7 +265,7 @@ def safe_dump(doc) -> str:
 
 
 def manifest_docs(text: str) -> list[dict]:
-    return [d for d in yaml_module().load_all(text, Loader=safe_loader()) if d]
+    return [d for d in safe_load_all(text) if d]
 
 
 def create_dry_run(args: list[str], namespace: str | None) -> int:
@@ -601,7 +598,7 @@ def istioctl(args: list[str], state: State) -> int:
             if not Path(path).is_file():
                 return fail(f"Error: could not read {path}")
             # istioctl merges the files in order, maps into maps (values.Map.MergeFrom).
-            merge(spec, (yaml_module().load(Path(path).read_text(), Loader=safe_loader()) or {}).get("spec", {}))
+            merge(spec, (next(iter(safe_load_all(Path(path).read_text())), None) or {}).get("spec", {}))
         sets = [v for i, v in enumerate(args) if i and args[i - 1] == "--set"]
         profile = next((v.split("=", 1)[1] for v in sets if v.startswith("profile=")), spec.get("profile", "default"))
         if profile not in ("default", "ambient"):
