@@ -11,14 +11,14 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use test_support::collector::Collector;
 use test_support::service::{Service, Signal};
 
 use crate::{Setting, Starter};
 
 /// Instructions per fast page of one setting, by process.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Count {
     pub setting: String,
     /// front-end (or the ceiling's front).

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::instructions::Count;
 pub use crate::load::Run;
@@ -20,7 +20,7 @@ pub const PG_OFF: &str = "fast page, uninstrumented, PostgreSQL";
 pub const PG_DB_CEILING: &str = "database ceiling, PostgreSQL";
 
 /// A load figure: medians over the rounds, errors and requests summed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Figure {
     pub requests_per_s: f64,
     pub p50_ms: f64,
@@ -28,6 +28,7 @@ pub struct Figure {
     pub errors: u64,
     pub requests: u64,
     pub server_cpu_us: Option<f64>,
+    #[serde(default)]
     pub runs: Vec<Run>,
 }
 
@@ -56,7 +57,7 @@ impl Figure {
 }
 
 /// Resident memory of one service, KiB.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct Memory {
     /// Ready, one request served, a second to settle.
     pub idle_kib: u64,
@@ -118,7 +119,8 @@ const POSTGRES_ROWS: [(&str, Shows); 4] = [
 ];
 
 /// Everything the benchmark measured (`results.json`).
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Results {
     /// "AMD EPYC, 2 CPUs, 24 GiB RAM, Linux 6.18"
     pub machine: String,
@@ -127,7 +129,7 @@ pub struct Results {
     pub quick: bool,
     /// How the figures were taken, one paragraph.
     pub conditions: String,
-    pub figures: BTreeMap<&'static str, Figure>,
+    pub figures: BTreeMap<String, Figure>,
     /// Why the PostgreSQL figures are missing, when they are.
     pub postgres_skipped: Option<String>,
     /// Lines both services print per fast page at `RUST_LOG=info`.

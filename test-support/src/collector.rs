@@ -4,16 +4,13 @@
 //! - [`Collector::start`], for tests: every span is checked against the
 //!   published format and kept; a span that does not conform is recorded as
 //!   an error and the request gets a 400, as a real collector would answer.
-//! - [`Collector::counting`], for the bench: batches (either protocol) are
-//!   counted, not checked or kept, so the services pay the full cost of
-//!   exporting and the receiver little; only the timing of spans with a
-//!   watched name is kept (the bench watches `data_transformation` to prove
-//!   that slow requests were held in business-logic while it measured).
+//! - [`Collector::counting`], for the bench: the spans of each batch (either
+//!   protocol) are counted, not checked or kept, so the services pay the
+//!   full cost of exporting and the receiver little.
 //!
 //! OTLP bodies are decoded with the published protobuf definitions (the
 //! `opentelemetry-proto` crate, generated from open-telemetry/opentelemetry-proto).
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,7 +22,7 @@ use anyhow::Context;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use prost::Message;
-use serde::Deserialize;
+use serde::de::IgnoredAny;
 use serde_json::Value;
 
 /// One received span, in Zipkin terms (OTLP spans are converted).
@@ -55,21 +52,6 @@ pub struct Span {
     pub protocol: &'static str,
 }
 
-/// When a watched span ran, in microseconds since the Unix epoch (the
-/// counting mode keeps only this).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timing {
-    pub start_us: u64,
-    pub end_us: u64,
-}
-
-impl Timing {
-    /// Whether the span started at or before `from` and ended at or after `to`.
-    pub fn covers(&self, from_us: u64, to_us: u64) -> bool {
-        self.start_us <= from_us && self.end_us >= to_us
-    }
-}
-
 /// Microseconds since the Unix epoch now, on the clock span timestamps use.
 pub fn now_us() -> u64 {
     std::time::SystemTime::now()
@@ -80,7 +62,7 @@ pub fn now_us() -> u64 {
 #[derive(Debug)]
 enum Mode {
     Check,
-    Count { watch: Vec<String> },
+    Count,
 }
 
 #[derive(Debug)]
@@ -88,7 +70,6 @@ struct State {
     mode: Mode,
     spans: Mutex<Vec<Span>>,
     errors: Mutex<Vec<String>>,
-    timings: Mutex<Vec<(String, Timing)>>,
     span_count: AtomicU64,
     batches: AtomicU64,
     rejected: AtomicU64,
@@ -109,11 +90,9 @@ impl Collector {
         Self::serve(Mode::Check).unwrap()
     }
 
-    /// The counting collector, keeping the timing of spans named in `watch`.
-    pub fn counting(watch: &[&str]) -> anyhow::Result<Self> {
-        Self::serve(Mode::Count {
-            watch: watch.iter().map(|w| (*w).to_owned()).collect(),
-        })
+    /// The counting collector.
+    pub fn counting() -> anyhow::Result<Self> {
+        Self::serve(Mode::Count)
     }
 
     fn serve(mode: Mode) -> anyhow::Result<Self> {
@@ -123,7 +102,6 @@ impl Collector {
             mode,
             spans: Mutex::default(),
             errors: Mutex::default(),
-            timings: Mutex::default(),
             span_count: AtomicU64::new(0),
             batches: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
@@ -186,18 +164,6 @@ impl Collector {
     /// Export requests answered 400.
     pub fn rejected(&self) -> u64 {
         self.state.rejected.load(Ordering::Relaxed)
-    }
-
-    /// When each span called `name` ran (counting mode, watched names).
-    pub fn timings(&self, name: &str) -> Vec<Timing> {
-        self.state
-            .timings
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, t)| *t)
-            .collect()
     }
 
     /// Waits (bounded) until the spans of `trace_id` satisfy `done`, and
@@ -344,48 +310,16 @@ async fn zipkin(state: web::Data<State>, body: web::Bytes) -> HttpResponse {
                 Value::Array(spans) => spans.iter().map(zipkin_span).collect(),
                 other => Err(format!("body is not a JSON array of spans: {other}")),
             }),
-        Mode::Count { watch } => serde_json::from_slice::<Vec<Glance>>(&body)
+        Mode::Count => serde_json::from_slice::<Vec<IgnoredAny>>(&body)
             .map_err(|e| format!("not a JSON array of spans: {e}"))
-            .map(|batch| {
-                count(
-                    &state,
-                    watch,
-                    batch.into_iter().map(|span| {
-                        let start_us = span.timestamp?;
-                        Some((span.name?, start_us, start_us + span.duration.unwrap_or(0)))
-                    }),
-                )
-            }),
+            .map(|batch| count(&state, batch.len())),
     };
     record(&state, parsed)
 }
 
-/// The little of a Zipkin span the counting mode reads.
-#[derive(Deserialize)]
-struct Glance<'a> {
-    #[serde(borrow)]
-    name: Option<Cow<'a, str>>,
-    timestamp: Option<u64>,
-    duration: Option<u64>,
-}
-
-/// Counts a batch's spans and keeps the timing of watched ones (name, start
-/// and end in µs; `None` for a span without them); the spans are returned
-/// empty-handed (nothing else is kept).
-fn count<'a>(
-    state: &State,
-    watch: &[String],
-    batch: impl Iterator<Item = Option<(Cow<'a, str>, u64, u64)>>,
-) -> Vec<Span> {
-    let mut spans = 0;
-    let watched: Vec<(String, Timing)> = batch
-        .inspect(|_| spans += 1)
-        .flatten()
-        .filter(|(name, _, _)| watch.iter().any(|w| w == name))
-        .map(|(name, start_us, end_us)| (name.into_owned(), Timing { start_us, end_us }))
-        .collect();
-    state.span_count.fetch_add(spans, Ordering::Relaxed);
-    state.timings.lock().unwrap().extend(watched);
+/// Counts a batch's spans; they are returned empty-handed (none is kept).
+fn count(state: &State, spans: usize) -> Vec<Span> {
+    state.span_count.fetch_add(spans as u64, Ordering::Relaxed);
     Vec::new()
 }
 
@@ -408,23 +342,9 @@ async fn otlp(
             .map_err(|e| format!("not an ExportTraceServiceRequest: {e}"));
         match &state.mode {
             Mode::Check => request.and_then(otlp_spans),
-            Mode::Count { watch } => request.map(|request| {
-                let spans = request
-                    .resource_spans
-                    .into_iter()
-                    .flat_map(|r| r.scope_spans)
-                    .flat_map(|s| s.spans);
-                count(
-                    &state,
-                    watch,
-                    spans.map(|span| {
-                        Some((
-                            Cow::Owned(span.name),
-                            span.start_time_unix_nano / 1000,
-                            span.end_time_unix_nano / 1000,
-                        ))
-                    }),
-                )
+            Mode::Count => request.map(|request| {
+                let scopes = request.resource_spans.iter().flat_map(|r| &r.scope_spans);
+                count(&state, scopes.map(|s| s.spans.len()).sum())
             }),
         }
     };
@@ -593,13 +513,11 @@ mod tests {
         }
     }
 
-    /// The counting mode over real HTTP: every span counted, only the
-    /// watched one's timing kept, a batch that is not an array rejected.
+    /// The counting mode over real HTTP: every span counted, none kept, a
+    /// batch that is not an array rejected.
     #[tokio::test]
-    async fn the_counting_mode_counts_and_times_watched_spans() {
-        let collector = Collector::counting(&["data_transformation"]).unwrap();
-        let mut watched = good();
-        watched["name"] = json!("data_transformation");
+    async fn the_counting_mode_counts_spans() {
+        let collector = Collector::counting().unwrap();
         let client = reqwest::Client::new();
         let post = |body: String| {
             client
@@ -608,7 +526,7 @@ mod tests {
                 .body(body)
                 .send()
         };
-        let batch = json!([good(), watched, {"name": "no timestamp"}]).to_string();
+        let batch = json!([good(), good(), {"name": "no timestamp"}]).to_string();
         assert_eq!(post(batch).await.unwrap().status(), 202);
         assert_eq!(post("{}".into()).await.unwrap().status(), 400);
 
@@ -618,15 +536,6 @@ mod tests {
             collector.spans().is_empty(),
             "the counting mode keeps no spans"
         );
-        let start = 1_764_000_000_000_000;
-        let timing = Timing {
-            start_us: start,
-            end_us: start + 3_000_123,
-        };
-        assert_eq!(collector.timings("data_transformation"), vec![timing]);
-        assert!(timing.covers(start + 1, start + 3_000_000));
-        assert!(!timing.covers(start - 1, start + 3_000_000));
-        assert!(!timing.covers(start, start + 3_000_124));
     }
 
     /// An OTLP export with one span of `service`, resource attribute
@@ -737,7 +646,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_counting_mode_counts_otlp_too() {
-        let collector = Collector::counting(&["data_transformation"]).unwrap();
+        let collector = Collector::counting().unwrap();
         assert_eq!(
             post_otlp(&collector, otlp_export("data_transformation", TRACE, &[])).await,
             202
@@ -748,13 +657,5 @@ mod tests {
         );
         assert_eq!(collector.span_count(), 2);
         assert!(collector.spans().is_empty());
-        let start = 1_764_000_000_000_000;
-        assert_eq!(
-            collector.timings("data_transformation"),
-            vec![Timing {
-                start_us: start,
-                end_us: start + 3_000_123
-            }]
-        );
     }
 }

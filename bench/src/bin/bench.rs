@@ -19,7 +19,7 @@ use clap::Parser;
 use contract::DELAY_MS;
 use contract::routes::front_end::{FAST_PAGE, SLOW_PAGE};
 use procfs::{Current, CurrentSI};
-use test_support::collector::{Collector, now_us};
+use test_support::collector::Collector;
 use test_support::database::TestDatabase;
 use tokio::task::JoinSet;
 
@@ -118,10 +118,6 @@ const STACKS: [(&str, &str, Db); 8] = [
     (PG_OFF, "uninstrumented", Db::Postgres),
 ];
 
-/// The span in which business-logic holds a slow request: one that started
-/// before a measured run and ended after it proves a slow page was held throughout.
-const SLOW_HELD_SPAN: &str = "data_transformation";
-
 fn say(message: impl AsRef<str>) {
     eprintln!("bench: {}", message.as_ref());
 }
@@ -158,7 +154,7 @@ async fn run(args: Args, cpu: Option<u32>, dir: &Path) -> anyhow::Result<()> {
     // front-end, business-logic and ceiling are built next to this binary.
     let exe = std::env::current_exe()?;
     let bin_dir = exe.parent().context("no directory")?;
-    let collector = Collector::counting(&[SLOW_HELD_SPAN])?;
+    let collector = Collector::counting()?;
     let front_env = [
         // The held slow pages must not time out in the front-end.
         ("SLOW_PAGE_TIMEOUT_MS", (slow_delay_ms + 30_000).to_string()),
@@ -289,16 +285,19 @@ async fn run(args: Args, cpu: Option<u32>, dir: &Path) -> anyhow::Result<()> {
             // A run without answers says nothing (a busy machine can starve a
             // short one): it is run again, at most twice.
             let mut attempts = 1;
-            let (before, from_us, stats) = loop {
-                let (before, from_us) = (cpu_times(), now_us());
+            let (before, stats) = loop {
+                let before = cpu_times();
                 let stats = tool.run(&url, args.concurrency, duration).await?;
                 if stats.requests > 0 || attempts == 3 {
-                    break (before, from_us, stats);
+                    break (before, stats);
                 }
                 say(format!("{label}: no answers in a run, once more"));
                 attempts += 1;
             };
-            let (after, to_us) = (cpu_times(), now_us());
+            let after = cpu_times();
+            if let Some(set) = held {
+                held_min = held_min.min(finish_slow_pages(set, slow, slow_delay_ms).await?);
+            }
             // The busy share of `/proc/stat` line `i` (0: the machine, 1: CPU 0, ...).
             let busy = |i: usize| {
                 let ((b0, t0), (b1, t1)) = (before.get(i)?, after.get(i)?);
@@ -323,11 +322,6 @@ async fn run(args: Args, cpu: Option<u32>, dir: &Path) -> anyhow::Result<()> {
                 server_cpu_pct.unwrap_or(f64::NAN),
                 load_cpu_pct.unwrap_or(f64::NAN),
             ));
-            if let Some(set) = held {
-                let held =
-                    finish_slow_pages(set, &collector, slow, slow_delay_ms, [from_us, to_us]);
-                held_min = held_min.min(held.await?);
-            }
             let run = Run {
                 server_cpu_pct,
                 load_cpu_pct,
@@ -340,7 +334,7 @@ async fn run(args: Args, cpu: Option<u32>, dir: &Path) -> anyhow::Result<()> {
     results.slow_pages_held_min = held_min;
     let figures = runs
         .into_iter()
-        .map(|(label, runs)| (label, Figure::from_runs(runs)));
+        .map(|(label, runs)| (label.to_owned(), Figure::from_runs(runs)));
     results.figures = figures.collect();
 
     // After: a second to settle, then the last resident size and the peaks.
@@ -481,34 +475,26 @@ async fn hold_slow_pages(
     Ok(set)
 }
 
-/// Waits (bounded) for the slow pages to answer, then (at most 5 s) for the
-/// spans of those business-logic held through the measured run: how many there are.
+/// Right after a measured run: how many slow pages were still unanswered,
+/// so held throughout (business-logic held them all when it began); then
+/// waits (bounded) for them to answer.
 async fn finish_slow_pages(
     mut set: JoinSet<Option<u16>>,
-    collector: &Collector,
     n: u32,
     delay_ms: u64,
-    [from_us, to_us]: [u64; 2],
 ) -> anyhow::Result<u64> {
-    let answered = tokio::time::timeout(Duration::from_millis(delay_ms + 30_000), async {
-        let mut ok = 0;
-        while let Some(done) = set.join_next().await {
-            ok += u32::from(matches!(done, Ok(Some(200))));
-        }
-        ok
-    });
-    let ok = answered.await.context("slow pages did not finish")?;
-    let held = || {
-        let timings = collector.timings(SLOW_HELD_SPAN);
-        timings.iter().filter(|t| t.covers(from_us, to_us)).count() as u64
-    };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while held() < u64::from(n) && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut held = u64::from(n);
+    while set.try_join_next().is_some() {
+        held -= 1;
     }
-    let held = held();
+    let answered = tokio::time::timeout(Duration::from_millis(delay_ms + 30_000), set.join_all());
+    let answered = answered.await.context("slow pages did not finish")?;
+    let ok = answered
+        .iter()
+        .filter(|status| **status == Some(200))
+        .count();
     say(format!(
-        "{held} of {n} slow pages held in business-logic through the measured run, {ok} answered 200"
+        "{held} of {n} slow pages held through the measured run, {ok} of them answered 200"
     ));
     Ok(held)
 }
