@@ -34,22 +34,18 @@ async fn reads_the_database(backend: Backend) {
         assert_eq!(Some(answer.item), stored);
     }
     // Rename every item behind the ceiling's back: it must show the new names.
-    let rename = "UPDATE catalog_items SET name = 'renamed ' || sku";
-    let (sqlite, postgres) = (sqlx::SqlitePool::connect_lazy, sqlx::PgPool::connect_lazy);
+    let rename = sqlx::raw_sql("UPDATE catalog_items SET name = 'renamed ' || sku");
     match backend {
-        Backend::Sqlite => drop(
-            sqlx::query(rename)
-                .execute(&sqlite(&db.url).unwrap())
-                .await
-                .unwrap(),
-        ),
-        Backend::Postgres => drop(
-            sqlx::query(rename)
-                .execute(&postgres(&db.url).unwrap())
-                .await
-                .unwrap(),
-        ),
+        Backend::Sqlite => rename
+            .execute(&sqlx::SqlitePool::connect(&db.url).await.unwrap())
+            .await
+            .map(drop),
+        Backend::Postgres => rename
+            .execute(&sqlx::PgPool::connect(&db.url).await.unwrap())
+            .await
+            .map(drop),
     }
+    .unwrap();
     for _ in 0..5 {
         let page = client.get(front.url("/fast-page")).send().await.unwrap();
         let page = page.text().await.unwrap();
