@@ -90,9 +90,9 @@ def test_help_shows_the_main_variables_with_their_values():
                      .splitlines()[1:] if line.strip())
     assert variables["FRONT_END_PORT"] == "9090"
     assert variables["BUSINESS_LOGIC_PORT"] == "8081"
-    assert variables["KUBE_VERSION"] == "1.36.0" and variables["REGISTRY"] == "localhost:5001"
-    assert variables["JAEGER_IMAGE"].startswith("cr.jaegertracing.io/jaegertracing/jaeger:2.")
-    for name in ("VENV", "CARGO", "CLUSTER_NAME", "NAMESPACE", "SHARED_TOOLS", "TEST_DATABASE_URL"):
+    for name in ("KUBE_VERSION", "REGISTRY", "JAEGER_IMAGE", "VENV", "CARGO", "CLUSTER_NAME", "NAMESPACE"):
+        assert variables[name], f"make help shows no value for {name}"
+    for name in ("SHARED_TOOLS", "TEST_DATABASE_URL"):
         assert name in variables
 
 
