@@ -37,9 +37,9 @@ impl Figure {
         let pick = |f: fn(&Run) -> f64| crate::median(runs.iter().map(f));
         let cpu: Vec<f64> = runs.iter().filter_map(|r| r.server_cpu_us).collect();
         Self {
-            requests_per_s: pick(|s| s.requests_per_s),
-            p50_ms: pick(|s| s.p50_ms),
-            p99_ms: pick(|s| s.p99_ms),
+            requests_per_s: pick(|r| r.requests_per_s),
+            p50_ms: pick(|r| r.p50_ms),
+            p99_ms: pick(|r| r.p99_ms),
             errors: runs.iter().map(|r| r.errors).sum(),
             requests: runs.iter().map(|r| r.requests).sum(),
             server_cpu_us: (!cpu.is_empty()).then(|| crate::median(cpu)),
@@ -47,10 +47,11 @@ impl Figure {
         }
     }
 
+    /// The figure as its row states it.
     fn cell(&self) -> String {
         let cpu = self.server_cpu_us.map(|us| format!(" · {us:.0} µs CPU"));
+        let [p50, p99] = [self.p50_ms, self.p99_ms].map(format_ms);
         let (rps, errors) = (thousands(self.requests_per_s), self.errors);
-        let (p50, p99) = (format_ms(self.p50_ms), format_ms(self.p99_ms));
         let cpu = cpu.unwrap_or_default();
         format!("{rps} req/s · p50 {p50} · p99 {p99} · {errors} errors{cpu}")
     }
@@ -70,53 +71,6 @@ pub struct Memory {
     /// A second after the last run.
     pub after_kib: u64,
 }
-
-/// The target column of a row: each target as the table states it
-/// (`>= 0.60`, `idle <= 10 MiB`; the threshold is read from that text, so
-/// the two cannot disagree) and whether all were met.
-fn verdict(checks: &[(&str, f64)]) -> String {
-    let met = checks.iter().all(|(goal, value)| {
-        let (relation, rest) = goal.split_at(goal.find("= ").map_or(0, |i| i + 2));
-        let threshold = rest.split(' ').next().and_then(|t| t.parse().ok());
-        let threshold: f64 = threshold.unwrap_or(f64::NAN);
-        match relation.ends_with(">= ") {
-            true => *value >= threshold,
-            false => *value <= threshold,
-        }
-    });
-    let texts: Vec<&str> = checks.iter().map(|(goal, _)| *goal).collect();
-    let met = if met { "met" } else { "**missed**" };
-    format!("{}: {met}", texts.join(", "))
-}
-
-/// What a load row of the table shows: a figure, or a throughput ratio
-/// (the first figure's over the second's) and its target, if any.
-#[derive(Debug, Clone, Copy)]
-enum Shows {
-    Figure(&'static str),
-    Ratio(&'static str, &'static str, &'static str),
-}
-use Shows::{Figure as Is, Ratio};
-
-#[rustfmt::skip]
-const SQLITE_ROWS: [(&str, Shows); 8] = [
-    ("1. fast page, full instrumentation (front-end → business-logic → SQLite)", Is(FAST)),
-    ("2. ceiling: bare actix-web front → back, pooled client, no instrumentation, no database", Is(CEILING)),
-    ("fast page / ceiling, throughput", Ratio(FAST, CEILING, ">= 0.50")),
-    ("3. database ceiling: the ceiling plus business-logic's query on SQLite", Is(DB_CEILING)),
-    ("fast page / database ceiling, throughput", Ratio(FAST, DB_CEILING, ">= 0.60")),
-    ("4. fast page, tracing and metrics off", Is(OFF)),
-    ("instrumented / uninstrumented, throughput", Ratio(FAST, OFF, ">= 0.85")),
-    ("5. fast page, tracing and metrics off, RUST_LOG=warn (no per-request log lines)", Is(OFF_WARN)),
-];
-
-#[rustfmt::skip]
-const POSTGRES_ROWS: [(&str, Shows); 4] = [
-    ("6. PostgreSQL: fast page, full instrumentation", Is(PG_FAST)),
-    ("PostgreSQL: database ceiling", Is(PG_DB_CEILING)),
-    ("PostgreSQL: fast page / database ceiling, throughput", Ratio(PG_FAST, PG_DB_CEILING, ">= 0.60")),
-    ("PostgreSQL: fast page, tracing and metrics off", Is(PG_OFF)),
-];
 
 /// Everything the benchmark measured (`results.json`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -147,162 +101,147 @@ pub struct Results {
     pub instructions: Vec<Count>,
 }
 
+/// What a load row shows: a figure, or a throughput ratio (the first
+/// figure's over the second's) and its target.
+#[derive(Debug, Clone, Copy)]
+enum Shows {
+    Figure(&'static str),
+    Ratio(&'static str, &'static str, &'static str),
+}
+use Shows::{Figure as Is, Ratio};
+
+#[rustfmt::skip]
+const SQLITE_ROWS: [(&str, Shows); 8] = [
+    ("1. fast page, full instrumentation (front-end → business-logic → SQLite)", Is(FAST)),
+    ("2. ceiling: bare actix-web front → back, pooled client, no instrumentation, no database", Is(CEILING)),
+    ("fast page / ceiling, throughput", Ratio(FAST, CEILING, ">= 0.50")),
+    ("3. database ceiling: the ceiling plus business-logic's query on SQLite", Is(DB_CEILING)),
+    ("fast page / database ceiling, throughput", Ratio(FAST, DB_CEILING, ">= 0.60")),
+    ("4. fast page, tracing and metrics off", Is(OFF)),
+    ("instrumented / uninstrumented, throughput", Ratio(FAST, OFF, ">= 0.85")),
+    ("5. fast page, tracing and metrics off, RUST_LOG=warn (no per-request log lines)", Is(OFF_WARN)),
+];
+
+#[rustfmt::skip]
+const POSTGRES_ROWS: [(&str, Shows); 4] = [
+    ("6. PostgreSQL: fast page, full instrumentation", Is(PG_FAST)),
+    ("PostgreSQL: database ceiling", Is(PG_DB_CEILING)),
+    ("PostgreSQL: fast page / database ceiling, throughput", Ratio(PG_FAST, PG_DB_CEILING, ">= 0.60")),
+    ("PostgreSQL: fast page, tracing and metrics off", Is(PG_OFF)),
+];
+
 impl Results {
-    fn rps(&self, label: &str) -> f64 {
-        self.figures
-            .get(label)
-            .map_or(f64::NAN, |f| f.requests_per_s)
-    }
-
-    /// Instructions per page of the setting labelled `label`: front + back, and spans.
-    fn instructions(&self, label: &str) -> (f64, f64) {
-        let count = self.instructions.iter().find(|c| c.setting == label);
-        count.map_or((f64::NAN, 0.0), |c| (c.front + c.back, c.spans))
-    }
-
-    /// A load row's result and target.
-    fn shown(&self, shows: Shows) -> [String; 2] {
-        match shows {
-            Is(label) => untargeted(self.figures.get(label).map(Figure::cell)),
-            Ratio(a, b, goal) => {
-                let ratio = self.rps(a) / self.rps(b);
-                let met = (!goal.is_empty()).then(|| verdict(&[(goal, ratio)]));
-                [two(ratio), met.unwrap_or_default()]
-            }
-        }
-    }
-
     /// The table, Markdown.
     pub fn table(&self) -> String {
-        let load = |&(title, shows): &(&str, Shows)| row(title, self.shown(shows));
+        let figure = |label| self.figures.get(label);
+        let cell = |label| figure(label).map_or(String::new(), Figure::cell);
+        let rps = |label| figure(label).map_or(f64::NAN, |f| f.requests_per_s);
+        let load = |&(title, shows): &(&str, Shows)| match shows {
+            Is(label) => row(title, cell(label), ""),
+            Ratio(a, b, goal) => {
+                let ratio = rps(a) / rps(b);
+                row(title, two(ratio), verdict(&[(goal, ratio)]))
+            }
+        };
         let mut rows: Vec<[String; 3]> = SQLITE_ROWS.iter().map(load).collect();
-        let title = "log lines: RUST_LOG=info / warn, throughput";
-        rows.push(row(title, self.log_lines()));
-        if self.figures.contains_key(PG_FAST) {
-            rows.extend(POSTGRES_ROWS.iter().map(load));
-            let [off, ceiling] = [PG_OFF, CEILING].map(|b| two(self.rps(PG_FAST) / self.rps(b)));
-            let title = "PostgreSQL: instrumented / uninstrumented · fast page / ceiling";
-            rows.push(row(title, untargeted(Some(format!("{off} · {ceiling}")))));
-        } else {
-            let why = self.postgres_skipped.as_deref();
-            let why = format!("not measured: {}", why.unwrap_or("no PostgreSQL server"));
-            rows.push(row("6. PostgreSQL", untargeted(Some(why))));
-        }
-        let title = format!("7. fast page with {} slow pages in flight", self.slow_pages);
-        rows.push(row(title, self.shown(Is(WITH_SLOW))));
-        let p99 = |label| self.figures.get(label).map_or(f64::NAN, |f| f.p99_ms);
-        let isolation = p99(WITH_SLOW) / p99(FAST);
-        let title = "slow-path isolation: fast-page p99 with / without them";
-        rows.push(row(
-            title,
-            [two(isolation), verdict(&[("<= 1.5", isolation)])],
-        ));
-        for (service, m) in &self.memory {
-            let kib = [
-                m.idle_kib,
-                m.idle_anon_kib,
-                m.load_max_kib,
-                m.peak_kib,
-                m.after_kib,
-            ];
-            let [idle, anon, load, peak, after] = kib.map(|kib| kib as f64 / 1024.0);
-            let mib = format!("{idle:.1} ({anon:.1}) · {load:.1} · {peak:.1} · {after:.1} MiB");
-            let goals = [("idle <= 10 MiB", idle), ("under load <= 40 MiB", peak)];
-            let title = "resident memory: idle (anonymous) · under load (max) · peak · after";
-            rows.push(row(format!("8. {service} {title}"), [mib, verdict(&goals)]));
-        }
-        let joined = |items: Vec<String>| untargeted(Some(items.join(" · ")));
-        let startup = self.startup_ms.iter();
-        let startup = startup.map(|(k, ms)| format!("{k} {}", format_ms(*ms)));
-        let title = "9. start-up: spawn to first 200 on /readyz";
-        rows.push(row(title, joined(startup.collect())));
-        let sizes = self.binary_size_bytes.iter();
-        let sizes = sizes.map(|(k, b)| format!("{k} {:.1} MiB", *b as f64 / 1024.0 / 1024.0));
-        rows.push(row("10. release binary size", joined(sizes.collect())));
-        rows.extend(self.instruction_rows());
-        let lines = rows
-            .iter()
-            .map(|[t, r, g]| format!("| {t} | {r} | {g} |\n"));
-        "| figure | result | target |\n|---|---|---|\n".to_owned() + &lines.collect::<String>()
-    }
-
-    /// Throughput at `RUST_LOG=info` over `warn`, and one line's cost:
-    /// (per page at info − at warn) ÷ lines per page, in the servers' CPU
-    /// time and in instructions. A difference of two runs: within their
-    /// noise it can come out at zero or below, which no line costs; the
-    /// table then says it was too small to measure.
-    fn log_lines(&self) -> [String; 2] {
+        // Throughput at RUST_LOG=info over warn. A line costs (info − warn, per page) ÷ lines
+        // per page; two runs' noise can make that zero or less: "too small to measure".
         let lines = self.log_lines_per_page;
-        let cpu = |label| self.figures.get(label).and_then(|f| f.server_cpu_us);
-        let mut per_line = Vec::new();
+        let cpu = |label| figure(label).and_then(|f| f.server_cpu_us);
+        let mut costs = Vec::new();
         if let (Some(info), Some(warn)) = (cpu(OFF), cpu(OFF_WARN)) {
-            per_line.push(match (info - warn) / lines {
+            costs.push(match (info - warn) / lines {
                 us if us >= 0.05 => format!("≈ {us:.1} µs CPU"),
                 _ => "CPU too small to measure (info and warn runs within noise)".to_owned(),
             });
         }
+        let count = |label| self.instructions.iter().find(|c| c.setting == label);
+        let n = |label| count(label).map_or(f64::NAN, |c| c.front + c.back);
         if !self.instructions.is_empty() {
-            let n = |label| self.instructions(label).0;
-            per_line.push(
-                match (n("uninstrumented") - n("uninstrumented, RUST_LOG=warn")) / lines {
-                    n if n >= 0.5 => format!("{} instructions", thousands(n)),
-                    _ => "instructions too small to measure".to_owned(),
-                },
-            );
+            let warn = n("uninstrumented, RUST_LOG=warn");
+            costs.push(match (n("uninstrumented") - warn) / lines {
+                n if n >= 0.5 => format!("{} instructions", thousands(n)),
+                _ => "instructions too small to measure".to_owned(),
+            });
         }
-        let per_line =
-            (!per_line.is_empty()).then(|| format!("; per line {}", per_line.join(", ")));
-        let ratio = self.rps(OFF) / self.rps(OFF_WARN);
-        let (ratio_text, per_line) = (two(ratio), per_line.unwrap_or_default());
-        let result = format!("{ratio_text} ({lines:.1} lines per page{per_line})");
-        [result, verdict(&[(">= 0.95 (≤ 3 µs per line)", ratio)])]
-    }
-
-    /// Figure 11: instructions per page by setting, and what follows from them.
-    fn instruction_rows(&self) -> Vec<[String; 3]> {
+        let costs = costs.join(", ");
+        let costs = (!costs.is_empty()).then(|| format!("; per line {costs}"));
+        let ratio = rps(OFF) / rps(OFF_WARN);
+        let (ratio_text, costs) = (two(ratio), costs.unwrap_or_default());
+        let result = format!("{ratio_text} ({lines:.1} lines per page{costs})");
+        let title = "log lines: RUST_LOG=info / warn, throughput";
+        let target = verdict(&[(">= 0.95 (≤ 3 µs per line)", ratio)]);
+        rows.push(row(title, result, target));
+        if figure(PG_FAST).is_some() {
+            rows.extend(POSTGRES_ROWS.iter().map(load));
+            // PostgreSQL's fast page over its uninstrumented twin and over the ceiling.
+            let [off, ceiling] = [PG_OFF, CEILING].map(|b| two(rps(PG_FAST) / rps(b)));
+            let title = "PostgreSQL: instrumented / uninstrumented · fast page / ceiling";
+            rows.push(row(title, format!("{off} · {ceiling}"), ""));
+        } else {
+            let why = self.postgres_skipped.as_deref();
+            let why = format!("not measured: {}", why.unwrap_or("no PostgreSQL server"));
+            rows.push(row("6. PostgreSQL", why, ""));
+        }
+        let title = format!("7. fast page with {} slow pages in flight", self.slow_pages);
+        rows.push(row(title, cell(WITH_SLOW), ""));
+        // The fast page's p99 with the slow pages in flight over its p99 without.
+        let p99 = |label| figure(label).map_or(f64::NAN, |f| f.p99_ms);
+        let isolation = p99(WITH_SLOW) / p99(FAST);
+        let title = "slow-path isolation: fast-page p99 with / without them";
+        let target = verdict(&[("<= 1.5", isolation)]);
+        rows.push(row(title, two(isolation), target));
+        let mib = |kib: u64| kib as f64 / 1024.0;
+        let title = "resident memory: idle (anonymous) · under load (max) · peak · after";
+        for (service, m) in &self.memory {
+            let [idle, anon, load] = [m.idle_kib, m.idle_anon_kib, m.load_max_kib].map(mib);
+            let [peak, after] = [m.peak_kib, m.after_kib].map(mib);
+            let result = format!("{idle:.1} ({anon:.1}) · {load:.1} · {peak:.1} · {after:.1} MiB");
+            let target = verdict(&[("idle <= 10 MiB", idle), ("under load <= 40 MiB", peak)]);
+            rows.push(row(format!("8. {service} {title}"), result, target));
+        }
+        let startup = |(k, &ms): (&String, &f64)| format!("{k} {}", format_ms(ms));
+        let startup: Vec<_> = self.startup_ms.iter().map(startup).collect();
+        let title = "9. start-up: spawn to first 200 on /readyz";
+        rows.push(row(title, startup.join(" · "), ""));
+        let size = |(k, &b): (&String, &u64)| format!("{k} {:.1} MiB", mib(b) / 1024.0);
+        let sizes: Vec<_> = self.binary_size_bytes.iter().map(size).collect();
+        rows.push(row("10. release binary size", sizes.join(" · "), ""));
         if self.instructions.is_empty() {
-            let why = Some("not counted (--instructions; needs valgrind)".to_owned());
-            return vec![row(
-                "11. CPU work per fast page (instructions)",
-                untargeted(why),
-            )];
+            let why = "not counted (--instructions; needs valgrind)";
+            rows.push(row("11. CPU work per fast page (instructions)", why, ""));
+            return render(&rows);
         }
-        let counted = self.instructions.iter().enumerate().map(|(i, c)| {
+        for (i, c) in self.instructions.iter().enumerate() {
             let number = if i == 0 { "11. " } else { "" };
             let setting = &c.setting;
             let title = format!(
                 "{number}CPU work per fast page, {setting}: instructions, front + back = total"
             );
             let [front, back, total] = [c.front, c.back, c.front + c.back].map(thousands);
-            row(
-                title,
-                untargeted(Some(format!("{front} + {back} = {total}"))),
-            )
-        });
-        let mut rows: Vec<[String; 3]> = counted.collect();
-        let n = |label| self.instructions(label).0;
-        let off = n("uninstrumented") / n("instrumented");
-        let ceiling = two(n("database ceiling") / n("instrumented"));
+            rows.push(row(title, format!("{front} + {back} = {total}"), ""));
+        }
+        // Each setting's page over the instrumented fast page's.
+        let [off, ceiling] =
+            ["uninstrumented", "database ceiling"].map(|s| n(s) / n("instrumented"));
         let title = "instructions: uninstrumented / instrumented · database ceiling / fast page";
-        let result = format!("{} · {ceiling}", two(off));
-        rows.push(row(title, [result, verdict(&[(">= 0.85", off)])]));
-        let otlp_over_zipkin = n("instrumented") / n("instrumented, Zipkin");
+        let result = format!("{} · {}", two(off), two(ceiling));
+        rows.push(row(title, result, verdict(&[(">= 0.85", off)])));
+        // The default exporter's page over Zipkin's.
+        let otlp = n("instrumented") / n("instrumented, Zipkin");
         let title = "instructions per page: OTLP (the default) / Zipkin";
-        let met = verdict(&[("<= 1.00", otlp_over_zipkin)]);
-        rows.push(row(title, [two(otlp_over_zipkin), met]));
-        // A setting's page over the page whose spans are made but not exported, ÷ the spans it exported.
+        rows.push(row(title, two(otlp), verdict(&[("<= 1.00", otlp)])));
+        // (A setting's page − the page whose spans are made but not exported) ÷ spans exported.
         let per_span = |label| {
-            let (page, spans) = self.instructions(label);
-            let per = (page - n("instrumented, spans not exported")) / spans;
+            let spans = count(label).map_or(0.0, |c| c.spans);
+            let per = (n(label) - n("instrumented, spans not exported")) / spans;
             format!("{} ({spans:.1} spans per page)", thousands(per))
         };
         let [otlp, zipkin] = ["instrumented", "instrumented, Zipkin"].map(per_span);
         let title = "instructions per exported span (page over spans not exported, ÷ spans): OTLP · Zipkin · none";
-        rows.push(row(
-            title,
-            untargeted(Some(format!("{otlp} · {zipkin} · 0 (nothing sent)"))),
-        ));
-        rows
+        let result = format!("{otlp} · {zipkin} · 0 (nothing sent)");
+        rows.push(row(title, result, ""));
+        render(&rows)
     }
 
     /// `results.md`: machine, conditions, table.
@@ -312,29 +251,46 @@ impl Results {
             false => "full run",
         };
         let (date, machine, rustc) = (&self.date, &self.machine, &self.rustc);
+        let run = format!("Run {date} on {machine} ({rustc}, {mode}).");
         let conditions = &self.conditions;
-        format!(
-            "# Benchmark results\n\nRun {date} on {machine} ({rustc}, {mode}).\n\n{conditions}\n\n{table}"
-        )
+        format!("# Benchmark results\n\n{run}\n\n{conditions}\n\n{table}")
     }
 }
 
-/// A table row: title, result, target.
-fn row(title: impl Into<String>, [result, target]: [String; 2]) -> [String; 3] {
-    [title.into(), result, target]
+/// A table row: title, result, target (empty when there is none).
+fn row(title: impl ToString, result: impl ToString, target: impl ToString) -> [String; 3] {
+    [title.to_string(), result.to_string(), target.to_string()]
 }
 
-/// A result without a target (empty when there is none).
-fn untargeted(result: Option<String>) -> [String; 2] {
-    [result.unwrap_or_default(), String::new()]
+/// The rows as a Markdown table.
+fn render(rows: &[[String; 3]]) -> String {
+    let line = |[t, r, g]: &[String; 3]| format!("| {t} | {r} | {g} |\n");
+    "| figure | result | target |\n|---|---|---|\n".to_owned()
+        + &rows.iter().map(line).collect::<String>()
+}
+
+/// The target column of a row: each target as the table states it
+/// (`>= 0.60`, `idle <= 10 MiB`; the threshold is read from that text, so
+/// the two cannot disagree) and whether all were met.
+fn verdict(checks: &[(&str, f64)]) -> String {
+    let met = checks.iter().all(|&(goal, value)| {
+        let mut words = goal.split(' ').skip_while(|w| !w.ends_with('='));
+        match (words.next(), words.next().map(str::parse)) {
+            (Some(">="), Some(Ok(threshold))) => value >= threshold,
+            (Some("<="), Some(Ok(threshold))) => value <= threshold,
+            _ => false,
+        }
+    });
+    let goals: Vec<&str> = checks.iter().map(|&(goal, _)| goal).collect();
+    let met = if met { "met" } else { "**missed**" };
+    format!("{}: {met}", goals.join(", "))
 }
 
 /// A ratio as the table states it: two decimals, "n/a" when a side is missing.
 fn two(value: f64) -> String {
-    if value.is_finite() {
-        format!("{value:.2}")
-    } else {
-        "n/a".to_owned()
+    match value.is_finite() {
+        true => format!("{value:.2}"),
+        false => "n/a".to_owned(),
     }
 }
 
@@ -343,15 +299,9 @@ pub fn thousands(value: f64) -> String {
     if !value.is_finite() {
         return "n/a".to_owned();
     }
-    let digits = format!("{:.0}", value.max(0.0));
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    let digits = format!("{:.0}", value.max(0.0)).into_bytes();
+    let groups = digits.rchunks(3).rev().map(String::from_utf8_lossy);
+    groups.collect::<Vec<_>>().join(",")
 }
 
 /// A duration in milliseconds for people: `0.42 ms`, `12.3 ms`, `250 ms`, `3.01 s`.
