@@ -89,7 +89,7 @@ pub struct Results {
     /// Lines both services print per fast page at `RUST_LOG=info`.
     pub log_lines_per_page: f64,
     pub slow_pages: u32,
-    /// The fewest slow pages, in any round, held in business-logic through the measured run.
+    /// The fewest slow pages, in any round, still unanswered when the measured run ended.
     pub slow_pages_held_min: u64,
     pub memory: BTreeMap<String, Memory>,
     /// Median time from spawn to the first 200 on `/readyz`.

@@ -15,7 +15,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde_json::Value;
+use bench::report::Results;
 
 /// `bench ARGS --out <a fresh directory>` on the test build's binaries: its
 /// stdout, and the directory.
@@ -67,33 +67,28 @@ fn a_quick_bench_reports_every_figure() {
     let figures_missing = stdout.contains("n/a") || stdout.contains("|  |  |");
     assert!(!figures_missing, "{stdout}");
 
+    // results.json, read back as the report writer's own type.
     let json = std::fs::read_to_string(out.join("results.json")).unwrap();
-    let json: Value = serde_json::from_str(&json).unwrap();
-    let figures = json["figures"].as_object().unwrap();
+    let results: Results = serde_json::from_str(&json).unwrap();
     let expected = if postgres.is_some() { 9 } else { 6 };
-    assert_eq!(figures.len(), expected, "{figures:?}");
-    for (name, figure) in figures {
-        assert!(
-            figure["requests"].as_u64().unwrap() > 0,
-            "{name} got no answers"
-        );
-        assert_eq!(figure["runs"].as_array().unwrap().len(), 1);
+    assert_eq!(results.figures.len(), expected, "{:?}", results.figures);
+    for (name, figure) in &results.figures {
+        assert!(figure.requests > 0, "{name} got no answers");
+        assert_eq!(figure.runs.len(), 1);
     }
     // Each page logs at info: at least "request completed" in each service.
-    let lines = json["log_lines_per_page"].as_f64().unwrap();
+    let lines = results.log_lines_per_page;
     assert!((2.0..=6.0).contains(&lines), "log lines per page {lines}");
-    assert_eq!(json["slow_pages_held_min"], 50, "slow pages not held");
-    assert!(json["spans_received"].as_u64().unwrap() > 0);
-    assert_eq!(json["rejected_batches"], 0);
+    assert_eq!(results.slow_pages_held_min, 50, "slow pages not held");
+    assert!(results.spans_received > 0);
+    assert_eq!(results.rejected_batches, 0);
     for service in ["front-end", "business-logic"] {
-        let memory = &json["memory"][service];
-        let kib = |field: &str| memory[field].as_u64().unwrap();
-        let (idle, anon) = (kib("idle_kib"), kib("idle_anon_kib"));
-        assert!(anon > 0 && anon < idle, "{memory}");
+        let m = &results.memory[service];
+        assert!(m.idle_anon_kib > 0 && m.idle_anon_kib < m.idle_kib, "{m:?}");
         // The high-water mark since idle, within the whole run's.
-        let (load, peak) = (kib("load_max_kib"), kib("peak_kib"));
-        assert!(load > 0 && load <= peak && idle <= peak, "{memory}");
-        assert!(json["startup_ms"][service].as_f64().unwrap() > 0.0);
+        let (load, peak) = (m.load_max_kib, m.peak_kib);
+        assert!(load > 0 && load <= peak && m.idle_kib <= peak, "{m:?}");
+        assert!(results.startup_ms[service] > 0.0);
     }
     let markdown = std::fs::read_to_string(out.join("results.md")).unwrap();
     assert!(markdown.contains("| figure | result | target |"));
