@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use test_support::collector::Collector;
-use test_support::service::{Service, Signal};
+use test_support::service::Service;
 
 use crate::{Setting, Starter};
 
@@ -29,57 +29,35 @@ pub struct Count {
     pub spans: f64,
 }
 
-/// Instructions per fast page of `setting`, on a fresh pair started by
-/// `starter` (under callgrind) on a fresh SQLite file: `warmup` pages, then
-/// `counted` pages counted.
+/// Instructions and spans per fast page of `setting`, on a fresh pair started
+/// by `starter` (under callgrind) on a fresh SQLite file: `warmup` pages,
+/// then `counted` pages counted.
 pub async fn count(
     starter: &Starter<'_>,
     collector: &Collector,
     setting: &Setting,
     [warmup, counted]: [u32; 2],
 ) -> anyhow::Result<Count> {
-    let spans_before = collector.span_count();
     let tag = format!("instructions-{}", setting.name);
     let sqlite = starter.sqlite(&tag)?;
     let (pair, ..) = starter.start(&tag, setting.changes, Some(&sqlite)).await?;
     let url = pair.front.url(contract::routes::front_end::FAST_PAGE);
     pages(&url, warmup).await?;
-    // The warm-up's last span batch leaves within 500 ms (longer under callgrind).
+    // Span batches leave every 500 ms (slower under callgrind): the warm-up's
+    // are in before the count starts, the counted pages' before it ends.
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let spans_before = collector.span_count();
     for service in [&pair.front, &pair.back] {
         callgrind_control("-z", service.pid())?;
     }
     pages(&url, counted).await?;
-    // The span batch of the counted pages belongs to them.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let per_page = |n: u64| n as f64 / f64::from(counted);
-    let front = per_page(dumped(&pair.front, starter.dir).await?);
-    let back = per_page(dumped(&pair.back, starter.dir).await?);
-    // Spans per page, once a graceful stop has flushed the last batch and
-    // the count has not moved for a second (at most 30 s).
-    let mut pair = pair;
-    tokio::task::spawn_blocking(move || {
-        for service in [&mut pair.front, &mut pair.back] {
-            service.signal(Signal::TERM);
-            service.wait_exit(Duration::from_secs(120));
-        }
-    })
-    .await?;
-    let mut spans = collector.span_count();
-    for _ in 0..30 {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = collector.span_count();
-        if now == spans {
-            break;
-        }
-        spans = now;
-    }
-    let spans = (spans - spans_before) as f64 / f64::from(warmup + counted);
     Ok(Count {
         setting: setting.label.to_owned(),
-        front,
-        back,
-        spans,
+        front: per_page(dumped(&pair.front, starter.dir).await?),
+        back: per_page(dumped(&pair.back, starter.dir).await?),
+        spans: per_page(collector.span_count() - spans_before),
     })
 }
 

@@ -12,7 +12,7 @@ pub mod report;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use test_support::service::{Launch, Service};
 
 /// A pair whose instructions can be counted: the services with the
@@ -99,7 +99,7 @@ pub struct Starter<'a> {
     /// The processes' output (`<tag>-<name>.log`), SQLite files, callgrind dumps.
     pub dir: &'a Path,
     pub collector_url: String,
-    /// Variables the front-end gets besides the cluster's settings.
+    /// Variables the fronts get besides the cluster's settings (the ceiling reads none).
     pub front_env: Vec<(String, String)>,
     /// Every process under `valgrind --tool=callgrind`.
     pub callgrind: bool,
@@ -125,22 +125,24 @@ impl Starter<'_> {
         Ok(format!("sqlite://{}/business-logic.db", dir.display()))
     }
 
-    fn launch(&self, tag: &str, name: &str, binary: &str, args: &[&str]) -> anyhow::Result<Launch> {
-        let binary = self.bin_dir.join(binary);
+    /// `program` (in `bin_dir`) with `args`, named `name` in `<tag>-<name>.log`.
+    fn launch(&self, tag: &str, [name, program, args]: [&str; 3]) -> anyhow::Result<Launch> {
+        let program = self.bin_dir.join(program);
+        let args: Vec<&str> = args.split_whitespace().collect();
         let launch = if self.callgrind {
             let valgrind = which("valgrind").context("no valgrind: apt-get install valgrind")?;
             let dumps = format!(
                 "--callgrind-out-file={}/{name}.callgrind.%p",
                 self.dir.display()
             );
-            let program = binary.display().to_string();
+            let program = program.display().to_string();
             let options = ["--tool=callgrind", "--vgdb=yes", &dumps, &program];
             Launch::program(name, &valgrind).args(&options)
         } else {
-            Launch::program(name, &binary)
+            Launch::program(name, &program)
         };
         let log = self.dir.join(format!("{tag}-{name}.log"));
-        Ok(launch.args(args).cpu(self.cpu).log_file(&log))
+        Ok(launch.args(&args).cpu(self.cpu).log_file(&log))
     }
 
     /// The services with the cluster's settings and `changes`, or (`None`)
@@ -154,33 +156,25 @@ impl Starter<'_> {
     ) -> anyhow::Result<(Pair, Duration, Duration)> {
         // Under callgrind code runs about fifty times slower.
         let limit = Duration::from_secs(if self.callgrind { 300 } else { 60 });
-        let env = changes.map(|c| service_env(&self.collector_url, c));
-        let back = match (&env, database_url) {
-            (Some(env), Some(url)) => {
-                let launch = self.launch(tag, "business-logic", "business-logic", &[])?;
-                launch.envs(env).envs(&[("DATABASE_URL", url)])
-            }
-            (None, Some(url)) => {
-                let args = ["back-database", "--database-url", url];
-                self.launch(tag, "ceiling-back", "ceiling", &args)?
-            }
-            (None, None) => self.launch(tag, "ceiling-back", "ceiling", &["back"])?,
-            (Some(_), None) => bail!("the services need a database"),
+        let (env, [back, front]) = match changes {
+            Some(changes) => (
+                service_env(&self.collector_url, changes),
+                [["business-logic"; 2], ["front-end"; 2]].map(|[n, p]| [n, p, ""]),
+            ),
+            None => (
+                Vec::new(),
+                [
+                    ["ceiling-back", "ceiling", "back"],
+                    ["ceiling-front", "ceiling", "front"],
+                ],
+            ),
         };
+        let database = Vec::from_iter(database_url.map(|url| ("DATABASE_URL", url)));
+        let back = self.launch(tag, back)?.envs(&env).envs(&database);
         let mut back = back.start(limit)?;
         let back_startup = back.wait_ready(limit).await?;
-        let back_url = back.url("");
-        let front = match env {
-            Some(env) => self
-                .launch(tag, "front-end", "front-end", &[])?
-                .envs(&env)
-                .envs(&self.front_env)
-                .envs(&[("BUSINESS_LOGIC_URL", &back_url)]),
-            None => {
-                let args = ["front", "--backend-url", &back_url];
-                self.launch(tag, "ceiling-front", "ceiling", &args)?
-            }
-        };
+        let front = self.launch(tag, front)?.envs(&env).envs(&self.front_env);
+        let front = front.envs(&[("BUSINESS_LOGIC_URL", back.url(""))]);
         let mut front = front.start(limit)?;
         let front_startup = front.wait_ready(limit).await?;
         Ok((Pair { front, back }, front_startup, back_startup))

@@ -48,7 +48,7 @@ impl Figure {
     }
 
     /// The figure as its row states it.
-    fn cell(&self) -> String {
+    pub fn cell(&self) -> String {
         let cpu = self.server_cpu_us.map(|us| format!(" · {us:.0} µs CPU"));
         let [p50, p99] = [self.p50_ms, self.p99_ms].map(format_ms);
         let (rps, errors) = (thousands(self.requests_per_s), self.errors);
@@ -101,49 +101,29 @@ pub struct Results {
     pub instructions: Vec<Count>,
 }
 
-/// What a load row shows: a figure, or a throughput ratio (the first
-/// figure's over the second's) and its target.
-#[derive(Debug, Clone, Copy)]
-enum Shows {
-    Figure(&'static str),
-    Ratio(&'static str, &'static str, &'static str),
-}
-use Shows::{Figure as Is, Ratio};
-
-#[rustfmt::skip]
-const SQLITE_ROWS: [(&str, Shows); 8] = [
-    ("1. fast page, full instrumentation (front-end → business-logic → SQLite)", Is(FAST)),
-    ("2. ceiling: bare actix-web front → back, pooled client, no instrumentation, no database", Is(CEILING)),
-    ("fast page / ceiling, throughput", Ratio(FAST, CEILING, ">= 0.50")),
-    ("3. database ceiling: the ceiling plus business-logic's query on SQLite", Is(DB_CEILING)),
-    ("fast page / database ceiling, throughput", Ratio(FAST, DB_CEILING, ">= 0.60")),
-    ("4. fast page, tracing and metrics off", Is(OFF)),
-    ("instrumented / uninstrumented, throughput", Ratio(FAST, OFF, ">= 0.85")),
-    ("5. fast page, tracing and metrics off, RUST_LOG=warn (no per-request log lines)", Is(OFF_WARN)),
-];
-
-#[rustfmt::skip]
-const POSTGRES_ROWS: [(&str, Shows); 4] = [
-    ("6. PostgreSQL: fast page, full instrumentation", Is(PG_FAST)),
-    ("PostgreSQL: database ceiling", Is(PG_DB_CEILING)),
-    ("PostgreSQL: fast page / database ceiling, throughput", Ratio(PG_FAST, PG_DB_CEILING, ">= 0.60")),
-    ("PostgreSQL: fast page, tracing and metrics off", Is(PG_OFF)),
-];
-
 impl Results {
     /// The table, Markdown.
     pub fn table(&self) -> String {
         let figure = |label| self.figures.get(label);
         let cell = |label| figure(label).map_or(String::new(), Figure::cell);
         let rps = |label| figure(label).map_or(f64::NAN, |f| f.requests_per_s);
-        let load = |&(title, shows): &(&str, Shows)| match shows {
-            Is(label) => row(title, cell(label), ""),
-            Ratio(a, b, goal) => {
-                let ratio = rps(a) / rps(b);
-                row(title, two(ratio), verdict(&[(goal, ratio)]))
-            }
+        let is = |title, label| row(title, cell(label), "");
+        // The throughput of `a` over `b`'s, against `goal`.
+        let ratio = |title, a, b, goal| {
+            let ratio = rps(a) / rps(b);
+            row(title, two(ratio), verdict(&[(goal, ratio)]))
         };
-        let mut rows: Vec<[String; 3]> = SQLITE_ROWS.iter().map(load).collect();
+        #[rustfmt::skip]
+        let mut rows = vec![
+            is("1. fast page, full instrumentation (front-end → business-logic → SQLite)", FAST),
+            is("2. ceiling: bare actix-web front → back, pooled client, no instrumentation, no database", CEILING),
+            ratio("fast page / ceiling, throughput", FAST, CEILING, ">= 0.50"),
+            is("3. database ceiling: the ceiling plus business-logic's query on SQLite", DB_CEILING),
+            ratio("fast page / database ceiling, throughput", FAST, DB_CEILING, ">= 0.60"),
+            is("4. fast page, tracing and metrics off", OFF),
+            ratio("instrumented / uninstrumented, throughput", FAST, OFF, ">= 0.85"),
+            is("5. fast page, tracing and metrics off, RUST_LOG=warn (no per-request log lines)", OFF_WARN),
+        ];
         // Throughput at RUST_LOG=info over warn. A line costs (info − warn, per page) ÷ lines
         // per page; two runs' noise can make that zero or less: "too small to measure".
         let lines = self.log_lines_per_page;
@@ -166,14 +146,20 @@ impl Results {
         }
         let costs = costs.join(", ");
         let costs = (!costs.is_empty()).then(|| format!("; per line {costs}"));
-        let ratio = rps(OFF) / rps(OFF_WARN);
-        let (ratio_text, costs) = (two(ratio), costs.unwrap_or_default());
+        let info_warn = rps(OFF) / rps(OFF_WARN);
+        let (ratio_text, costs) = (two(info_warn), costs.unwrap_or_default());
         let result = format!("{ratio_text} ({lines:.1} lines per page{costs})");
         let title = "log lines: RUST_LOG=info / warn, throughput";
-        let target = verdict(&[(">= 0.95 (≤ 3 µs per line)", ratio)]);
+        let target = verdict(&[(">= 0.95 (≤ 3 µs per line)", info_warn)]);
         rows.push(row(title, result, target));
         if figure(PG_FAST).is_some() {
-            rows.extend(POSTGRES_ROWS.iter().map(load));
+            #[rustfmt::skip]
+            rows.extend([
+                is("6. PostgreSQL: fast page, full instrumentation", PG_FAST),
+                is("PostgreSQL: database ceiling", PG_DB_CEILING),
+                ratio("PostgreSQL: fast page / database ceiling, throughput", PG_FAST, PG_DB_CEILING, ">= 0.60"),
+                is("PostgreSQL: fast page, tracing and metrics off", PG_OFF),
+            ]);
             // PostgreSQL's fast page over its uninstrumented twin and over the ceiling.
             let [off, ceiling] = [PG_OFF, CEILING].map(|b| two(rps(PG_FAST) / rps(b)));
             let title = "PostgreSQL: instrumented / uninstrumented · fast page / ceiling";

@@ -23,7 +23,7 @@ async fn reads_the_database(backend: Backend) {
     let Some(db) = TestDatabase::create(backend).await else {
         return;
     };
-    let back = start(&["back-database", "--database-url", &db.url]).await;
+    let back = start(&["back", "--database-url", &db.url]).await;
     let front = start(&["front", "--backend-url", &back.url("")]).await;
     let reference = Database::connect_lazy(&db.url, 1).unwrap();
     let client = reqwest::Client::new();

@@ -296,7 +296,7 @@ async fn run(args: Args, cpu: Option<u32>, dir: &Path) -> anyhow::Result<()> {
             };
             let after = cpu_times();
             if let Some(set) = held {
-                held_min = held_min.min(finish_slow_pages(set, slow, slow_delay_ms).await?);
+                held_min = held_min.min(finish_slow_pages(set, slow_delay_ms).await?);
             }
             // The busy share of `/proc/stat` line `i` (0: the machine, 1: CPU 0, ...).
             let busy = |i: usize| {
@@ -312,22 +312,17 @@ async fn run(args: Args, cpu: Option<u32>, dir: &Path) -> anyhow::Result<()> {
             let server_cpu_us = server_cpu_pct
                 .zip(pinned_rps)
                 .map(|(pct, rps)| pct / 100.0 / rps * 1e6);
-            say(format!(
-                "round {}: {label:<46} {:>8.0} req/s  p50 {:>9}  p99 {:>9}  errors {}  (CPU servers {:.0} %, load {:.0} %)",
-                round + 1,
-                stats.requests_per_s,
-                format_ms(stats.p50_ms),
-                format_ms(stats.p99_ms),
-                stats.errors,
-                server_cpu_pct.unwrap_or(f64::NAN),
-                load_cpu_pct.unwrap_or(f64::NAN),
-            ));
             let run = Run {
                 server_cpu_pct,
                 load_cpu_pct,
                 server_cpu_us,
                 ..stats
             };
+            let [servers, load] = [server_cpu_pct, load_cpu_pct].map(|p| p.unwrap_or(f64::NAN));
+            let (round, cell) = (round + 1, Figure::from_runs(vec![run]).cell());
+            say(format!(
+                "round {round}: {label}: {cell} (CPU: servers {servers:.0} %, load {load:.0} %)"
+            ));
             runs.entry(label).or_default().push(run);
         }
     }
@@ -416,50 +411,34 @@ async fn run(args: Args, cpu: Option<u32>, dir: &Path) -> anyhow::Result<()> {
 }
 
 /// The pages of warm-up and counted per setting, if instructions are
-/// counted: `--instructions` insists, `--no-instructions` and `--quick`
-/// leave them out, a full run counts them where valgrind is installed.
+/// counted: `--instructions` and `--settings` insist, `--no-instructions`
+/// and `--quick` leave them out, a full run counts them where valgrind is.
 fn counting(args: &Args) -> anyhow::Result<Option<[u32; 2]>> {
     let installed = which("valgrind").is_some() && which("callgrind_control").is_some();
     let insist = args.instructions || !args.settings.is_empty();
     if insist && !installed {
-        bail!(
-            "--instructions, --settings: valgrind is not installed (Debian: apt-get install valgrind)"
-        );
+        bail!("--instructions, --settings: no valgrind (Debian: apt-get install valgrind)");
     }
-    if args.no_instructions || (args.quick && !insist) || !installed {
-        say(
-            "instructions per page: not counted (--instructions, with valgrind installed, to count them)",
-        );
+    if !insist && (args.no_instructions || args.quick || !installed) {
+        say("instructions per page: not counted (--instructions, with valgrind, counts them)");
         return Ok(None);
     }
     let (warmup, counted) = (args.instruction_warmup, args.instruction_requests);
     say(format!(
-        "instructions per page: valgrind --tool=callgrind, {counted} pages after {warmup}"
+        "instructions per page: callgrind, {counted} pages after {warmup}"
     ));
     Ok(Some([warmup, counted]))
 }
 
 /// Sends `n` slow pages, each held `delay_ms`, and waits (at most 5 s)
-/// until business-logic holds a connection from the front-end for each:
-/// HTTP/1.1 carries one request per connection at a time.
-async fn hold_slow_pages(
-    pair: &Pair,
-    n: u32,
-    delay_ms: u64,
-) -> anyhow::Result<JoinSet<Option<u16>>> {
+/// until business-logic holds a connection from the front-end for each
+/// (HTTP/1.1 carries one request per connection at a time).
+async fn hold_slow_pages(pair: &Pair, n: u32, delay_ms: u64) -> anyhow::Result<JoinSet<u16>> {
     let client = test_support::http::probe_client(Duration::from_millis(delay_ms + 60_000));
-    let url = pair
-        .front
-        .url(&format!("{SLOW_PAGE}?{DELAY_MS}={delay_ms}"));
+    let url = format!("{SLOW_PAGE}?{DELAY_MS}={delay_ms}");
     let mut set = JoinSet::new();
-    for _ in 0..n {
-        let request = client.get(&url);
-        set.spawn(async move {
-            let response = request.send().await.ok()?;
-            let status = response.status().as_u16();
-            response.bytes().await.ok()?;
-            Some(status)
-        });
+    for request in (0..n).map(|_| client.get(pair.front.url(&url))) {
+        set.spawn(async move { request.send().await.map_or(0, |r| r.status().as_u16()) });
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while pair.back.connections() < n as usize && tokio::time::Instant::now() < deadline {
@@ -477,24 +456,15 @@ async fn hold_slow_pages(
 
 /// Right after a measured run: how many slow pages were still unanswered,
 /// so held throughout (business-logic held them all when it began); then
-/// waits (bounded) for them to answer.
-async fn finish_slow_pages(
-    mut set: JoinSet<Option<u16>>,
-    n: u32,
-    delay_ms: u64,
-) -> anyhow::Result<u64> {
-    let mut held = u64::from(n);
-    while set.try_join_next().is_some() {
-        held -= 1;
-    }
+/// waits (bounded) for their answers.
+async fn finish_slow_pages(mut set: JoinSet<u16>, delay_ms: u64) -> anyhow::Result<u64> {
+    while set.try_join_next().is_some() {}
+    let held = set.len() as u64;
     let answered = tokio::time::timeout(Duration::from_millis(delay_ms + 30_000), set.join_all());
     let answered = answered.await.context("slow pages did not finish")?;
-    let ok = answered
-        .iter()
-        .filter(|status| **status == Some(200))
-        .count();
+    let ok = answered.iter().filter(|status| **status == 200).count();
     say(format!(
-        "{held} of {n} slow pages held through the measured run, {ok} of them answered 200"
+        "{held} slow pages held through the measured run, {ok} answered 200"
     ));
     Ok(held)
 }
