@@ -1,19 +1,12 @@
-//! The report writer on recorded output: oha's JSON and wrk's report with
-//! the bench's `done` hook are read into the same figures, and the table
-//! states every figure, ratio and target from a results.json.
-//!
-//! Fixtures, recorded on loopback against `ceiling front` (debug build)
-//! whose back was stopped half-way, so they hold 200s, 502s and deadline
-//! aborts: `fixtures/oha-1.16.0.json` (oha 1.16.0 from crates.io, `oha
-//! --no-tui --output-format json -z 3s -c 4 -t 30s URL`) and
-//! `fixtures/wrk-4.1.0-hook.txt` (Debian's wrk 4.1.0-3+b2, `wrk -t 1 -c 4 -d
-//! 3s --timeout 30s -s <the hook in bench/src/load.rs> URL`).
-//! `fixtures/results.json` holds set figures, and `fixtures/table.md` the
-//! table the report writer printed for them before it was made smaller.
-//! Among its figures: fast page / database ceiling 1,000 / 1,500 = 0.67,
-//! met; per log line (190 − 180) µs ÷ 4 lines = 2.5 µs and (337,475 −
-//! 311,912) ÷ 4 = 6,391 instructions; per exported span (503,718 − 348,146)
-//! ÷ 4 = 38,893.
+//! The report writer on recorded output. Fixtures, recorded on loopback
+//! against `ceiling front` whose back was stopped half-way (200s, 502s and
+//! deadline aborts): `oha-1.16.0.json` (oha 1.16.0 from crates.io, `oha
+//! --no-tui --output-format json -z 3s -c 4 -t 30s URL`), `wrk-4.1.0-hook.txt`
+//! (Debian's wrk 4.1.0-3+b2, `wrk -t 1 -c 4 -d 3s --timeout 30s -s <the hook
+//! in bench/src/load.rs> URL`). `results.json` holds set figures, `table.md`
+//! the table printed for them before the writer was made smaller; among them
+//! per log line (190 − 180) µs ÷ 4 lines = 2.5 µs, and per exported span
+//! (503,718 − 348,146) ÷ 4 = 38,893 instructions.
 #![allow(clippy::unwrap_used)]
 
 use bench::load::read_oha_json;
