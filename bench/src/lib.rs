@@ -55,13 +55,10 @@ pub const BENCH_SETTINGS: [&str; 6] = [
     "database-ceiling",
 ];
 
-/// The setting called `name`; the error lists the names there are.
-pub fn setting_named(name: &str) -> Result<Setting, String> {
+/// The setting called `name`.
+pub fn setting_named(name: &str) -> anyhow::Result<Setting> {
     let found = SETTINGS.iter().find(|s| s.name == name).copied();
-    found.ok_or_else(|| {
-        let names: Vec<&str> = SETTINGS.iter().map(|s| s.name).collect();
-        format!("no setting {name:?}; there are: {}", names.join(", "))
-    })
+    found.with_context(|| format!("no setting {name:?}"))
 }
 
 /// The cluster's settings for both services (see helm/app), spans over OTLP

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use bench::instructions::Count;
 use bench::report::Results;
 
 /// `bench ARGS --out <a fresh directory>` on the test build's binaries: its
@@ -96,18 +97,14 @@ fn counted_instructions_per_page_do_not_depend_on_the_pages() {
     if !installed(&["callgrind_control"], "apt-get install valgrind") {
         return;
     }
-    // Instructions per page (business-logic's part, front-end's part).
+    // Instructions per page (front-end's part, business-logic's part).
     let count = |pages: &str| {
         let settings = "--settings database-ceiling --instruction-warmup 10";
         let (stdout, out) = bench(&format!("{settings} --instruction-requests {pages}"), pages);
         let _ = std::fs::remove_dir_all(&out);
-        let line = stdout.lines().find(|l| l.starts_with("database-ceiling "));
-        let line = line.unwrap();
-        let numbers: Vec<f64> = (line.split_whitespace().skip(1))
-            .map(|n| n.replace(',', "").parse().unwrap())
-            .collect();
-        assert_eq!(numbers[2], 0.0, "the ceiling makes no spans: {line}");
-        [numbers[0], numbers[1]]
+        let [c]: [Count; 1] = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(c.spans, 0.0, "the ceiling makes no spans: {c:?}");
+        [c.front, c.back]
     };
     let (ten, forty) = (count("10"), count("40"));
     eprintln!("per page: 10 pages {ten:?}, 40 pages {forty:?}");

@@ -14,8 +14,9 @@ use anyhow::{Context, bail};
 use bench::instructions::{count, pages};
 use bench::load::Tool;
 use bench::report::*;
-use bench::{BENCH_SETTINGS, Pair, SETTINGS, Setting, Starter, median, setting_named, which};
+use bench::{BENCH_SETTINGS, Pair, SETTINGS, Starter, median, setting_named, which};
 use clap::Parser;
+use clap::builder::PossibleValuesParser;
 use contract::DELAY_MS;
 use contract::routes::front_end::{FAST_PAGE, SLOW_PAGE};
 use procfs::{Current, CurrentSI};
@@ -76,16 +77,9 @@ struct Args {
     /// Pages before counting starts.
     #[arg(long, value_parser = clap::value_parser!(u32).range(0..=10_000), default_value = "200", default_value_if("quick", "true", "20"))]
     instruction_warmup: u32,
-    #[arg(long, num_args = 1.., value_parser = setting_named, help = settings_help())]
-    settings: Vec<Setting>,
-}
-
-fn settings_help() -> String {
-    let names: Vec<&str> = SETTINGS.iter().map(|s| s.name).collect();
-    let names = names.join(", ");
-    format!(
-        "Count only instructions, no load, for these settings (each on a fresh SQLite file): {names}"
-    )
+    /// Count only instructions, no load, for these settings (each on a fresh SQLite file).
+    #[arg(long, num_args = 1.., value_parser = PossibleValuesParser::new(SETTINGS.map(|s| s.name)))]
+    settings: Vec<String>,
 }
 
 /// Whole seconds from 1 s to 1 h, as the load generators take them.
@@ -125,17 +119,14 @@ fn say(message: impl AsRef<str>) {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let pinned = !args.no_pin && cpus >= 2 && Command::new("taskset").arg("-V").output().is_ok();
-    if pinned {
-        // Before any thread exists: the runtime's threads and the load generator inherit it.
-        let pid = std::process::id().to_string();
-        let taskset = Command::new("taskset")
+    // Before any thread exists: the runtime's threads and the load generator inherit it.
+    let pid = std::process::id().to_string();
+    let pin = || {
+        Command::new("taskset")
             .args(["-a", "-p", "-c", "1", &pid])
-            .output()?;
-        if !taskset.status.success() {
-            bail!("taskset could not pin the harness to CPU 1");
-        }
-    }
+            .output()
+    };
+    let pinned = !args.no_pin && cpus >= 2 && pin().is_ok_and(|o| o.status.success());
     let dir = args.out.join("logs");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -172,18 +163,11 @@ async fn run(args: Args, cpu: Option<u32>, dir: &Path) -> anyhow::Result<()> {
     let counting = counting(&args)?;
     if let (false, Some(pages)) = (args.settings.is_empty(), counting) {
         let starter = starter.under_callgrind();
-        println!(
-            "{:<26} {:>16} {:>16} {:>6}",
-            "setting", "business-logic", "front-end", "spans"
-        );
-        for setting in &args.settings {
-            let c = count(&starter, &collector, setting, pages).await?;
-            let [back, front] = [c.back, c.front].map(thousands);
-            println!(
-                "{:<26} {back:>16} {front:>16} {:>6.1}",
-                setting.name, c.spans
-            );
+        let mut counts = Vec::new();
+        for name in &args.settings {
+            counts.push(count(&starter, &collector, &setting_named(name)?, pages).await?);
         }
+        println!("{}", serde_json::to_string_pretty(&counts)?);
         say("instructions per fast page of each process, spans exported per page");
         return Ok(());
     }
@@ -240,7 +224,7 @@ async fn run(args: Args, cpu: Option<u32>, dir: &Path) -> anyhow::Result<()> {
             (Db::Postgres, Ok(pg)) => Some(pg.url.clone()),
             (Db::Postgres, Err(_)) => continue,
         };
-        let changes = setting_named(setting).map_err(anyhow::Error::msg)?.changes;
+        let changes = setting_named(setting)?.changes;
         let (pair, ..) = starter
             .start(label, changes, database_url.as_deref())
             .await?;
@@ -362,7 +346,7 @@ async fn run(args: Args, cpu: Option<u32>, dir: &Path) -> anyhow::Result<()> {
     if let Some(pages) = counting {
         let starter = starter.under_callgrind();
         for name in BENCH_SETTINGS {
-            let setting = setting_named(name).map_err(anyhow::Error::msg)?;
+            let setting = setting_named(name)?;
             let c = count(&starter, &collector, &setting, pages).await?;
             let setting = &c.setting;
             say(format!(
@@ -486,10 +470,7 @@ fn machine() -> Results {
         .trim();
     let cpus = cpu.as_ref().map_or(1, procfs::CpuInfo::num_cores);
     let gib = procfs::Meminfo::current().map_or(0.0, |m| m.mem_total as f64 / f64::from(1 << 30));
-    let kernel = procfs::sys::kernel::Version::current().map_or_else(
-        |_| String::new(),
-        |v| format!("Linux {}.{}.{}", v.major, v.minor, v.patch),
-    );
+    let kernel = first_line("uname", &["-sr"]).unwrap_or_default();
     Results {
         machine: format!("{model}, {cpus} CPUs, {gib:.0} GiB RAM, {kernel}"),
         date: first_line("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]).unwrap_or_default(),
