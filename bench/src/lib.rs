@@ -63,19 +63,15 @@ pub fn setting_named(name: &str) -> anyhow::Result<Setting> {
 
 /// The cluster's settings for both services (see helm/app), spans over OTLP
 /// (the default exporter) to the stand-in collector at `collector_url` (the
-/// Zipkin endpoint points there too), with `changes` on top.
+/// Zipkin endpoint points there too), with `changes` on top (the last
+/// value of a variable wins).
 fn service_env(collector_url: &str, changes: &str) -> Vec<(String, String)> {
     let cluster = "RUST_LOG=info LOG_FORMAT=text OTEL_TRACES_EXPORTER=otlp METRICS_ENABLED=true";
-    let mut env = std::collections::BTreeMap::new();
-    for (k, v) in format!("{cluster} {changes}")
-        .split_whitespace()
-        .filter_map(|kv| kv.split_once('='))
-    {
-        env.insert(k.to_owned(), v.to_owned());
-    }
+    let vars = format!("{cluster} {changes}");
+    let vars = vars.split_whitespace().filter_map(|kv| kv.split_once('='));
+    let vars = vars.map(|(k, v)| (k.to_owned(), v.to_owned()));
     let exporters = test_support::collector::exporter_env(collector_url);
-    env.into_iter()
-        .chain(exporters.into_iter().map(|(k, v)| (k.to_owned(), v)))
+    vars.chain(exporters.into_iter().map(|(k, v)| (k.to_owned(), v)))
         .collect()
 }
 

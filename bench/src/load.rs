@@ -83,67 +83,60 @@ pub struct Tool {
 }
 
 impl Tool {
-    /// `name` (oha or wrk; default: oha, else wrk) on PATH, its runs on one
-    /// runtime thread when `pinned` to one CPU; `dir` holds wrk's hook.
-    pub fn find(name: Option<&str>, dir: &Path, pinned: bool) -> anyhow::Result<Self> {
+    /// `name` (oha or wrk; default: oha, else wrk) on PATH, holding
+    /// `connections`, its runs on one runtime thread when `pinned` to one
+    /// CPU; `dir` holds wrk's hook.
+    pub fn find(
+        name: Option<&str>,
+        connections: u32,
+        dir: &Path,
+        pinned: bool,
+    ) -> anyhow::Result<Self> {
         let names = name.map_or(vec!["oha", "wrk"], |name| vec![name]);
         let found = names.into_iter().find_map(|n| Some((n, crate::which(n)?)));
         let (name, program) =
             found.context("no load generator on PATH: `make bench` installs oha")?;
-        let (args, version) = match name {
-            "oha" => ("--no-tui --output-format json -t 30s", "--version"),
-            _ => ("-t 1 --timeout 30s -s", "-v"),
+        // oha defaults to a runtime thread per core.
+        let threads = if pinned { " --worker-threads 1" } else { "" };
+        let (flags, version) = match name {
+            "oha" => (
+                format!("--no-tui --output-format json -t 30s{threads}"),
+                "--version",
+            ),
+            _ => ("-t 1 --timeout 30s -s".to_owned(), "-v"),
         };
-        let mut args: Vec<String> = args.split(' ').map(str::to_owned).collect();
+        let flags = format!("-c {connections} {flags}");
+        let mut args: Vec<String> = flags.split(' ').map(str::to_owned).collect();
         if name == "wrk" {
             let hook = dir.join("wrk-done.lua");
             std::fs::write(&hook, WRK_DONE)?;
             args.push(hook.display().to_string());
-        } else if pinned {
-            // oha defaults to a runtime thread per core.
-            args.extend(["--worker-threads", "1"].map(str::to_owned));
         }
+        args.push(if name == "oha" { "-z" } else { "-d" }.to_owned());
         let said = std::process::Command::new(&program).arg(version).output()?;
         let said = String::from_utf8_lossy(&[said.stdout, said.stderr].concat()).into_owned();
-        let version = said
-            .split_whitespace()
-            .take(2)
-            .collect::<Vec<_>>()
-            .join(" ");
+        let version = said.split_whitespace().take(2).collect::<Vec<_>>();
         Ok(Self {
             program,
             args,
-            version,
+            version: version.join(" "),
         })
     }
 
-    /// `connections` keep-alive connections against `url` for `duration`.
-    pub async fn run(
-        &self,
-        url: &str,
-        connections: u32,
-        duration: Duration,
-    ) -> anyhow::Result<Run> {
-        let length = if self.version.starts_with("oha") {
-            "-z"
-        } else {
-            "-d"
-        };
+    /// A run against `url` for `duration`.
+    pub async fn run(&self, url: &str, duration: Duration) -> anyhow::Result<Run> {
         let seconds = format!("{}s", duration.as_secs().max(1));
         let output = tokio::process::Command::new(&self.program)
             .args(&self.args)
-            .args(["-c", &connections.to_string(), length, &seconds, url])
+            .args([&seconds, url])
             .stdin(std::process::Stdio::null())
             .output()
             .await?;
         let stdout = String::from_utf8_lossy(&output.stdout);
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
-            bail!(
-                "{} failed ({}): {stdout}{stderr}",
-                self.version,
-                output.status
-            );
+            let (version, status) = (&self.version, output.status);
+            bail!("{version} failed ({status}): {stdout}{stderr}");
         }
         read_oha_json(&stdout)
             .with_context(|| format!("reading {}'s output:\n{stdout}", self.version))

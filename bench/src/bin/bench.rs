@@ -171,7 +171,12 @@ async fn run(args: Args, cpu: Option<u32>, dir: &Path) -> anyhow::Result<()> {
         say("instructions per fast page of each process, spans exported per page");
         return Ok(());
     }
-    let tool = Tool::find(args.load_tool.as_deref(), dir, cpu.is_some())?;
+    let tool = Tool::find(
+        args.load_tool.as_deref(),
+        args.concurrency,
+        dir,
+        cpu.is_some(),
+    )?;
     let mut results = machine();
     (results.quick, results.slow_pages) = (quick, slow);
     let pinning = match cpu {
@@ -265,13 +270,13 @@ async fn run(args: Args, cpu: Option<u32>, dir: &Path) -> anyhow::Result<()> {
                 false => None,
             };
             let url = pair.front.url(FAST_PAGE);
-            tool.run(&url, args.concurrency, warmup).await?;
+            tool.run(&url, warmup).await?;
             // A run without answers says nothing (a busy machine can starve a
             // short one): it is run again, at most twice.
             let mut attempts = 1;
             let (before, stats) = loop {
                 let before = cpu_times();
-                let stats = tool.run(&url, args.concurrency, duration).await?;
+                let stats = tool.run(&url, duration).await?;
                 if stats.requests > 0 || attempts == 3 {
                     break (before, stats);
                 }
@@ -346,13 +351,8 @@ async fn run(args: Args, cpu: Option<u32>, dir: &Path) -> anyhow::Result<()> {
     if let Some(pages) = counting {
         let starter = starter.under_callgrind();
         for name in BENCH_SETTINGS {
-            let setting = setting_named(name)?;
-            let c = count(&starter, &collector, &setting, pages).await?;
-            let setting = &c.setting;
-            say(format!(
-                "instructions per fast page, {setting}: front {:.0}, back {:.0}",
-                c.front, c.back
-            ));
+            let c = count(&starter, &collector, &setting_named(name)?, pages).await?;
+            say(format!("instructions and spans per fast page: {c:?}"));
             results.instructions.push(c);
         }
     }
