@@ -119,9 +119,14 @@ impl Starter<'_> {
     }
 
     /// `program` (in `bin_dir`) with `args`, named `name` in `<tag>-<name>.log`.
-    fn launch(&self, tag: &str, [name, program, args]: [&str; 3]) -> anyhow::Result<Launch> {
+    fn launch(
+        &self,
+        tag: &str,
+        name: &str,
+        program: &str,
+        args: &[&str],
+    ) -> anyhow::Result<Launch> {
         let program = self.bin_dir.join(program);
-        let args: Vec<&str> = args.split_whitespace().collect();
         let launch = if self.callgrind {
             let valgrind = which("valgrind").context("no valgrind: apt-get install valgrind")?;
             let dumps = format!(
@@ -135,7 +140,7 @@ impl Starter<'_> {
             Launch::program(name, &program)
         };
         let log = self.dir.join(format!("{tag}-{name}.log"));
-        Ok(launch.args(&args).cpu(self.cpu).log_file(&log))
+        Ok(launch.args(args).cpu(self.cpu).log_file(&log))
     }
 
     /// The services with the cluster's settings and `changes`, or (`None`)
@@ -149,24 +154,19 @@ impl Starter<'_> {
     ) -> anyhow::Result<(Pair, Duration, Duration)> {
         // Under callgrind code runs about fifty times slower.
         let limit = Duration::from_secs(if self.callgrind { 300 } else { 60 });
-        let (env, [back, front]) = match changes {
-            Some(changes) => (
-                service_env(&self.collector_url, changes),
-                [["business-logic"; 2], ["front-end"; 2]].map(|[n, p]| [n, p, ""]),
-            ),
-            None => (
-                Vec::new(),
-                [
-                    ["ceiling-back", "ceiling", "back"],
-                    ["ceiling-front", "ceiling", "front"],
-                ],
-            ),
+        let env = changes.map_or_else(Vec::new, |c| service_env(&self.collector_url, c));
+        let back = match changes {
+            Some(_) => self.launch(tag, "business-logic", "business-logic", &[])?,
+            None => self.launch(tag, "ceiling-back", "ceiling", &["back"])?,
         };
         let database = Vec::from_iter(database_url.map(|url| ("DATABASE_URL", url)));
-        let back = self.launch(tag, back)?.envs(&env).envs(&database);
-        let mut back = back.start(limit)?;
+        let mut back = back.envs(&env).envs(&database).start(limit)?;
         let back_startup = back.wait_ready(limit).await?;
-        let front = self.launch(tag, front)?.envs(&env).envs(&self.front_env);
+        let front = match changes {
+            Some(_) => self.launch(tag, "front-end", "front-end", &[])?,
+            None => self.launch(tag, "ceiling-front", "ceiling", &["front"])?,
+        };
+        let front = front.envs(&env).envs(&self.front_env);
         let front = front.envs(&[("BUSINESS_LOGIC_URL", back.url(""))]);
         let mut front = front.start(limit)?;
         let front_startup = front.wait_ready(limit).await?;

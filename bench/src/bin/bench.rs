@@ -112,8 +112,9 @@ const STACKS: [(&str, &str, Db); 8] = [
     (PG_OFF, "uninstrumented", Db::Postgres),
 ];
 
-fn say(message: impl AsRef<str>) {
-    eprintln!("bench: {}", message.as_ref());
+/// Progress, on stderr.
+macro_rules! say {
+    ($($arg:tt)*) => { eprintln!("bench: {}", format_args!($($arg)*)) };
 }
 
 fn main() -> anyhow::Result<()> {
@@ -168,31 +169,20 @@ async fn run(args: Args, cpu: Option<u32>, dir: &Path) -> anyhow::Result<()> {
             counts.push(count(&starter, &collector, &setting_named(name)?, pages).await?);
         }
         println!("{}", serde_json::to_string_pretty(&counts)?);
-        say("instructions per fast page of each process, spans exported per page");
+        say!("instructions per fast page of each process, spans exported per page");
         return Ok(());
     }
-    let tool = Tool::find(
-        args.load_tool.as_deref(),
-        args.concurrency,
-        dir,
-        cpu.is_some(),
-    )?;
+    let (tool, connections) = (args.load_tool.as_deref(), args.concurrency);
+    let tool = Tool::find(tool, connections, dir, cpu.is_some())?;
     let mut results = machine();
     (results.quick, results.slow_pages) = (quick, slow);
     let pinning = match cpu {
         Some(_) => "servers on CPU 0, load generator on CPU 1",
         None => "not pinned",
     };
-    let plan = format!(
-        "{} round(s) of {} s per figure after a {} s warm-up",
-        args.rounds,
-        duration.as_secs(),
-        warmup.as_secs()
-    );
-    say(format!(
-        "{}; {}; {pinning}; {plan}",
-        results.machine, tool.version
-    ));
+    let (rounds, secs, warm) = (args.rounds, duration.as_secs(), warmup.as_secs());
+    let plan = format!("{rounds} round(s) of {secs} s per figure after a {warm} s warm-up");
+    say!("{}; {}; {pinning}; {plan}", results.machine, tool.version);
     let postgres = if args.no_postgres {
         Err("left out (--no-postgres)".to_owned())
     } else {
@@ -202,10 +192,7 @@ async fn run(args: Args, cpu: Option<u32>, dir: &Path) -> anyhow::Result<()> {
     };
     results.postgres_skipped = postgres.as_ref().err().cloned();
     let skipped = results.postgres_skipped.as_deref();
-    say(format!(
-        "PostgreSQL: {}",
-        skipped.unwrap_or("a fresh database")
-    ));
+    say!("PostgreSQL: {}", skipped.unwrap_or("a fresh database"));
 
     // Start-up, each on a fresh database (migrations and seed included).
     let mut startups = Vec::new();
@@ -220,19 +207,17 @@ async fn run(args: Args, cpu: Option<u32>, dir: &Path) -> anyhow::Result<()> {
         results.startup_ms.insert(service.to_owned(), ms);
     }
 
-    say("starting the stacks");
+    say!("starting the stacks");
     let (mut stacks, mut order) = (BTreeMap::new(), Vec::new());
     for (label, setting, db) in STACKS {
-        let database_url = match (db, &postgres) {
+        let database = match (db, &postgres) {
             (Db::None, _) => None,
             (Db::Sqlite, _) => Some(starter.sqlite(label)?),
             (Db::Postgres, Ok(pg)) => Some(pg.url.clone()),
             (Db::Postgres, Err(_)) => continue,
         };
         let changes = setting_named(setting)?.changes;
-        let (pair, ..) = starter
-            .start(label, changes, database_url.as_deref())
-            .await?;
+        let (pair, ..) = starter.start(label, changes, database.as_deref()).await?;
         let status = test_support::http::status(&pair.front.url(FAST_PAGE)).await;
         if status != Some(200) {
             let logs = [pair.front.log_tail(40), pair.back.log_tail(40)].join("\n");
@@ -280,7 +265,7 @@ async fn run(args: Args, cpu: Option<u32>, dir: &Path) -> anyhow::Result<()> {
                 if stats.requests > 0 || attempts == 3 {
                     break (before, stats);
                 }
-                say(format!("{label}: no answers in a run, once more"));
+                say!("{label}: no answers in a run, once more");
                 attempts += 1;
             };
             let after = cpu_times();
@@ -309,9 +294,7 @@ async fn run(args: Args, cpu: Option<u32>, dir: &Path) -> anyhow::Result<()> {
             };
             let [servers, load] = [server_cpu_pct, load_cpu_pct].map(|p| p.unwrap_or(f64::NAN));
             let (round, cell) = (round + 1, Figure::from_runs(vec![run]).cell());
-            say(format!(
-                "round {round}: {label}: {cell} (CPU: servers {servers:.0} %, load {load:.0} %)"
-            ));
+            say!("round {round}: {label}: {cell} (CPU: servers {servers:.0} %, load {load:.0} %)");
             runs.entry(label).or_default().push(run);
         }
     }
@@ -352,7 +335,7 @@ async fn run(args: Args, cpu: Option<u32>, dir: &Path) -> anyhow::Result<()> {
         let starter = starter.under_callgrind();
         for name in BENCH_SETTINGS {
             let c = count(&starter, &collector, &setting_named(name)?, pages).await?;
-            say(format!("instructions and spans per fast page: {c:?}"));
+            say!("instructions and spans per fast page: {c:?}");
             results.instructions.push(c);
         }
     }
@@ -387,10 +370,7 @@ async fn run(args: Args, cpu: Option<u32>, dir: &Path) -> anyhow::Result<()> {
     std::fs::write(args.out.join("results.json"), json)?;
     std::fs::write(args.out.join("results.md"), results.markdown(&table))?;
     println!("\n{}\n\n{table}", results.conditions);
-    say(format!(
-        "written {}",
-        args.out.join("results.{json,md}").display()
-    ));
+    say!("written {}", args.out.join("results.{json,md}").display());
     Ok(())
 }
 
@@ -404,13 +384,11 @@ fn counting(args: &Args) -> anyhow::Result<Option<[u32; 2]>> {
         bail!("--instructions, --settings: no valgrind (Debian: apt-get install valgrind)");
     }
     if !insist && (args.no_instructions || args.quick || !installed) {
-        say("instructions per page: not counted (--instructions, with valgrind, counts them)");
+        say!("instructions per page: not counted (--instructions, with valgrind, counts them)");
         return Ok(None);
     }
     let (warmup, counted) = (args.instruction_warmup, args.instruction_requests);
-    say(format!(
-        "instructions per page: callgrind, {counted} pages after {warmup}"
-    ));
+    say!("instructions per page: callgrind, {counted} pages after {warmup}");
     Ok(Some([warmup, counted]))
 }
 
@@ -432,9 +410,7 @@ async fn hold_slow_pages(pair: &Pair, n: u32, delay_ms: u64) -> anyhow::Result<J
         bail!("a slow page finished before the measurement: {done:?}");
     }
     let held = pair.back.connections();
-    say(format!(
-        "{n} slow pages sent, business-logic holds {held} connections"
-    ));
+    say!("{n} slow pages sent, business-logic holds {held} connections");
     Ok(set)
 }
 
@@ -447,9 +423,7 @@ async fn finish_slow_pages(mut set: JoinSet<u16>, delay_ms: u64) -> anyhow::Resu
     let answered = tokio::time::timeout(Duration::from_millis(delay_ms + 30_000), set.join_all());
     let answered = answered.await.context("slow pages did not finish")?;
     let ok = answered.iter().filter(|status| **status == 200).count();
-    say(format!(
-        "{held} slow pages held through the measured run, {ok} answered 200"
-    ));
+    say!("{held} slow pages held through the measured run, {ok} answered 200");
     Ok(held)
 }
 
