@@ -4,16 +4,12 @@
     bench/profile_by_crate.py --pages 1000 [--spans 4.1] [--top 3] \\
         A/logs/*.callgrind.*.1 [--minus B/logs/*.callgrind.*.1]
 
-Self cost per function, summed over the dumps given (both processes of a
-setting), divided by the pages; with --minus, the same for B and A - B per
-crate (and per span). A function counts for the crate its demangled path
-starts with (generics under the crate that defines them), except drop glue
-(`core::ptr::drop_in_place<T>`), which counts for T's crate; C code by its
-library (SQLite by its source file). Crates under --other a page are summed.
-The dump is read here, not through callgrind_annotate: 3.19's adds a call's
-inclusive cost to the caller's self cost when the call began before
-`callgrind_control -z` (`calls=0`), so each thread's entry functions would
-appear to hold the whole count.
+Self cost per function, summed over the dumps (both processes of a setting)
+and divided by the pages, by crate: the one its demangled path starts with,
+drop glue (`core::ptr::drop_in_place<T>`) for T's, C code by its library.
+With --minus, A − B per crate (and per span). Read here, not through
+callgrind_annotate: 3.19's adds a call's inclusive cost to its caller's self
+cost when the call began before `callgrind_control -z` (`calls=0`).
 """
 import argparse, collections, re
 
