@@ -4,7 +4,8 @@
 //! `back` answers a small item (the bare ceiling) or, given a database, first
 //! runs business-logic's own indexed read on it
 //! (`business_logic::db::Database::item_by_sku`, same SQL, same pool
-//! settings: the database ceiling). It reads the services' variables:
+//! settings: the database ceiling; no tracing subscriber is installed, so the
+//! query's span is a no-op). It reads the services' variables:
 //!
 //! ```sh
 //! PORT=9001 ceiling back        # or: DATABASE_URL=sqlite://c.db PORT=9001 ceiling back
@@ -22,7 +23,7 @@ use clap::{Parser, ValueEnum};
 use contract::routes::{business_logic as back, front_end};
 use contract::{FastAnswer, Item};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, ValueEnum)]
 enum Mode {
     /// `GET /fast-endpoint`: an item as JSON, like business-logic's.
     Back,
@@ -65,13 +66,12 @@ async fn fast_endpoint(db: web::Data<Option<Database>>) -> HttpResponse {
             stock: i64::from(n % 100),
         },
     };
-    let (endpoint, version, elapsed_ms, trace_id) = ("fast".to_owned(), None, 0.0, None);
     HttpResponse::Ok().json(FastAnswer {
-        endpoint,
-        version,
+        endpoint: "fast".to_owned(),
+        version: None,
         item,
-        elapsed_ms,
-        trace_id,
+        elapsed_ms: 0.0,
+        trace_id: None,
     })
 }
 
