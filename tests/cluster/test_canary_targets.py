@@ -6,10 +6,10 @@ the values these targets actually pass, so the two cannot drift apart."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
+import fake_tools
 import pytest
 from test_cluster_script import Sandbox, ok, require_chart_targets
 
@@ -63,7 +63,7 @@ def app_installs(sandbox: Sandbox) -> list[dict[str, str]]:
 
 
 def release(sandbox: Sandbox) -> dict:
-    return json.loads((sandbox.state / "state.json").read_text())["releases"]["demo-app/app"]
+    return fake_tools.read_state(sandbox.state)["releases"]["demo-app/app"]
 
 
 def run(sandbox: Sandbox, *target: str) -> list[dict[str, str]]:

@@ -31,7 +31,7 @@ class Sandbox:
         self.fakebin = root / "fakebin"
         self.sysbin = root / "sysbin"
         self.state = root / "state"
-        self.log = root / "calls.jsonl"
+        self.log = root / "calls.log"
         (root / "home").mkdir(parents=True, exist_ok=True)
         fake_tools.install(self.fakebin, omit)
         self.sysbin.mkdir(exist_ok=True)
@@ -65,9 +65,7 @@ class Sandbox:
         self.log.unlink(missing_ok=True)
 
     def node_file(self, node: str, path: str) -> str | None:
-        import json
-
-        state = json.loads((self.state / "state.json").read_text())
+        state = fake_tools.read_state(self.state)
         return state["nodes"].get(node, {}).get(path)
 
 
@@ -122,7 +120,7 @@ def copy_of_the_repo_files(tmp_path: Path) -> Path:
 
 
 def state_of(sandbox: Sandbox) -> dict:
-    return json.loads((sandbox.state / "state.json").read_text())
+    return fake_tools.read_state(sandbox.state)
 
 
 def namespace(sandbox: Sandbox, name: str = "demo-app") -> dict:
@@ -262,7 +260,7 @@ def test_a_missing_prerequisite_stops_the_script_before_anything_is_created(tmp_
     assert "nothing was created" in result.stderr
     # Only version queries ran: no container, no cluster, no install.
     assert {c["args"][0] for c in sandbox.calls()} <= {"version"}
-    assert not (sandbox.state / "state.json").exists()
+    assert not (sandbox.state / fake_tools.STATE_FILE).exists()
 
 
 def test_docker_installed_but_not_running_stops_the_script(sandbox):
@@ -296,11 +294,11 @@ def test_istio_dashboards_are_downloaded_from_the_pinned_release_into_their_conf
     downloads = [c["args"] for c in calls if c["tool"] == "curl"]
     assert [args[-1] for args in downloads] == istio_dashboard_urls()
     assert all("-f" in args[0] or "--fail" in args for args in downloads), "HTTP errors must fail curl"
-    state = json.loads((sandbox.state / "state.json").read_text())["objects"]
+    state = fake_tools.read_state(sandbox.state)["objects"]
     configmap = state["configmap/istio-system/istio-dashboards"]
     assert sorted(configmap["data"]) == sorted(fake_tools_file_names())
     for name, board in configmap["data"].items():
-        recorded = fake_tools.RECORDED_DASHBOARDS / name
+        recorded = Path(fake_tools.RECORDED_DASHBOARDS) / name
         title = json.loads(recorded.read_text())["title"] if recorded.is_file() else f"/manifests/addons/dashboards/{name}"
         assert json.loads(board)["title"].endswith(title), "as downloaded"
     assert configmap["annotations"]["demo.istio-add-ons/source"].startswith(script_setting("ISTIO_VERSION") + ":")
@@ -343,7 +341,7 @@ def test_the_service_and_workload_dashboards_read_the_waypoints_http_metrics_too
     ok(sandbox.script())
     data = state_of(sandbox)["objects"]["configmap/istio-system/istio-dashboards"]["data"]
     for name in ("istio-service-dashboard.json", "istio-workload-dashboard.json"):
-        upstream = json.loads((fake_tools.RECORDED_DASHBOARDS / name).read_text())
+        upstream = json.loads((Path(fake_tools.RECORDED_DASHBOARDS) / name).read_text())
         board = json.loads(data[name])
         texts = strings(board)
         reporters = [re.search(r'reporter=~?"[^"]*"', sel).group(0) for text in texts
@@ -379,18 +377,18 @@ def test_another_istio_version_brings_its_dashboards_and_rolls_grafana(sandbox):
 
 def test_a_failed_download_stops_the_script_with_a_hint_and_the_next_run_completes(sandbox):
     ok(sandbox.script())
-    reference = json.loads((sandbox.state / "state.json").read_text())["objects"]
+    reference = fake_tools.read_state(sandbox.state)["objects"]
     fresh = Sandbox(sandbox.root / "fresh")
     result = fresh.script(FAKE_URLS=" ".join(istio_dashboard_urls()[:1]))
     assert result.returncode == 1
     second = istio_dashboard_urls()[1]
     assert f"could not download Istio's dashboard istio-service-dashboard.json from {second}" in result.stderr
     assert "404" in result.stderr and "HTTPS_PROXY" in result.stderr and "run this script again" in result.stderr
-    objects = json.loads((fresh.state / "state.json").read_text())["objects"]
+    objects = fake_tools.read_state(fresh.state)["objects"]
     assert "configmap/istio-system/istio-dashboards" not in objects
     assert "deployment/istio-system/grafana" not in objects, "stopped before the add-ons"
     ok(fresh.script())
-    objects = json.loads((fresh.state / "state.json").read_text())["objects"]
+    objects = fake_tools.read_state(fresh.state)["objects"]
     assert objects["configmap/istio-system/istio-dashboards"] == reference["configmap/istio-system/istio-dashboards"]
 
 
@@ -399,7 +397,7 @@ def test_a_missing_curl_stops_the_script_before_anything_is_created(tmp_path):
     result = sandbox.script()
     assert result.returncode == 1
     assert "MISSING: curl" in result.stderr and "nothing was created" in result.stderr
-    assert not (sandbox.state / "state.json").exists()
+    assert not (sandbox.state / fake_tools.STATE_FILE).exists()
 
 
 # --- make targets ------------------------------------------------------------------------------------
@@ -504,7 +502,7 @@ def test_grafana_queries_follow_the_app_namespace(sandbox):
     ok(sandbox.run(["make", "create-cluster", "NAMESPACE=shop"]))
     calls = sandbox.calls()
     first(calls, "kubectl", "label", "namespace", "shop", "istio-injection=enabled")
-    state = json.loads((sandbox.state / "state.json").read_text())
+    state = fake_tools.read_state(sandbox.state)
     datasources = state["objects"]["configmap/istio-system/grafana-datasources"]["data"]["datasources.yaml"]
     assert '{namespace="shop"} |= "$${__trace.traceId}"' in datasources
     board = state["objects"]["configmap/istio-system/grafana-dashboards"]["data"]["demo-app.json"]
@@ -528,11 +526,11 @@ def each_step(steps, check) -> None:
 
 
 def mutations(sandbox: Sandbox) -> int:
-    return json.loads((sandbox.state / "state.json").read_text())["mutations"]
+    return fake_tools.read_state(sandbox.state)["mutations"]
 
 
 def cluster_state(sandbox: Sandbox) -> dict:
-    state = json.loads((sandbox.state / "state.json").read_text())
+    state = fake_tools.read_state(sandbox.state)
     state.pop("mutations", None)
     return state
 
@@ -820,7 +818,7 @@ def test_helm_app_in_ambient_mode_needs_ztunnel(sandbox):
     # A sidecar cluster whose namespace carries no recorded mode (as one made before ambient mode).
     state = state_of(sandbox)
     state["namespaces"]["demo-app"]["annotations"] = {}
-    (sandbox.state / "state.json").write_text(json.dumps(state))
+    fake_tools.write_state(sandbox.state, state)
     sandbox.clear_log()
     result = sandbox.run(["make", "helm-app", "MESH_MODE=ambient"])
     assert result.returncode == 2 and "make create-cluster MESH_MODE=ambient" in result.stderr

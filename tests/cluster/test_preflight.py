@@ -8,7 +8,6 @@ up as a failure or as a call that never happened."""
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import socket
@@ -161,7 +160,7 @@ def test_it_changes_nothing(sandbox):
     preflight(sandbox)
     changing = [c for c in sandbox.calls() if c["tool"] in fake_tools.MUTATING and fake_tools.MUTATING[c["tool"]](c["args"])]
     assert changing == []
-    assert not (sandbox.state / "state.json").exists()
+    assert not (sandbox.state / fake_tools.STATE_FILE).exists()
 
 
 def test_skip_pins_leaves_the_network_alone(sandbox):
@@ -347,8 +346,8 @@ def test_a_registry_port_in_use_fails_and_names_it(sandbox):
 
 def test_the_registry_port_held_by_the_running_registry_is_fine(sandbox):
     sandbox.state.mkdir(parents=True)
-    (sandbox.state / "state.json").write_text(json.dumps(
-        {"containers": {"kind-registry": {"running": True, "kind_network": True, "image": "registry"}}}))
+    fake_tools.write_state(
+        sandbox.state, {"containers": {"kind-registry": {"running": True, "kind_network": True, "image": "registry"}}})
     with listening() as port:
         result = preflight(sandbox, REG_PORT=str(port))
     assert result.returncode == 0, output(result)

@@ -113,7 +113,7 @@ def test_make_run_checks_for_cargo_before_building():
 
 def test_make_jaeger_runs_the_documented_jaeger_v2_container(tmp_path):
     fake_tools.install(tmp_path / "bin", omit=("kind", "kubectl", "helm", "istioctl"))
-    log = tmp_path / "calls.jsonl"
+    log = tmp_path / "calls.log"
     env = {**os.environ, "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}", "FAKE_LOG": str(log),
            "FAKE_STATE": str(tmp_path / "state")}
     result = make("jaeger", env=env)
