@@ -281,7 +281,7 @@ fn two(value: f64) -> String {
 }
 
 /// 12345.6 -> "12,346".
-pub fn thousands(value: f64) -> String {
+fn thousands(value: f64) -> String {
     if !value.is_finite() {
         return "n/a".to_owned();
     }
@@ -291,7 +291,7 @@ pub fn thousands(value: f64) -> String {
 }
 
 /// A duration in milliseconds for people: `0.42 ms`, `12.3 ms`, `250 ms`, `3.01 s`.
-pub fn format_ms(ms: f64) -> String {
+fn format_ms(ms: f64) -> String {
     match ms {
         ms if ms.is_nan() => "n/a".to_owned(),
         ms if ms >= 1000.0 => format!("{:.2} s", ms / 1000.0),

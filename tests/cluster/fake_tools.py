@@ -53,36 +53,36 @@ sys.exit(fake_tools.main({tool!r}))
 """
 
 
-def install(bin_dir: Path, omit: tuple[str, ...] = ()) -> None:
+def install(bin_dir: str | os.PathLike, omit: tuple[str, ...] = ()) -> None:
     """Writes the stand-ins (all but `omit`) into bin_dir."""
-    from pathlib import Path
-
     import yaml
 
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    here = str(Path(__file__).resolve().parent)
-    packages = str(Path(yaml.__file__).resolve().parents[1])
+    os.makedirs(bin_dir, exist_ok=True)
+    here = os.path.dirname(os.path.realpath(__file__))
+    packages = os.path.dirname(os.path.dirname(os.path.realpath(yaml.__file__)))
     for tool in TOOLS + HELPERS:
         if tool in omit:
             continue
-        path = bin_dir / tool
-        path.write_text(WRAPPER.format(python=sys.executable, here=here, packages=packages, tool=tool))
-        path.chmod(0o755)
+        path = os.path.join(bin_dir, tool)
+        with open(path, "w") as f:
+            f.write(WRAPPER.format(python=sys.executable, here=here, packages=packages, tool=tool))
+        os.chmod(path, 0o755)
 
 
-def read_log(path: Path) -> list[dict]:
+def read_log(path: str | os.PathLike) -> list[dict]:
     """The calls logged so far, in order."""
     import ast
 
-    if not path.exists():
+    if not os.path.exists(path):
         return []
-    return [ast.literal_eval(line) for line in path.read_text().splitlines() if line]
+    with open(path) as f:
+        return [ast.literal_eval(line) for line in f if line.strip()]
 
 
 STATE_FILE = "state.marshal"
 
 
-def read_state(root: Path) -> dict:
+def read_state(root: str | os.PathLike) -> dict:
     """The state the stand-ins keep under `root` ($FAKE_STATE); {} before the first call."""
     path = os.path.join(root, STATE_FILE)
     if not os.path.exists(path):
@@ -91,7 +91,7 @@ def read_state(root: Path) -> dict:
         return marshal.load(f)
 
 
-def write_state(root: Path, data: dict) -> None:
+def write_state(root: str | os.PathLike, data: dict) -> None:
     # Atomic: a pipeline runs two stand-ins at once (`kubectl create ... | kubectl apply -f -`).
     tmp = os.path.join(root, f"{STATE_FILE}.{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
@@ -117,6 +117,11 @@ def log(tool: str, args: list[str], **extra) -> None:
     entry = {"tool": tool, "args": args, **extra}
     with open(os.environ["FAKE_LOG"], "a") as f:
         f.write(repr(entry) + "\n")
+
+
+def read_file(path: str) -> str:
+    with open(path) as f:
+        return f.read()
 
 
 def fail(message: str, code: int = 1) -> int:
@@ -295,6 +300,8 @@ def manifest_docs(text: str) -> list[dict]:
 
 
 def create_dry_run(args: list[str], namespace: str | None) -> int:
+    from pathlib import Path
+
     kind_, name = args[1], args[2]
     meta = {"name": name, **({"namespace": namespace} if namespace else {})}
     if kind_ == "namespace":
@@ -308,8 +315,6 @@ def create_dry_run(args: list[str], namespace: str | None) -> int:
             elif arg.startswith("--from-file="):
                 spec = arg[len("--from-file="):]
                 key, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
-                from pathlib import Path
-
                 source = Path(path)
                 if source.is_dir():
                     data.update({p.name: p.read_text() for p in sorted(source.iterdir()) if p.is_file()})
@@ -405,7 +410,7 @@ def kubectl(args: list[str], state: State) -> int:
             if text is None:
                 return fail(f'error: unable to read URL "{source}", server reported 404 Not Found')
         else:
-            text = sys.stdin.read() if source == "-" else open(source).read()
+            text = sys.stdin.read() if source == "-" else read_file(source)
         applied = []
         for doc in manifest_docs(text):
             ns = doc["metadata"].get("namespace", namespace)
@@ -633,7 +638,7 @@ def istioctl(args: list[str], state: State) -> int:
             if not os.path.isfile(path):
                 return fail(f"Error: could not read {path}")
             # istioctl merges the files in order, maps into maps (values.Map.MergeFrom).
-            merge(spec, (next(iter(safe_load_all(open(path).read())), None) or {}).get("spec", {}))
+            merge(spec, (next(iter(safe_load_all(read_file(path))), None) or {}).get("spec", {}))
         sets = [v for i, v in enumerate(args) if i and args[i - 1] == "--set"]
         profile = next((v.split("=", 1)[1] for v in sets if v.startswith("profile=")), spec.get("profile", "default"))
         if profile not in ("default", "ambient"):

@@ -294,7 +294,7 @@ def test_istio_dashboards_are_downloaded_from_the_pinned_release_into_their_conf
     downloads = [c["args"] for c in calls if c["tool"] == "curl"]
     assert [args[-1] for args in downloads] == istio_dashboard_urls()
     assert all("-f" in args[0] or "--fail" in args for args in downloads), "HTTP errors must fail curl"
-    state = fake_tools.read_state(sandbox.state)["objects"]
+    state = state_of(sandbox)["objects"]
     configmap = state["configmap/istio-system/istio-dashboards"]
     assert sorted(configmap["data"]) == sorted(fake_tools_file_names())
     for name, board in configmap["data"].items():
@@ -377,18 +377,18 @@ def test_another_istio_version_brings_its_dashboards_and_rolls_grafana(sandbox):
 
 def test_a_failed_download_stops_the_script_with_a_hint_and_the_next_run_completes(sandbox):
     ok(sandbox.script())
-    reference = fake_tools.read_state(sandbox.state)["objects"]
+    reference = state_of(sandbox)["objects"]
     fresh = Sandbox(sandbox.root / "fresh")
     result = fresh.script(FAKE_URLS=" ".join(istio_dashboard_urls()[:1]))
     assert result.returncode == 1
     second = istio_dashboard_urls()[1]
     assert f"could not download Istio's dashboard istio-service-dashboard.json from {second}" in result.stderr
     assert "404" in result.stderr and "HTTPS_PROXY" in result.stderr and "run this script again" in result.stderr
-    objects = fake_tools.read_state(fresh.state)["objects"]
+    objects = state_of(fresh)["objects"]
     assert "configmap/istio-system/istio-dashboards" not in objects
     assert "deployment/istio-system/grafana" not in objects, "stopped before the add-ons"
     ok(fresh.script())
-    objects = fake_tools.read_state(fresh.state)["objects"]
+    objects = state_of(fresh)["objects"]
     assert objects["configmap/istio-system/istio-dashboards"] == reference["configmap/istio-system/istio-dashboards"]
 
 
@@ -502,7 +502,7 @@ def test_grafana_queries_follow_the_app_namespace(sandbox):
     ok(sandbox.run(["make", "create-cluster", "NAMESPACE=shop"]))
     calls = sandbox.calls()
     first(calls, "kubectl", "label", "namespace", "shop", "istio-injection=enabled")
-    state = fake_tools.read_state(sandbox.state)
+    state = state_of(sandbox)
     datasources = state["objects"]["configmap/istio-system/grafana-datasources"]["data"]["datasources.yaml"]
     assert '{namespace="shop"} |= "$${__trace.traceId}"' in datasources
     board = state["objects"]["configmap/istio-system/grafana-dashboards"]["data"]["demo-app.json"]
@@ -526,11 +526,11 @@ def each_step(steps, check) -> None:
 
 
 def mutations(sandbox: Sandbox) -> int:
-    return fake_tools.read_state(sandbox.state)["mutations"]
+    return state_of(sandbox)["mutations"]
 
 
 def cluster_state(sandbox: Sandbox) -> dict:
-    state = fake_tools.read_state(sandbox.state)
+    state = state_of(sandbox)
     state.pop("mutations", None)
     return state
 
